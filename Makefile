@@ -1,0 +1,52 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+AWSCLI_VENV := .venv-awscli
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint format bench clean
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "daxproxy needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# awscli pins its own botocore, which clashes with aiobotocore's: it gets a venv of its own.
+$(AWSCLI_VENV)/.installed:
+	$(PYTHON) -m venv $(AWSCLI_VENV)
+	$(AWSCLI_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AWSCLI_VENV)/bin/python -m pip install --quiet awscli
+	touch $@
+
+# The JavaScript SDK v3 for the integration suite; skipped (and the tests say why) without node.
+tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the JavaScript SDK tests will be skipped"; fi
+
+run: install
+	$(BIN)/daxproxy $(ARGS)
+
+test: install $(AWSCLI_VENV)/.installed tests/js/node_modules/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check daxproxy tests bench
+	$(BIN)/ruff format --check daxproxy tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format daxproxy tests bench
+	$(BIN)/ruff check --fix daxproxy tests bench
+
+bench: install
+	$(BIN)/python -m bench.passthrough $(ARGS)
+
+clean:
+	rm -rf $(VENV) $(AWSCLI_VENV) tests/js/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,106 @@
+"""The proxy's settings: one frozen, validated value.
+
+Every setting has a default that works on a developer's machine. A bad value raises
+:class:`SettingError`, which names the setting and says what it accepts; the command line
+turns it into exit code 2 before anything starts. :func:`resolve_endpoints` derives the
+upstream URLs from ``upstream`` and ``region``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
+
+MIB = 1024 * 1024
+AWS_UPSTREAM = "aws"
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}\Z")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SettingError(ValueError):
+    """A setting has a value the proxy cannot run with."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"setting {setting!r}: {problem}")
+        self.setting = setting
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the proxy can be told. See ``--help`` and the README for each meaning."""
+
+    host: str = "127.0.0.1"
+    port: int = 8111
+    # None: start moto's server as an embedded backend. "aws": the regional endpoint.
+    # Otherwise the URL of any DynamoDB-compatible server.
+    upstream: str | None = None
+    # None: the AWS configuration chain's region (AWS_REGION, profile), else us-east-1.
+    region: str | None = None
+    connect_timeout_millis: int = 2000
+    request_timeout_millis: int = 10000
+    max_body_bytes: int = 16 * MIB
+    upstream_max_connections: int = 128
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        _check_int(self, "port", 0, 65535)
+        _check_int(self, "connect_timeout_millis", 1, 600_000)
+        _check_int(self, "request_timeout_millis", 1, 3_600_000)
+        _check_int(self, "max_body_bytes", 1024, 1024 * MIB)
+        _check_int(self, "upstream_max_connections", 1, 100_000)
+        if not self.host:
+            raise SettingError("host", "must be an address or host name to listen on")
+        if self.upstream is not None and self.upstream != AWS_UPSTREAM:
+            _check_url(self.upstream)
+        if self.region is not None and not _REGION.match(self.region):
+            raise SettingError("region", f"{self.region!r} is not an AWS region name like us-east-1")
+        if self.log_level not in LOG_LEVELS:
+            raise SettingError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+def _check_int(settings: Settings, name: str, low: int, high: int) -> None:
+    value = getattr(settings, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SettingError(name, f"must be a whole number from {low} to {high}, not {value!r}")
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingError(
+            "upstream", f"{url!r} is neither 'aws' nor an http:// or https:// URL with a host"
+        )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port lazily
+    except ValueError:
+        raise SettingError("upstream", f"{url!r} has an invalid port") from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise SettingError("upstream", f"{url!r}: DynamoDB endpoints take no path or query")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where upstream requests go: DynamoDB's API, and the DynamoDB Streams API."""
+
+    dynamodb: str
+    streams: str
+
+
+def resolve_endpoints(upstream: str, region: str) -> Endpoints:
+    """The URLs for an ``upstream`` setting: ``aws`` names the regional endpoints.
+
+    A local server (moto, dynalite, DynamoDB Local) answers both APIs on one URL; AWS serves
+    Streams from its own host name.
+    """
+    if upstream == AWS_UPSTREAM:
+        suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+        return Endpoints(
+            f"https://dynamodb.{region}.{suffix}/", f"https://streams.dynamodb.{region}.{suffix}/"
+        )
+    url = upstream.rstrip("/") + "/"
+    return Endpoints(url, url)

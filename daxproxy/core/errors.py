@@ -1,0 +1,89 @@
+"""DynamoDB's errors, as the proxy itself raises them.
+
+Each class is named exactly after the AWS error code and carries the HTTP status and the
+``__type`` namespace that DynamoDB uses for it, so that a client cannot tell an error the
+proxy produced from one DynamoDB produced. Errors from the upstream are never rebuilt from
+these classes: they are passed through verbatim. The one place that turns an error into
+bytes on the wire is :func:`daxproxy.core.wire.encode_error`.
+"""
+
+from __future__ import annotations
+
+# DynamoDB answers protocol-level faults from its service framework ("coral"), validation
+# from its validator, and everything else from the DynamoDB service itself. SDKs read the
+# code after "#", but a user comparing bodies sees the namespace too. Observed values:
+# dynalite's index.js mirrors them, and SDK issues quote them (aws-sdk-unity#54).
+CORAL_SERVICE = "com.amazon.coral.service"
+CORAL_VALIDATE = "com.amazon.coral.validate"
+DYNAMODB = "com.amazonaws.dynamodb.v20120810"
+
+
+class DynamoDBError(Exception):
+    """An error with DynamoDB's wire shape: ``{"__type": ..., "message": ...}``."""
+
+    status: int = 400
+    namespace: str = DYNAMODB
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def code(self) -> str:
+        return type(self).__name__
+
+    @property
+    def type(self) -> str:
+        return f"{self.namespace}#{self.code}"
+
+    @property
+    def is_client_error(self) -> bool:
+        return self.status < 500
+
+
+class SerializationException(DynamoDBError):
+    """The body is not a JSON object."""
+
+    namespace = CORAL_SERVICE
+
+
+class UnknownOperationException(DynamoDBError):
+    """``X-Amz-Target`` is missing or names no service and operation the proxy can route."""
+
+    namespace = CORAL_SERVICE
+
+
+class ValidationException(DynamoDBError):
+    """A request the proxy must read is structurally invalid."""
+
+    namespace = CORAL_VALIDATE
+
+
+class RequestEntityTooLargeException(DynamoDBError):
+    """The request body is larger than the configured limit (DynamoDB: 16 MiB, HTTP 413)."""
+
+    status = 413
+    namespace = CORAL_SERVICE
+
+
+class MethodNotAllowedException(DynamoDBError):
+    """A method other than POST on the DynamoDB endpoint."""
+
+    status = 405
+    namespace = CORAL_SERVICE
+
+
+class InternalServerError(DynamoDBError):
+    """The proxy's own fault, or an upstream that failed after the request was sent.
+
+    A write that ends this way may or may not have been applied, exactly as with a 500 from
+    DynamoDB; every SDK retries it.
+    """
+
+    status = 500
+
+
+class ServiceUnavailable(DynamoDBError):
+    """The upstream could not be reached, so the request was certainly not applied."""
+
+    status = 503

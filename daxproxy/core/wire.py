@@ -1,0 +1,244 @@
+"""DynamoDB's JSON wire protocol, without I/O.
+
+In: the ``X-Amz-Target`` header, the raw request body with its ``Content-Encoding``, and the
+client's headers. Out: a :class:`Target`, the decoded JSON request, the headers to send
+upstream, and :class:`WireResponse` values whose headers carry a correct ``x-amz-crc32`` and
+``x-amzn-RequestId``. Every rule here is a plain function, tested with plain calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from daxproxy.core.errors import (
+    DynamoDBError,
+    RequestEntityTooLargeException,
+    SerializationException,
+    UnknownOperationException,
+)
+
+JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
+REQUEST_ID_HEADER = "x-amzn-RequestId"
+CRC32_HEADER = "x-amz-crc32"
+
+Headers = Sequence[tuple[str, str]]
+
+# The API versions DynamoDB routes. The 2011 version is long retired, but DynamoDB still
+# answers it with its own error, so the proxy forwards it rather than inventing one.
+SERVICE_PREFIXES = frozenset({"DynamoDB_20120810", "DynamoDB_20111205", "DynamoDBStreams_20120810"})
+STREAMS_PREFIX = "DynamoDBStreams_20120810"
+_OPERATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,127}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed ``X-Amz-Target``: ``<prefix>.<operation>``."""
+
+    prefix: str
+    operation: str
+
+    @property
+    def is_streams(self) -> bool:
+        return self.prefix == STREAMS_PREFIX
+
+    @property
+    def header(self) -> str:
+        return f"{self.prefix}.{self.operation}"
+
+
+@lru_cache(maxsize=512)
+def parse_target(value: str | None) -> Target:
+    """Parse ``X-Amz-Target``; an unknown operation under a known prefix is still a Target.
+
+    New DynamoDB operations must reach the upstream, so only the prefix is checked against a
+    fixed set; the operation only has to look like an operation name.
+    """
+    if not value:
+        raise UnknownOperationException("Missing X-Amz-Target header")
+    prefix, dot, operation = value.strip().partition(".")
+    if not dot or prefix not in SERVICE_PREFIXES or not _OPERATION_NAME.match(operation):
+        raise UnknownOperationException(f"Cannot route X-Amz-Target {value[:200]!r}")
+    return Target(prefix, operation)
+
+
+def decode_content(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """Undo ``Content-Encoding`` (gzip, deflate, identity) without producing over ``limit`` bytes.
+
+    The decoded form is only for the proxy to read; the upstream gets the body as sent.
+    """
+    if not content_encoding:
+        return body
+    codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+    for coding in reversed(codings):  # the last coding applied is listed last
+        if coding == "identity":
+            continue
+        if coding in ("gzip", "x-gzip"):
+            body = _inflate(body, zlib.MAX_WBITS | 16, limit)
+        elif coding == "deflate":
+            # RFC 9110 deflate is zlib-wrapped, but some clients send raw deflate.
+            try:
+                body = _inflate(body, zlib.MAX_WBITS, limit)
+            except SerializationException:
+                body = _inflate(body, -zlib.MAX_WBITS, limit)
+        else:
+            raise SerializationException(f"Unsupported Content-Encoding {coding!r}")
+    return body
+
+
+def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise SerializationException(f"Request body is not valid compressed data: {exc}") from None
+    if len(out) > limit:
+        raise RequestEntityTooLargeException(
+            f"Decompressed request body exceeds the limit of {limit} bytes"
+        )
+    if not inflater.eof:
+        raise SerializationException("Request body is truncated compressed data")
+    return out
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or SerializationException as DynamoDB gives it."""
+    if not body.strip():
+        raise SerializationException("Request body is empty; expected a JSON object")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise SerializationException(f"Request body is not valid JSON: {exc.msg}") from None
+    if not isinstance(payload, dict):
+        raise SerializationException(
+            f"Start of {_json_kind(payload)} found where a structure was expected"
+        )
+    return payload
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return "number"
+
+
+# Headers that describe one hop, or that the proxy re-creates: never copied across.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "host",
+        "expect",
+    }
+)
+# The client's signature covers the proxy's host; the proxy signs the upstream request anew.
+_CLIENT_SIGNATURE = frozenset(
+    {"authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"}
+)
+_NOT_FORWARDED_UPSTREAM = _HOP_BY_HOP | _CLIENT_SIGNATURE
+_NOT_RETURNED_TO_CLIENT = _HOP_BY_HOP | {"date", "server"}
+
+
+def upstream_request_headers(client_headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The client's headers that go upstream unchanged (signing adds its own).
+
+    ``Accept-Encoding`` is always set: without it an HTTP client library would ask for
+    gzip on the client's behalf and the client would get a body it did not ask for.
+    """
+    out = [(k, v) for k, v in client_headers if k.lower() not in _NOT_FORWARDED_UPSTREAM]
+    if not any(k.lower() == "accept-encoding" for k, _ in out):
+        out.append(("Accept-Encoding", "identity"))
+    return out
+
+
+@dataclass(slots=True)
+class WireResponse:
+    """A complete answer to the client: status, the exact body bytes and their headers."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+def new_request_id() -> str:
+    """A fresh 52-character request id in DynamoDB's alphabet (upper case and digits)."""
+    return base64.b32encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
+
+
+def crc32(body: bytes) -> str:
+    """``x-amz-crc32``: the unsigned CRC32 of the exact body bytes, in decimal."""
+    return str(zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def json_response(body: bytes, status: int = 200, request_id: str | None = None) -> WireResponse:
+    """A response whose body the proxy built: content type, fresh request id, fresh CRC."""
+    return WireResponse(
+        status,
+        body,
+        [
+            ("Content-Type", JSON_CONTENT_TYPE),
+            (REQUEST_ID_HEADER, request_id or new_request_id()),
+            (CRC32_HEADER, crc32(body)),
+        ],
+    )
+
+
+def encode_error(error: DynamoDBError) -> bytes:
+    return orjson.dumps({"__type": error.type, "message": error.message})
+
+
+def error_response(error: DynamoDBError) -> WireResponse:
+    response = json_response(encode_error(error), error.status)
+    if error.status == 405:
+        response.headers.append(("Allow", "POST"))
+    return response
+
+
+def relay_response(status: int, headers: Headers, body: bytes) -> WireResponse:
+    """The upstream's answer, passed through: same status, same body, end-to-end headers.
+
+    The upstream's CRC is kept because the body is unchanged; a missing CRC or request id
+    is added, since several SDKs validate the one and log the other.
+    """
+    out: list[tuple[str, str]] = []
+    has_crc = has_request_id = has_content_type = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _NOT_RETURNED_TO_CLIENT:
+            continue
+        if lower == "x-amz-crc32":
+            has_crc = True
+        elif lower == "x-amzn-requestid":
+            has_request_id = True
+        elif lower == "content-type":
+            has_content_type = True
+        out.append((name, value))
+    if not has_content_type:
+        out.append(("Content-Type", JSON_CONTENT_TYPE))
+    if not has_request_id:
+        out.append((REQUEST_ID_HEADER, new_request_id()))
+    if not has_crc:
+        out.append((CRC32_HEADER, crc32(body)))
+    return WireResponse(status, body, out)

@@ -1,0 +1,1 @@
+"""The edge: the aiohttp server and the command line."""

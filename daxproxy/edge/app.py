@@ -1,0 +1,109 @@
+"""The aiohttp application: routes, the error boundary, health.
+
+``POST`` on any path is a DynamoDB request (DynamoDB ignores the path); any other method is
+a 405 in DynamoDB's error shape, with ``Allow: POST``. ``GET /healthz``
+answers while the process serves; ``GET /readyz`` only while the upstream answers. The
+middleware is the one place where an unexpected exception becomes a response: a 500
+``InternalServerError`` with no traceback on the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import AsyncContextManager
+
+import orjson
+from aiohttp import web
+
+from daxproxy.core import wire
+from daxproxy.core.config import Settings
+from daxproxy.core.errors import (
+    DynamoDBError,
+    InternalServerError,
+    MethodNotAllowedException,
+    RequestEntityTooLargeException,
+    UnknownOperationException,
+)
+from daxproxy.service.proxy import ClientRequest, Proxy
+from daxproxy.service.runtime import open_proxy
+
+log = logging.getLogger(__name__)
+
+PROXY = web.AppKey("proxy", Proxy)
+SETTINGS = web.AppKey("settings", Settings)
+
+ProxyFactory = Callable[[Settings], AsyncContextManager[Proxy]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _respond(answer: wire.WireResponse) -> web.Response:
+    return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+
+def _error(error: DynamoDBError) -> web.Response:
+    return _respond(wire.error_response(error))
+
+
+@web.middleware
+async def error_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].max_body_bytes
+        return _error(RequestEntityTooLargeException(f"Request body exceeds the limit of {limit} bytes"))
+    except web.HTTPException as exc:  # the router's 404 and 405
+        if exc.status == 405:
+            return _error(
+                MethodNotAllowedException(
+                    f"{request.method} is not allowed on {request.path}; DynamoDB requests are POST"
+                )
+            )
+        error = UnknownOperationException(f"No route for {request.method} {request.path}")
+        response = wire.error_response(error)
+        response.status = exc.status
+        return _respond(response)
+    except Exception:
+        log.exception("fault while handling %s %s", request.method, request.path)
+        return _error(InternalServerError("The proxy failed to handle the request"))
+
+
+async def dynamodb(request: web.Request) -> web.Response:
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = await request.read()
+    proxy = request.app[PROXY]
+    return _respond(await proxy.handle(ClientRequest(tuple(request.headers.items()), body)))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(body=orjson.dumps({"status": "ok"}), content_type="application/json")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready = await request.app[PROXY].upstream.ping()
+    status = "ready" if ready else "upstream unavailable"
+    return web.Response(
+        status=200 if ready else 503,
+        body=orjson.dumps({"status": status}),
+        content_type="application/json",
+    )
+
+
+def create_app(settings: Settings, proxy_factory: ProxyFactory = open_proxy) -> web.Application:
+    """The application; the proxy (and its backend) opens on start-up and closes on clean-up."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_boundary])
+    app[SETTINGS] = settings
+
+    async def proxy_context(app: web.Application) -> AsyncIterator[None]:
+        async with proxy_factory(settings) as proxy:
+            app[PROXY] = proxy
+            yield
+
+    app.cleanup_ctx.append(proxy_context)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_post("/{path:.*}", dynamodb)
+    return app
+

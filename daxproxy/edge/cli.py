@@ -1,0 +1,130 @@
+"""The command line: ``daxproxy [options]`` and ``python -m daxproxy``.
+
+Parses the options into :class:`Settings` (a bad value exits 2 with a message naming the
+setting), serves until SIGINT or SIGTERM, then closes the upstream and stops the embedded
+backend. One log line at start and one at stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from daxproxy import __version__
+from daxproxy.core.config import LOG_LEVELS, SettingError, Settings
+from daxproxy.edge.app import create_app
+
+log = logging.getLogger("daxproxy")
+
+_DEFAULTS = Settings()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = _DEFAULTS
+    parser = argparse.ArgumentParser(
+        prog="daxproxy",
+        description=(
+            "A DAX-style caching proxy for DynamoDB. Point any SDK's endpoint_url at it. "
+            "With no --upstream it starts moto's DynamoDB server as an embedded backend."
+        ),
+    )
+    add = parser.add_argument
+    add("--version", action="version", version=f"daxproxy {__version__}")
+    add("--host", help=f"address to listen on (default {d.host})")
+    add("--port", type=int, help=f"port to listen on (default {d.port}; 0 picks a free one)")
+    add(
+        "--upstream",
+        metavar="URL|aws",
+        help=(
+            "the DynamoDB-compatible server to forward to: a URL such as http://localhost:8000 "
+            "(DynamoDB Local, moto, dynalite), or 'aws' for the regional DynamoDB endpoint of "
+            "--region (default: start an embedded moto server)"
+        ),
+    )
+    add(
+        "--region",
+        help="region to sign upstream requests for and to pick the 'aws' endpoint "
+        "(default: AWS_REGION, AWS_DEFAULT_REGION or the profile's region, else us-east-1)",
+    )
+    add(
+        "--connect-timeout-millis",
+        type=int,
+        help=f"time allowed to open an upstream connection (default {d.connect_timeout_millis})",
+    )
+    add(
+        "--request-timeout-millis",
+        type=int,
+        help=f"time allowed for a whole upstream request (default {d.request_timeout_millis})",
+    )
+    add(
+        "--max-body-bytes",
+        type=int,
+        help=f"largest request body accepted, after decompression too (default {d.max_body_bytes})",
+    )
+    add(
+        "--upstream-max-connections",
+        type=int,
+        help=f"size of the upstream keep-alive connection pool (default {d.upstream_max_connections})",
+    )
+    add("--log-level", choices=LOG_LEVELS, help=f"(default {d.log_level})")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    given = {name: getattr(args, name) for name in Settings.names() if getattr(args, name, None) is not None}
+    return Settings(**given)
+
+
+async def serve(settings: Settings) -> None:
+    runner = web.AppRunner(
+        create_app(settings),
+        # A compressed request body is forwarded as sent; the proxy decodes its own copy.
+        auto_decompress=False,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=10.0,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        await site.start()
+        addresses = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
+        log.info("daxproxy %s listening on %s", __version__, addresses)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("daxproxy stopping")
+    finally:
+        await runner.cleanup()
+    log.info("daxproxy stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except SettingError as exc:
+        print(f"daxproxy: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(serve(settings))
+    except SettingError as exc:
+        print(f"daxproxy: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the port is taken, the address is not ours
+        print(f"daxproxy: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,78 @@
+"""Assembles a running proxy from settings: backend, credentials, signer, upstream.
+
+:func:`open_proxy` is an async context manager: on entry it starts the embedded moto server
+when no upstream is configured, finds credentials and the region, and opens the pooled
+upstream client; on exit it closes them in reverse order. A configuration it cannot run
+with raises :class:`SettingError` naming the setting, before the proxy takes any traffic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiobotocore.session import AioSession
+
+from daxproxy.core.config import AWS_UPSTREAM, SettingError, Settings, resolve_endpoints
+from daxproxy.service.embedded import EmbeddedBackendError, start_embedded_moto
+from daxproxy.service.proxy import Proxy
+from daxproxy.service.signing import (
+    LOCAL_CREDENTIALS,
+    CredentialSource,
+    Signer,
+    StaticCredentials,
+    default_region,
+    load_chain_credentials,
+)
+from daxproxy.service.upstream import HttpUpstream
+
+log = logging.getLogger(__name__)
+
+
+async def _credentials(session: AioSession, upstream: str | None) -> CredentialSource:
+    if upstream is None:  # moto accepts any signature
+        return StaticCredentials(LOCAL_CREDENTIALS)
+    chain = await load_chain_credentials(session)
+    if chain is not None:
+        return chain
+    if upstream == AWS_UPSTREAM:
+        raise SettingError(
+            "upstream",
+            "'aws' needs AWS credentials, and the credential chain found none "
+            "(environment, shared profile, container or instance role)",
+        )
+    log.info("no AWS credentials found; signing upstream requests with placeholder credentials")
+    return StaticCredentials(LOCAL_CREDENTIALS)
+
+
+@contextlib.asynccontextmanager
+async def open_proxy(settings: Settings) -> AsyncIterator[Proxy]:
+    session = AioSession()
+    region = settings.region or default_region(session)
+    async with contextlib.AsyncExitStack() as stack:
+        upstream_setting = settings.upstream
+        if upstream_setting is None:
+            try:
+                moto = await start_embedded_moto()
+            except EmbeddedBackendError as exc:
+                raise SettingError(
+                    "upstream", f"not set, so the embedded backend was to start, but {exc}"
+                ) from None
+            stack.callback(moto.stop)
+            url = moto.url
+            described = f"{url} (embedded moto)"
+        else:
+            url = upstream_setting
+            described = url if url != AWS_UPSTREAM else f"AWS DynamoDB in {region}"
+        signer = Signer(await _credentials(session, upstream_setting), region)
+        upstream = HttpUpstream(
+            resolve_endpoints(url, region),
+            signer,
+            connect_timeout=settings.connect_timeout_millis / 1000,
+            request_timeout=settings.request_timeout_millis / 1000,
+            max_connections=settings.upstream_max_connections,
+        )
+        stack.push_async_callback(upstream.close)
+        log.info("upstream %s, region %s", described, region)
+        yield Proxy(upstream, max_body_bytes=settings.max_body_bytes)

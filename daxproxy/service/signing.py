@@ -1,0 +1,111 @@
+"""Credentials and SigV4 signing of upstream requests.
+
+A client signs for the proxy's host, so its signature is never valid upstream: the proxy
+signs every upstream request anew with its own credentials, as DAX calls DynamoDB with the
+cluster's IAM role. Credentials come from the standard AWS chain (environment, profile,
+container and instance roles) through aiobotocore, which also refreshes expiring ones.
+Secrets never leave this module except inside an ``Authorization`` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from aiobotocore.session import AioSession
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
+
+log = logging.getLogger(__name__)
+
+# DynamoDB and DynamoDB Streams are both signed for the "dynamodb" service.
+SIGNING_SERVICE = "dynamodb"
+# Hashing a body releases the GIL; past this size it is worth a thread rather than holding
+# the event loop (a 16 MiB body takes tens of milliseconds to hash).
+_THREAD_SIGNING_BYTES = 256 * 1024
+# Placeholder credentials for upstreams that accept any (moto, dynalite, DynamoDB Local).
+LOCAL_CREDENTIALS = ReadOnlyCredentials("daxproxy", "daxproxy-local-secret", None)
+
+
+class CredentialSource(Protocol):
+    async def get(self) -> ReadOnlyCredentials: ...
+
+
+class StaticCredentials:
+    def __init__(self, credentials: ReadOnlyCredentials) -> None:
+        self._credentials = credentials
+
+    async def get(self) -> ReadOnlyCredentials:
+        return self._credentials
+
+
+class ChainCredentials:
+    """The AWS credential chain; refreshable credentials are refreshed before they expire."""
+
+    def __init__(self, credentials: object) -> None:
+        self._credentials = credentials
+
+    async def get(self) -> ReadOnlyCredentials:
+        frozen: ReadOnlyCredentials = await self._credentials.get_frozen_credentials()  # type: ignore[attr-defined]
+        return frozen
+
+
+async def load_chain_credentials(session: AioSession) -> ChainCredentials | None:
+    """The chain's credentials, or None when the chain finds none."""
+    credentials = await session.get_credentials()
+    return None if credentials is None else ChainCredentials(credentials)
+
+
+def default_region(session: AioSession) -> str:
+    """The region the AWS configuration names (AWS_REGION, AWS_DEFAULT_REGION, profile)."""
+    region = session.get_config_variable("region")
+    return str(region) if region else "us-east-1"
+
+
+class Signer:
+    """Adds SigV4 headers (``Authorization``, ``X-Amz-Date``, token) to an upstream request.
+
+    Only the headers the proxy itself sets are signed: any other forwarded header may be
+    normalised in transit without breaking the signature.
+    """
+
+    def __init__(self, credentials: CredentialSource, region: str) -> None:
+        self._credentials = credentials
+        self.region = region
+
+    async def sign(
+        self, url: str, target: str, content_type: str, body: bytes
+    ) -> Sequence[tuple[str, str]]:
+        credentials = await self._credentials.get()
+        request = AWSRequest(
+            method="POST",
+            url=url,
+            data=body,
+            headers={
+                "Host": _host_header(url),
+                "Content-Type": content_type,
+                "X-Amz-Target": target,
+            },
+        )
+        auth = SigV4Auth(credentials, SIGNING_SERVICE, self.region)
+        if len(body) > _THREAD_SIGNING_BYTES:
+            await asyncio.to_thread(auth.add_auth, request)
+        else:
+            auth.add_auth(request)
+        return list(request.headers.items())
+
+
+def _host_header(url: str) -> str:
+    """The Host header exactly as an HTTP client sends it: no port when it is the default."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = 443 if parts.scheme == "https" else 80
+    if parts.port is not None and parts.port != default_port:
+        return f"{host}:{parts.port}"
+    return host

@@ -1,0 +1,145 @@
+"""The upstream: one DynamoDB-compatible server behind a small interface.
+
+:class:`Upstream` is what the rest of the proxy sees: send a target and a body, get back the
+status, headers and exact body bytes, or a :class:`DynamoDBError` when the upstream could not
+answer. :class:`HttpUpstream` is the real one: a pooled keep-alive aiohttp client that signs
+every request, bounds every call by the connect and request timeouts, and maps aiohttp's
+exceptions to DynamoDB's errors in one place (:func:`_failure`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+
+from daxproxy.core.config import Endpoints
+from daxproxy.core.errors import DynamoDBError, InternalServerError, ServiceUnavailable
+from daxproxy.core.wire import JSON_CONTENT_TYPE, Headers, Target
+from daxproxy.service.signing import Signer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    status: int
+    headers: Headers
+    body: bytes
+
+
+class Upstream(Protocol):
+    async def send(
+        self, target: Target, body: bytes, headers: Headers, *, retry_safe: bool
+    ) -> UpstreamResponse:
+        """Forward one request; raise DynamoDBError when no answer came back."""
+        ...
+
+    async def ping(self) -> bool:
+        """Whether the upstream answers right now."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# A pooled connection the server has closed fails before any byte of an answer arrives;
+# a request that is safe to repeat is sent once more on a fresh connection.
+_STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+class HttpUpstream:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        signer: Signer,
+        *,
+        connect_timeout: float,
+        request_timeout: float,
+        max_connections: int,
+    ) -> None:
+        self.endpoints = endpoints
+        self._signer = signer
+        self._connect_timeout = connect_timeout
+        self._request_timeout = request_timeout
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30),
+            # The body goes back to the client exactly as the upstream encoded it.
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def send(
+        self, target: Target, body: bytes, headers: Headers, *, retry_safe: bool
+    ) -> UpstreamResponse:
+        url = self.endpoints.streams if target.is_streams else self.endpoints.dynamodb
+        content_type = next(
+            (v for k, v in headers if k.lower() == "content-type"), JSON_CONTENT_TYPE
+        )
+        signed = await self._signer.sign(url, target.header, content_type, body)
+        signed_names = {k.lower() for k, _ in signed}
+        all_headers = [*signed, *((k, v) for k, v in headers if k.lower() not in signed_names)]
+        attempts = 2 if retry_safe else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._post(url, body, all_headers)
+            except aiohttp.ClientConnectorError as exc:  # never connected: nothing to resend
+                raise _failure(exc, self._request_timeout) from None
+            except _STALE_CONNECTION as exc:
+                if attempt == attempts:
+                    raise _failure(exc, self._request_timeout) from None
+                log.info("upstream connection dropped (%s); resending %s", type(exc).__name__, target.operation)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise _failure(exc, self._request_timeout) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post(self, url: str, body: bytes, headers: Headers) -> UpstreamResponse:
+        async with self._session.post(url, data=body, headers=headers, timeout=self._timeout) as resp:
+            payload = await resp.read()
+            return UpstreamResponse(resp.status, _decode_headers(resp.raw_headers), payload)
+
+    async def ping(self) -> bool:
+        """A ListTables with Limit 1: any answer short of a 5xx means the upstream serves."""
+        target = Target("DynamoDB_20120810", "ListTables")
+        timeout = aiohttp.ClientTimeout(total=self._connect_timeout + 1.0, sock_connect=self._connect_timeout)
+        body = b'{"Limit":1}'
+        url = self.endpoints.dynamodb
+        try:
+            signed = await self._signer.sign(url, target.header, JSON_CONTENT_TYPE, body)
+            async with self._session.post(
+                url, data=body, headers=[*signed, ("Accept-Encoding", "identity")], timeout=timeout
+            ) as resp:
+                await resp.read()
+                return resp.status < 500
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def _decode_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+
+
+def _failure(exc: BaseException, request_timeout: float) -> DynamoDBError:
+    """The DynamoDB error a client gets when the upstream gave no answer.
+
+    503 when the request certainly never reached the upstream (SDKs retry it as a
+    throttle-free server error); 500 when it may have, because a write may then have been
+    applied, exactly as DynamoDB's own 500s say.
+    """
+    if isinstance(exc, (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError)):
+        log.warning("upstream unreachable: %s", type(exc).__name__)
+        return ServiceUnavailable("The upstream DynamoDB endpoint could not be reached")
+    if isinstance(exc, asyncio.TimeoutError):
+        log.warning("upstream gave no answer within %.3f s", request_timeout)
+        return InternalServerError(
+            f"The upstream DynamoDB endpoint did not answer within {request_timeout:g} s"
+        )
+    log.warning("upstream connection failed: %s", type(exc).__name__)
+    return InternalServerError("The connection to the upstream DynamoDB endpoint failed")

@@ -1,0 +1,143 @@
+"""Real processes for the integration suite: moto servers and the proxy itself.
+
+The proxy runs as ``python -m daxproxy`` on a loopback port, exactly as users run it; a
+test that needs other settings starts its own with :func:`running_proxy`. Results are
+compared with :func:`normalize`, which blanks only what differs between two servers by
+nature (request ids, clocks, generated ids), never what the proxy could get wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+from daxproxy.service.embedded import free_port
+
+REGION = "us-east-1"
+# Every process the suite starts gets these: fixed test credentials, and no instance
+# metadata look-up (this machine must never call out to 169.254.169.254).
+TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+class ProxyProcess:
+    """``python -m daxproxy`` with the given options on a free loopback port."""
+
+    def __init__(self, *options: str) -> None:
+        self.options = options
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = tempfile.NamedTemporaryFile(prefix="daxproxy-", suffix=".log", delete=False)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daxproxy", "--port", str(self.port), *self.options],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **TEST_ENV},
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daxproxy exited with {self.process.returncode}:\n{self.log()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"daxproxy did not serve within {timeout} s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        with open(self._log.name, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self) -> int:
+        """SIGTERM, as a container runtime stops it; the exit code."""
+        process, self.process = self.process, None
+        if process is None:
+            return 0
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+
+@contextlib.contextmanager
+def running_proxy(*options: str) -> Iterator[ProxyProcess]:
+    proxy = ProxyProcess(*options)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+        os.unlink(proxy._log.name)
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+# Values two moto servers choose for themselves: clocks, random ids, and the ids derived
+# from them (a stream's ARN holds its creation time).
+VOLATILE_KEYS = frozenset(
+    {
+        "ResponseMetadata",
+        "TableId",
+        "LatestStreamLabel",
+        "LatestStreamArn",
+        "StreamArn",
+        "StreamLabel",
+        "ShardId",
+        "ParentShardId",
+        "ShardIterator",
+        "NextShardIterator",
+        "SequenceNumber",
+        "StartingSequenceNumber",
+        "EndingSequenceNumber",
+        "eventID",
+        "ApproximateCreationDateTime",
+        "CreationDateTime",
+        "CreationRequestDateTime",
+        "LastIncreaseDateTime",
+        "LastDecreaseDateTime",
+        "LastUpdateToPayPerRequestDateTime",
+        "SizeBytes",
+    }
+)
+
+
+def normalize(value: Any) -> Any:
+    """A result with the volatile fields blanked, for comparing two servers' answers."""
+    if isinstance(value, dict):
+        return {k: ("<volatile>" if k in VOLATILE_KEYS else normalize(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    if isinstance(value, datetime.datetime):
+        return "<time>"
+    return value
