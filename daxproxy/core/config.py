@@ -54,7 +54,9 @@ class Settings:
         if self.upstream is not None and self.upstream != AWS_UPSTREAM:
             _check_url(self.upstream)
         if self.region is not None and not _REGION.match(self.region):
-            raise SettingError("region", f"{self.region!r} is not an AWS region name like us-east-1")
+            raise SettingError(
+                "region", f"{self.region!r} is not an AWS region name like us-east-1"
+            )
         if self.log_level not in LOG_LEVELS:
             raise SettingError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
 

@@ -58,19 +58,50 @@ _DATA_PLANE = {
     "UpdateTable": Kind.TABLE_CHANGE,
 }
 
-_CONTROL_PLANE = (
-    "CreateBackup CreateGlobalTable CreateTable DeleteBackup DeleteResourcePolicy "
-    "DescribeBackup DescribeContinuousBackups DescribeContributorInsights DescribeEndpoints "
-    "DescribeExport DescribeGlobalTable DescribeGlobalTableSettings DescribeImport "
-    "DescribeKinesisStreamingDestination DescribeLimits DescribeTable "
-    "DescribeTableReplicaAutoScaling DescribeTimeToLive DisableKinesisStreamingDestination "
-    "EnableKinesisStreamingDestination ExportTableToPointInTime GetResourcePolicy ImportTable "
-    "ListBackups ListContributorInsights ListExports ListGlobalTables ListImports ListTables "
-    "ListTagsOfResource PutResourcePolicy RestoreTableFromBackup RestoreTableToPointInTime "
-    "TagResource UntagResource UpdateContinuousBackups UpdateContributorInsights "
-    "UpdateGlobalTable UpdateGlobalTableSettings UpdateKinesisStreamingDestination "
-    "UpdateTableReplicaAutoScaling UpdateTimeToLive"
-).split()
+_CONTROL_PLANE = [
+    "CreateBackup",
+    "CreateGlobalTable",
+    "CreateTable",
+    "DeleteBackup",
+    "DeleteResourcePolicy",
+    "DescribeBackup",
+    "DescribeContinuousBackups",
+    "DescribeContributorInsights",
+    "DescribeEndpoints",
+    "DescribeExport",
+    "DescribeGlobalTable",
+    "DescribeGlobalTableSettings",
+    "DescribeImport",
+    "DescribeKinesisStreamingDestination",
+    "DescribeLimits",
+    "DescribeTable",
+    "DescribeTableReplicaAutoScaling",
+    "DescribeTimeToLive",
+    "DisableKinesisStreamingDestination",
+    "EnableKinesisStreamingDestination",
+    "ExportTableToPointInTime",
+    "GetResourcePolicy",
+    "ImportTable",
+    "ListBackups",
+    "ListContributorInsights",
+    "ListExports",
+    "ListGlobalTables",
+    "ListImports",
+    "ListTables",
+    "ListTagsOfResource",
+    "PutResourcePolicy",
+    "RestoreTableFromBackup",
+    "RestoreTableToPointInTime",
+    "TagResource",
+    "UntagResource",
+    "UpdateContinuousBackups",
+    "UpdateContributorInsights",
+    "UpdateGlobalTable",
+    "UpdateGlobalTableSettings",
+    "UpdateKinesisStreamingDestination",
+    "UpdateTableReplicaAutoScaling",
+    "UpdateTimeToLive",
+]
 
 _STREAMS = ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
 
@@ -80,7 +111,9 @@ def _control_is_read_only(name: str) -> bool:
 
 
 def _build() -> tuple[dict[str, Operation], dict[str, Operation]]:
-    dynamodb = {name: Operation(name, kind, kind in _READ_KINDS) for name, kind in _DATA_PLANE.items()}
+    dynamodb = {
+        name: Operation(name, kind, kind in _READ_KINDS) for name, kind in _DATA_PLANE.items()
+    }
     for name in _CONTROL_PLANE:
         dynamodb[name] = Operation(name, Kind.CONTROL, _control_is_read_only(name))
     streams = {name: Operation(name, Kind.STREAMS, True) for name in _STREAMS}

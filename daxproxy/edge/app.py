@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import AsyncContextManager
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -30,10 +31,14 @@ from daxproxy.service.runtime import open_proxy
 
 log = logging.getLogger(__name__)
 
+# Options for the AppRunner that serves the app. A compressed request body is forwarded as
+# sent, so aiohttp must not decompress it; the proxy decodes its own copy.
+SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False, "access_log": None}
+
 PROXY = web.AppKey("proxy", Proxy)
 SETTINGS = web.AppKey("settings", Settings)
 
-ProxyFactory = Callable[[Settings], AsyncContextManager[Proxy]]
+ProxyFactory = Callable[[Settings], AbstractAsyncContextManager[Proxy]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -51,7 +56,9 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SETTINGS].max_body_bytes
-        return _error(RequestEntityTooLargeException(f"Request body exceeds the limit of {limit} bytes"))
+        return _error(
+            RequestEntityTooLargeException(f"Request body exceeds the limit of {limit} bytes")
+        )
     except web.HTTPException as exc:  # the router's 404 and 405
         if exc.status == 405:
             return _error(
@@ -106,4 +113,3 @@ def create_app(settings: Settings, proxy_factory: ProxyFactory = open_proxy) -> 
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/{path:.*}", dynamodb)
     return app
-

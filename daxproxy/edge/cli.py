@@ -18,7 +18,7 @@ from aiohttp import web
 
 from daxproxy import __version__
 from daxproxy.core.config import LOG_LEVELS, SettingError, Settings
-from daxproxy.edge.app import create_app
+from daxproxy.edge.app import SERVER_OPTIONS, create_app
 
 log = logging.getLogger("daxproxy")
 
@@ -70,23 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--upstream-max-connections",
         type=int,
-        help=f"size of the upstream keep-alive connection pool (default {d.upstream_max_connections})",
+        help="size of the upstream keep-alive connection pool "
+        f"(default {d.upstream_max_connections})",
     )
     add("--log-level", choices=LOG_LEVELS, help=f"(default {d.log_level})")
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    given = {name: getattr(args, name) for name in Settings.names() if getattr(args, name, None) is not None}
+    given = {
+        name: getattr(args, name)
+        for name in Settings.names()
+        if getattr(args, name, None) is not None
+    }
     return Settings(**given)
 
 
 async def serve(settings: Settings) -> None:
     runner = web.AppRunner(
         create_app(settings),
-        # A compressed request body is forwarded as sent; the proxy decodes its own copy.
-        auto_decompress=False,
-        access_log=None,
+        **SERVER_OPTIONS,
         handle_signals=False,
         shutdown_timeout=10.0,
     )
@@ -125,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"daxproxy: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the port is taken, the address is not ours
-        print(f"daxproxy: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"daxproxy: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 2
     return 0

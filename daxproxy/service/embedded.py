@@ -29,7 +29,9 @@ class EmbeddedBackendError(RuntimeError):
 
 def moto_available() -> bool:
     """Whether moto's server (the ``embedded`` extra) is installed."""
-    return all(importlib.util.find_spec(name) is not None for name in ("moto", "flask", "flask_cors"))
+    return all(
+        importlib.util.find_spec(name) is not None for name in ("moto", "flask", "flask_cors")
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -51,9 +53,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 class MotoServer:
     """One moto server process on a loopback port."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
-        self.port = 0
+        self.port = port  # 0: a free port, chosen at launch
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,7 +68,7 @@ class MotoServer:
             raise EmbeddedBackendError(
                 "the embedded backend needs moto's server: pip install 'daxproxy[embedded]'"
             )
-        self.port = free_port(self.host)
+        self.port = self.port or free_port(self.host)
         self._process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
             stdin=subprocess.DEVNULL,

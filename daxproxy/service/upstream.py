@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -92,20 +91,28 @@ class HttpUpstream:
             except _STALE_CONNECTION as exc:
                 if attempt == attempts:
                     raise _failure(exc, self._request_timeout) from None
-                log.info("upstream connection dropped (%s); resending %s", type(exc).__name__, target.operation)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.info(
+                    "upstream connection dropped (%s); resending %s",
+                    type(exc).__name__,
+                    target.operation,
+                )
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 raise _failure(exc, self._request_timeout) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post(self, url: str, body: bytes, headers: Headers) -> UpstreamResponse:
-        async with self._session.post(url, data=body, headers=headers, timeout=self._timeout) as resp:
+        async with self._session.post(
+            url, data=body, headers=headers, timeout=self._timeout
+        ) as resp:
             payload = await resp.read()
             return UpstreamResponse(resp.status, _decode_headers(resp.raw_headers), payload)
 
     async def ping(self) -> bool:
         """A ListTables with Limit 1: any answer short of a 5xx means the upstream serves."""
         target = Target("DynamoDB_20120810", "ListTables")
-        timeout = aiohttp.ClientTimeout(total=self._connect_timeout + 1.0, sock_connect=self._connect_timeout)
+        timeout = aiohttp.ClientTimeout(
+            total=self._connect_timeout + 1.0, sock_connect=self._connect_timeout
+        )
         body = b'{"Limit":1}'
         url = self.endpoints.dynamodb
         try:
@@ -115,7 +122,7 @@ class HttpUpstream:
             ) as resp:
                 await resp.read()
                 return resp.status < 500
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     async def close(self) -> None:

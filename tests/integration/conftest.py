@@ -4,6 +4,7 @@ two answers can be compared."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ def endpoints() -> Iterator[Endpoints]:
         yield Endpoints(proxy=proxy.url, direct=direct.url, upstream=behind.url)
     finally:
         proxy.stop()
+        os.unlink(proxy.log_path)
         behind.stop()
         direct.stop()
 

@@ -42,31 +42,35 @@ class ProxyProcess:
         self.options = options
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = tempfile.NamedTemporaryFile(prefix="daxproxy-", suffix=".log", delete=False)
+        descriptor, self.log_path = tempfile.mkstemp(prefix="daxproxy-", suffix=".log")
+        os.close(descriptor)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daxproxy", "--port", str(self.port), *self.options],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **TEST_ENV},
-        )
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daxproxy", "--port", str(self.port), *self.options],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **TEST_ENV},
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daxproxy exited with {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as answer:
-                    if answer.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as answer,
+            ):
+                if answer.status == 200:
+                    return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"daxproxy did not serve within {timeout} s:\n{self.log()}")
             time.sleep(0.05)
 
     def log(self) -> str:
-        with open(self._log.name, encoding="utf-8", errors="replace") as f:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
 
     def stop(self) -> int:
@@ -92,7 +96,7 @@ def running_proxy(*options: str) -> Iterator[ProxyProcess]:
         yield proxy
     finally:
         proxy.stop()
-        os.unlink(proxy._log.name)
+        os.unlink(proxy.log_path)
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:

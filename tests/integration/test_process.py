@@ -1,0 +1,156 @@
+"""The proxy as a process: its embedded backend, its start-up errors, and upstream faults.
+
+An upstream that refuses connections or stalls must give the client a DynamoDB-shaped 5xx
+within the configured timeout, never a hang; ``/readyz`` follows the upstream while
+``/healthz`` stays up; and the embedded moto server lives and dies with the proxy.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import orjson
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from daxproxy.service.embedded import MotoServer, free_port
+from tests.integration.harness import REGION, TEST_ENV, get, running_proxy
+
+NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
+
+
+def client(url: str) -> object:
+    return boto3.client("dynamodb", endpoint_url=url, region_name=REGION, config=NO_RETRIES)
+
+
+def test_no_upstream_starts_an_embedded_moto_and_stops_it_on_sigterm() -> None:
+    with running_proxy() as proxy:
+        dynamodb = boto3.client("dynamodb", endpoint_url=proxy.url, region_name=REGION)
+        table = f"embedded-{uuid.uuid4().hex[:8]}"
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": "1"}, "v": {"S": "hello"}})
+        item = dynamodb.get_item(TableName=table, Key={"pk": {"S": "1"}})["Item"]
+        assert item == {"pk": {"S": "1"}, "v": {"S": "hello"}}
+        assert get(proxy.url + "/readyz")[0] == 200
+        match = re.search(r"embedded moto server started on http://127\.0\.0\.1:(\d+)", proxy.log())
+        assert match, proxy.log()
+        moto_port = int(match.group(1))
+        assert proxy.stop() == 0
+        assert "daxproxy stopped" in proxy.log()
+    with socket.socket() as sock:  # the embedded server went with the proxy
+        assert sock.connect_ex(("127.0.0.1", moto_port)) != 0
+
+
+def test_the_console_script_documents_every_option() -> None:
+    script = Path(sys.executable).parent / "daxproxy"
+    result = subprocess.run(
+        [script, "--help"], capture_output=True, text=True, timeout=30, check=True
+    )
+    for option in (
+        "--upstream",
+        "--region",
+        "--port",
+        "--host",
+        "--connect-timeout-millis",
+        "--request-timeout-millis",
+        "--max-body-bytes",
+        "--upstream-max-connections",
+    ):
+        assert option in result.stdout
+
+
+def test_a_bad_setting_stops_start_up_with_exit_code_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "daxproxy", "--upstream", "localhost:8000"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**TEST_ENV, "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "'upstream'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_refusing_upstream_is_a_fast_503_and_not_ready() -> None:
+    port = free_port()
+    with running_proxy("--upstream", f"http://127.0.0.1:{port}") as proxy:
+        started = time.monotonic()
+        with pytest.raises(ClientError) as caught:
+            client(proxy.url).list_tables()  # type: ignore[attr-defined]
+        assert time.monotonic() - started < 5
+        assert caught.value.response["Error"]["Code"] == "ServiceUnavailable"
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert get(proxy.url + "/healthz")[0] == 200
+        status, body = get(proxy.url + "/readyz")
+        assert status == 503 and orjson.loads(body)["status"] == "upstream unavailable"
+
+        # The upstream comes up: the same proxy serves, no restart needed.
+        moto = MotoServer(port=port)
+        moto.launch()
+        try:
+            moto.wait_ready_sync()
+            assert get(proxy.url + "/readyz")[0] == 200
+            assert "TableNames" in client(proxy.url).list_tables()  # type: ignore[attr-defined]
+        finally:
+            moto.stop()
+
+
+@pytest.fixture
+def stalling_upstream() -> Iterator[int]:
+    """A TCP server that accepts connections and reads, but never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            held.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        for connection in held:
+            connection.close()
+        server.close()
+
+
+def test_a_stalling_upstream_is_a_500_within_the_timeout(stalling_upstream: int) -> None:
+    with running_proxy(
+        "--upstream", f"http://127.0.0.1:{stalling_upstream}", "--request-timeout-millis", "500"
+    ) as proxy:
+        started = time.monotonic()
+        with pytest.raises(ClientError) as caught:
+            client(proxy.url).get_item(TableName="t", Key={"pk": {"S": "1"}})  # type: ignore[attr-defined]
+        elapsed = time.monotonic() - started
+        assert 0.4 < elapsed < 3, elapsed
+        assert caught.value.response["Error"]["Code"] == "InternalServerError"
+        assert "did not answer within 0.5 s" in caught.value.response["Error"]["Message"]
+        assert get(proxy.url + "/healthz")[0] == 200
+        assert get(proxy.url + "/readyz")[0] == 503
