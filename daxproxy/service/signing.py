@@ -10,20 +10,19 @@ Secrets never leave this module except inside an ``Authorization`` header.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
+import time
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from aiobotocore.session import AioSession
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
+
+from daxproxy.core import sigv4
 
 log = logging.getLogger(__name__)
 
-# DynamoDB and DynamoDB Streams are both signed for the "dynamodb" service.
-SIGNING_SERVICE = "dynamodb"
 # Hashing a body releases the GIL; past this size it is worth a thread rather than holding
 # the event loop (a 16 MiB body takes tens of milliseconds to hash).
 _THREAD_SIGNING_BYTES = 256 * 1024
@@ -69,8 +68,8 @@ def default_region(session: AioSession) -> str:
 class Signer:
     """Adds SigV4 headers (``Authorization``, ``X-Amz-Date``, token) to an upstream request.
 
-    Only the headers the proxy itself sets are signed: any other forwarded header may be
-    normalised in transit without breaking the signature.
+    Only the headers the proxy itself sets are signed (see :mod:`daxproxy.core.sigv4`): any
+    other forwarded header may be normalised in transit without breaking the signature.
     """
 
     def __init__(self, credentials: CredentialSource, region: str) -> None:
@@ -79,24 +78,27 @@ class Signer:
 
     async def sign(
         self, url: str, target: str, content_type: str, body: bytes
-    ) -> Sequence[tuple[str, str]]:
+    ) -> list[tuple[str, str]]:
+        """Every header the signature covers, and the signature: send them as they are."""
         credentials = await self._credentials.get()
-        request = AWSRequest(
-            method="POST",
-            url=url,
-            data=body,
-            headers={
-                "Host": _host_header(url),
-                "Content-Type": content_type,
-                "X-Amz-Target": target,
-            },
+        host = _host_header(url)
+        signing = functools.partial(
+            sigv4.sign,
+            host=host,
+            target=target,
+            content_type=content_type,
+            body=body,
+            amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+            region=self.region,
+            access_key=credentials.access_key,
+            secret_key=credentials.secret_key,
+            token=credentials.token,
         )
-        auth = SigV4Auth(credentials, SIGNING_SERVICE, self.region)
         if len(body) > _THREAD_SIGNING_BYTES:
-            await asyncio.to_thread(auth.add_auth, request)
+            auth = await asyncio.to_thread(signing)
         else:
-            auth.add_auth(request)
-        return list(request.headers.items())
+            auth = signing()
+        return [("Host", host), ("Content-Type", content_type), ("X-Amz-Target", target), *auth]
 
 
 def _host_header(url: str) -> str:

@@ -1,0 +1,80 @@
+"""AWS Signature Version 4 for the proxy's upstream requests, with no I/O.
+
+Every upstream request is a ``POST /`` with a JSON body, so the canonical request has one
+fixed shape and only five headers are signed: content-type, host, x-amz-date,
+x-amz-security-token (with temporary credentials) and x-amz-target. The signing key is
+derived once per day, region and secret rather than per request; that derivation was a
+quarter of the proxy's CPU per forwarded request with botocore's general signer. The clock
+is the caller's: ``amz_date`` is ``YYYYMMDDTHHMMSSZ``. Tests check every signature against
+botocore's ``SigV4Auth``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from functools import lru_cache
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+SERVICE = "dynamodb"  # DynamoDB Streams is signed for "dynamodb" too
+
+
+@lru_cache(maxsize=64)
+def signing_key(secret_key: str, date: str, region: str, service: str = SERVICE) -> bytes:
+    key = hmac.new(b"AWS4" + secret_key.encode(), date.encode(), hashlib.sha256).digest()
+    for part in (region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def sign(
+    *,
+    host: str,
+    target: str,
+    content_type: str,
+    body: bytes,
+    amz_date: str,
+    region: str,
+    access_key: str,
+    secret_key: str,
+    token: str | None = None,
+) -> list[tuple[str, str]]:
+    """The headers that sign one request: X-Amz-Date, the token if any, Authorization."""
+    headers = [
+        ("content-type", content_type.strip()),
+        ("host", host),
+        ("x-amz-date", amz_date),
+        *([("x-amz-security-token", token)] if token else []),
+        ("x-amz-target", target.strip()),
+    ]
+    signed_headers = ";".join(name for name, _ in headers)
+    canonical = "\n".join(
+        [
+            "POST",
+            "/",
+            "",
+            *(f"{name}:{' '.join(value.split())}" for name, value in headers),
+            "",
+            signed_headers,
+            hashlib.sha256(body).hexdigest(),
+        ]
+    )
+    date = amz_date[:8]
+    scope = f"{date}/{region}/{SERVICE}/aws4_request"
+    to_sign = "\n".join(
+        [ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    signature = hmac.new(
+        signing_key(secret_key, date, region), to_sign.encode(), hashlib.sha256
+    ).hexdigest()
+    out = [("X-Amz-Date", amz_date)]
+    if token:
+        out.append(("X-Amz-Security-Token", token))
+    out.append(
+        (
+            "Authorization",
+            f"{ALGORITHM} Credential={access_key}/{scope}, "
+            f"SignedHeaders={signed_headers}, Signature={signature}",
+        )
+    )
+    return out
