@@ -1,0 +1,223 @@
+"""The servers under test, as child processes that are always stopped.
+
+Contract: :func:`start_moto` returns a ready :class:`MotoServer`; :func:`start_proxy` and
+:func:`start_constant` return a :class:`Child` whose ``GET /healthz`` has answered 200;
+:func:`pass_through_options` are the daxproxy options that turn any cache off.
+Every wait is bounded; a port taken between choosing and binding it is tried again with
+another. :meth:`Child.stop` sends SIGTERM, then SIGKILL after a grace period, and is safe
+to call twice; on Linux a child is also told to die if the harness dies first. A child's
+output goes to a log file whose tail is quoted when it fails to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from daxproxy.service.embedded import EmbeddedBackendError, MotoServer, free_port
+
+HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+START_ATTEMPTS = 3
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+# The proxy signs upstream requests with whatever the credential chain finds: give it
+# dummy keys, no profile to look up, and never let it ask an instance metadata service.
+# None removes a variable.
+PROXY_ENV: dict[str, str | None] = {
+    "AWS_PROFILE": None,
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+# Options of later daxproxy versions that turn a cache off: (option, value).
+_CACHE_OFF = (("--item-cache-max-bytes", "0"),)
+
+
+class StartError(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: SIGTERM the child when the harness exits, however it exits."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Child:
+    """One server process on a loopback port, started from the repository root."""
+
+    def __init__(self, name: str, argv: list[str], port: int, log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def start(self, env: dict[str, str | None] | None = None) -> None:
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                self.argv,
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_environment(env or {}),
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            )
+
+    def wait_healthy(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Until ``GET /healthz`` answers 200; StartError if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not _healthy(self.port):
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise StartError(f"{self.name} exited with {self._process.returncode}")
+            if time.monotonic() > deadline:
+                raise StartError(f"{self.name} did not answer /healthz within {timeout:g} s")
+            time.sleep(0.05)
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+            return "\n".join(text.splitlines()[-lines:])
+        return ""
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; the exit code (None if never started)."""
+        process, self._process = self._process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+
+def _environment(overrides: dict[str, str | None]) -> dict[str, str]:
+    environment = dict(os.environ)
+    for name, value in overrides.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    return environment
+
+
+def _healthy(port: int) -> bool:
+    connection = http.client.HTTPConnection(HOST, port, timeout=1.0)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def _start_one(
+    name: str, argv: list[str], port: int, log_path: Path, env: dict[str, str | None]
+) -> Child:
+    child = Child(name, argv, port, log_path)
+    child.start(env)
+    try:
+        child.wait_healthy()
+    except StartError as exc:
+        child.stop()
+        raise StartError(f"{exc}; its log ends:\n{child.log_tail()}") from None
+    except BaseException:
+        child.stop()
+        raise
+    return child
+
+
+def _start_with_retries(
+    name: str, argv_for_port: list[str], log_path: Path, env: dict[str, str | None] | None = None
+) -> Child:
+    """``argv_for_port`` holds ``{port}`` where the port goes; a fresh port per attempt."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = free_port(HOST)
+        argv = [part.replace("{port}", str(port)) for part in argv_for_port]
+        try:
+            return _start_one(name, argv, port, log_path, env or {})
+        except StartError:
+            if attempt == START_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def pass_through_options() -> tuple[str, ...]:
+    """The options that make daxproxy a pure pass-through, as far as this version has them.
+
+    A proxy with an item cache would answer the benchmark's one GetItem from memory, which
+    is not what this benchmark measures: where ``--help`` lists the cache, it is turned off.
+    Asking ``--help`` also finds a daxproxy that cannot start before anything is measured:
+    StartError, with the end of its output.
+    """
+    argv = [sys.executable, "-m", "daxproxy", "--help"]
+    try:
+        done = subprocess.run(
+            argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise StartError("python -m daxproxy --help did not finish within 60 s") from None
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-12:])
+        raise StartError(f"python -m daxproxy --help exited with {done.returncode}:\n{tail}")
+    return tuple(part for option in _CACHE_OFF if option[0] in done.stdout for part in option)
+
+
+def start_proxy(upstream_url: str, log_dir: Path, options: Sequence[str] = ()) -> Child:
+    argv = [sys.executable, "-m", "daxproxy", "--host", HOST, "--port", "{port}"]
+    argv += ["--upstream", upstream_url, "--log-level", "warning", *options]
+    return _start_with_retries("daxproxy", argv, log_dir / "daxproxy.log", PROXY_ENV)
+
+
+def start_constant(log_dir: Path, body_file: Path | None = None) -> Child:
+    argv = [sys.executable, "-m", "bench.constant_server", "--host", HOST, "--port", "{port}"]
+    if body_file is not None:
+        argv += ["--body-file", str(body_file)]
+    return _start_with_retries("constant server", argv, log_dir / "constant_server.log")
+
+
+def start_moto() -> MotoServer:
+    """A ready moto server, stopped again if it does not come up."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        server = MotoServer(HOST)
+        server.launch()
+        try:
+            server.wait_ready_sync(READY_TIMEOUT_S)
+        except EmbeddedBackendError:
+            server.stop()
+            if attempt == START_ATTEMPTS:
+                raise
+            continue
+        except BaseException:
+            server.stop()
+            raise
+        return server
+    raise AssertionError("unreachable")
