@@ -1,0 +1,205 @@
+"""The item cache's storage: an LRU bounded by bytes and by a record TTL, with no I/O.
+
+Entries hold an item's encoded JSON (what a hit sends, so a hit costs no encoding) or
+:data:`NOT_FOUND`, DAX's negative entry. Every entry is charged :func:`entry_size`: its
+bytes plus a fixed per-entry overhead measured for CPython (see ``bench/memory.py``), so the
+byte budget bounds the process's real memory, not just the payload. The clock is injected.
+
+:class:`WriteTracker` is the bookkeeping that keeps fills honest: a fill (a miss being
+loaded from upstream) may only be installed when no write to its key was in flight at any
+moment of the fill, and a write may only install its result when no other write to the
+same key overlapped it; otherwise the key is evicted and the next read goes upstream.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from daxproxy.core.keys import ItemKey
+
+NOT_FOUND = b""  # a negative entry: DynamoDB said there is no such item
+# Bytes CPython spends per entry beyond the payload and key bytes: the key tuple and its
+# strings' headers, the stored bytes object's header and its expiry header, and the
+# OrderedDict's slot and link. Measured by bench/memory.py (RSS per entry on CPython 3.11).
+ENTRY_OVERHEAD = 300
+# Each stored value starts with its expiry time and its table's epoch: one object per entry
+# instead of three (an entry object, a float and the value) saves 68 bytes an entry.
+_HEADER = struct.Struct("<dI")
+
+Clock = Callable[[], float]
+
+
+class Eviction(enum.Enum):
+    SIZE = "size"
+    TTL = "ttl"
+    WRITE = "write"
+    TABLE = "table"
+
+
+def entry_size(key: ItemKey, value: bytes) -> int:
+    """The bytes an entry is charged against the budget."""
+    return _charged(key, len(value))
+
+
+def _charged(key: ItemKey, value_length: int) -> int:
+    _, hash_value, range_value = key
+    key_bytes = len(hash_value) + (len(range_value) if range_value is not None else 0)
+    return ENTRY_OVERHEAD + key_bytes + value_length
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    evicted: Counter[Eviction] = field(default_factory=Counter)
+    evicted_bytes: int = 0
+
+
+class ItemCache:
+    """Table-and-key to encoded item, least recently used first out, bounded by bytes.
+
+    ``ttl`` is in seconds; ``None`` means entries never expire (LRU and writes only).
+    Reading an entry refreshes its place in the LRU order, never its TTL; storing one
+    (a fill or a write through the proxy) starts its TTL afresh.
+    """
+
+    def __init__(self, max_bytes: int, ttl: float | None, clock: Clock = time.monotonic) -> None:
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: OrderedDict[ItemKey, bytes] = OrderedDict()
+        self._epochs: dict[str, int] = {}
+        self.bytes = 0
+        self.stats = CacheStats()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: ItemKey) -> bytes | None:
+        """The encoded item, :data:`NOT_FOUND`, or None on a miss (absent or expired)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            self.stats.misses += 1
+            return None
+        expires, epoch = _HEADER.unpack_from(entry)
+        if expires <= self._clock():
+            self._remove(key, Eviction.TTL)
+            self.stats.misses += 1
+            return None
+        if epoch != self._epochs.get(key[0], 0):
+            self._remove(key, Eviction.TABLE)
+            self.stats.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.stats.hits += 1
+        return entry[_HEADER.size :]
+
+    def put(self, key: ItemKey, value: bytes) -> None:
+        """Store an item (or :data:`NOT_FOUND`) with a fresh TTL, then evict down to budget."""
+        size = entry_size(key, value)
+        if size > self.max_bytes:
+            self.evict(key)
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= _charged(key, len(old) - _HEADER.size)
+        expires = float("inf") if self.ttl is None else self._clock() + self.ttl
+        # A new object of exactly the entry's size: orjson builds its output in a larger
+        # buffer and shrinks it, and a kept shrunken buffer pins the whole allocation
+        # (4 KiB for a 200-byte item, measured by bench/memory.py).
+        self._entries[key] = _HEADER.pack(expires, self._epochs.get(key[0], 0)) + value
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self._remove(oldest, Eviction.SIZE)
+
+    def evict(self, key: ItemKey, reason: Eviction = Eviction.WRITE) -> None:
+        if key in self._entries:
+            self._remove(key, reason)
+
+    def drop_table(self, table: str) -> None:
+        """Forget every entry of a table at once; entries are freed as they are met."""
+        self._epochs[table] = self._epochs.get(table, 0) + 1
+
+    def drop_all(self) -> None:
+        for key in list(self._entries):
+            self._remove(key, Eviction.TABLE)
+
+    def _remove(self, key: ItemKey, reason: Eviction) -> None:
+        entry = self._entries.pop(key)
+        size = _charged(key, len(entry) - _HEADER.size)
+        self.bytes -= size
+        self.stats.evicted[reason] += 1
+        self.stats.evicted_bytes += size
+
+
+class FillTicket:
+    """One fill in flight; ``clean`` turns False when a write to its key overlaps it."""
+
+    __slots__ = ("clean", "key")
+
+    def __init__(self, key: ItemKey, clean: bool) -> None:
+        self.key = key
+        self.clean = clean
+
+
+class WriteTicket:
+    """One write in flight; ``contended`` holds the keys another write overlapped."""
+
+    __slots__ = ("contended", "keys")
+
+    def __init__(self, keys: tuple[ItemKey, ...]) -> None:
+        self.keys = keys
+        self.contended: set[ItemKey] = set()
+
+
+class WriteTracker:
+    def __init__(self) -> None:
+        self._writes: dict[ItemKey, list[WriteTicket]] = {}
+        self._fills: dict[ItemKey, list[FillTicket]] = {}
+
+    def write_started(self, keys: Iterable[ItemKey]) -> WriteTicket:
+        ticket = WriteTicket(tuple(dict.fromkeys(keys)))
+        for key in ticket.keys:
+            others = self._writes.setdefault(key, [])
+            if others:
+                ticket.contended.add(key)
+                for other in others:
+                    other.contended.add(key)
+            others.append(ticket)
+            self._dirty(key)
+        return ticket
+
+    def write_finished(self, ticket: WriteTicket) -> None:
+        for key in ticket.keys:
+            others = self._writes[key]
+            others.remove(ticket)
+            if not others:
+                del self._writes[key]
+            self._dirty(key)
+
+    def fill_started(self, key: ItemKey) -> FillTicket:
+        ticket = FillTicket(key, clean=key not in self._writes)
+        self._fills.setdefault(key, []).append(ticket)
+        return ticket
+
+    def fill_finished(self, ticket: FillTicket) -> bool:
+        """Whether the fill may be installed."""
+        fills = self._fills[ticket.key]
+        fills.remove(ticket)
+        if not fills:
+            del self._fills[ticket.key]
+        return ticket.clean
+
+    def _dirty(self, key: ItemKey) -> None:
+        for fill in self._fills.get(key, ()):
+            fill.clean = False
+
+    @property
+    def idle(self) -> bool:
+        return not self._writes and not self._fills

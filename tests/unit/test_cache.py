@@ -1,0 +1,191 @@
+"""The item cache's storage and its write tracking, with an injected clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from daxproxy.core.cache import (
+    ENTRY_OVERHEAD,
+    NOT_FOUND,
+    Eviction,
+    ItemCache,
+    WriteTracker,
+    entry_size,
+)
+from daxproxy.core.keys import ItemKey
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def k(n: int, table: str = "t") -> ItemKey:
+    return (table, f"key-{n}", None)
+
+
+ITEM = b'{"pk":{"S":"x"},"v":{"S":"' + b"v" * 100 + b'"}}'
+
+
+def cache(max_bytes: int = 1_000_000, ttl: float | None = 60.0) -> tuple[ItemCache, FakeClock]:
+    clock = FakeClock()
+    return ItemCache(max_bytes, ttl, clock), clock
+
+
+def test_get_after_put_and_negative_entries() -> None:
+    c, _ = cache()
+    assert c.get(k(1)) is None
+    c.put(k(1), ITEM)
+    c.put(k(2), NOT_FOUND)
+    assert c.get(k(1)) == ITEM
+    assert c.get(k(2)) == NOT_FOUND
+    assert (c.stats.hits, c.stats.misses) == (2, 1)
+
+
+def test_entries_expire_at_the_ttl_and_reads_do_not_extend_it() -> None:
+    c, clock = cache(ttl=10.0)
+    c.put(k(1), ITEM)
+    clock.now += 9.9
+    assert c.get(k(1)) == ITEM
+    clock.now += 0.1
+    assert c.get(k(1)) is None
+    assert c.stats.evicted[Eviction.TTL] == 1
+    assert len(c) == 0 and c.bytes == 0
+
+
+def test_a_write_restarts_the_clock() -> None:
+    c, clock = cache(ttl=10.0)
+    c.put(k(1), ITEM)
+    clock.now += 8
+    c.put(k(1), ITEM)
+    clock.now += 8
+    assert c.get(k(1)) == ITEM
+
+
+def test_no_ttl_means_no_expiry() -> None:
+    c, clock = cache(ttl=None)
+    c.put(k(1), ITEM)
+    clock.now += 10**9
+    assert c.get(k(1)) == ITEM
+
+
+def test_the_byte_budget_evicts_the_least_recently_used_first() -> None:
+    size = entry_size(k(1), ITEM)
+    c, _ = cache(max_bytes=3 * size)
+    for n in (1, 2, 3):
+        c.put(k(n), ITEM)
+    assert c.get(k(1)) == ITEM  # 1 is now the most recently used; 2 the least
+    c.put(k(4), ITEM)
+    assert c.get(k(2)) is None
+    assert [c.get(k(n)) is not None for n in (1, 3, 4)] == [True, True, True]
+    assert c.bytes == 3 * size <= c.max_bytes
+    assert c.stats.evicted[Eviction.SIZE] == 1
+    assert c.stats.evicted_bytes == size
+
+
+def test_sizes_count_the_overhead_and_replacing_an_entry_recounts() -> None:
+    c, _ = cache()
+    c.put(k(1), ITEM)
+    assert c.bytes == ENTRY_OVERHEAD + len("key-1") + len(ITEM)
+    c.put(k(1), NOT_FOUND)
+    assert c.bytes == ENTRY_OVERHEAD + len("key-1")
+    c.evict(k(1))
+    assert c.bytes == 0 and len(c) == 0
+
+
+def test_an_entry_larger_than_the_budget_is_not_kept() -> None:
+    c, _ = cache(max_bytes=ENTRY_OVERHEAD + 10)
+    c.put(k(1), ITEM)
+    assert c.get(k(1)) is None and c.bytes == 0
+
+
+def test_dropping_a_table_forgets_its_entries_only() -> None:
+    c, _ = cache()
+    c.put(k(1, "a"), ITEM)
+    c.put(k(1, "b"), ITEM)
+    c.drop_table("a")
+    assert c.get(k(1, "a")) is None
+    assert c.get(k(1, "b")) == ITEM
+    c.put(k(1, "a"), NOT_FOUND)  # stored after the drop: kept
+    assert c.get(k(1, "a")) == NOT_FOUND
+    assert c.stats.evicted[Eviction.TABLE] == 1
+
+
+def test_drop_all() -> None:
+    c, _ = cache()
+    for n in range(5):
+        c.put(k(n), ITEM)
+    c.drop_all()
+    assert len(c) == 0 and c.bytes == 0
+
+
+def test_a_fill_with_no_write_in_flight_is_installed() -> None:
+    tracker = WriteTracker()
+    fill = tracker.fill_started(k(1))
+    assert tracker.fill_finished(fill) is True
+    assert tracker.idle
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        # A write starts during the fill, and may finish before or after it.
+        ["fill", "write", "done-fill", "done-write"],
+        ["fill", "write", "done-write", "done-fill"],
+        # A write was already in flight when the fill began: its result may be older.
+        ["write", "fill", "done-write", "done-fill"],
+        ["write", "fill", "done-fill", "done-write"],
+    ],
+)
+def test_a_fill_that_overlaps_a_write_is_not_installed(order: list[str]) -> None:
+    tracker = WriteTracker()
+    tickets: dict[str, object] = {}
+    installed = None
+    for step in order:
+        if step == "fill":
+            tickets["fill"] = tracker.fill_started(k(1))
+        elif step == "write":
+            tickets["write"] = tracker.write_started([k(1)])
+        elif step == "done-fill":
+            installed = tracker.fill_finished(tickets["fill"])  # type: ignore[arg-type]
+        else:
+            tracker.write_finished(tickets["write"])  # type: ignore[arg-type]
+    assert installed is False
+    assert tracker.idle
+
+
+def test_writes_to_other_keys_do_not_spoil_a_fill() -> None:
+    tracker = WriteTracker()
+    fill = tracker.fill_started(k(1))
+    tracker.write_finished(tracker.write_started([k(2)]))
+    assert tracker.fill_finished(fill) is True
+
+
+def test_a_write_finished_before_the_fill_began_does_not_spoil_it() -> None:
+    tracker = WriteTracker()
+    tracker.write_finished(tracker.write_started([k(1)]))
+    assert tracker.fill_finished(tracker.fill_started(k(1))) is True
+
+
+def test_overlapping_writes_to_one_key_are_contended() -> None:
+    tracker = WriteTracker()
+    first = tracker.write_started([k(1), k(2)])
+    second = tracker.write_started([k(1), k(3)])
+    assert first.contended == second.contended == {k(1)}
+    tracker.write_finished(first)
+    third = tracker.write_started([k(2)])  # the first is done: no overlap
+    assert third.contended == set()
+    tracker.write_finished(second)
+    tracker.write_finished(third)
+    assert tracker.idle
+
+
+def test_a_write_naming_one_key_twice_is_not_contended_with_itself() -> None:
+    tracker = WriteTracker()
+    ticket = tracker.write_started([k(1), k(1)])
+    assert ticket.contended == set()
+    tracker.write_finished(ticket)
+    assert tracker.idle
