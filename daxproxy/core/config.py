@@ -41,6 +41,10 @@ class Settings:
     request_timeout_millis: int = 10000
     max_body_bytes: int = 16 * MIB
     upstream_max_connections: int = 128
+    # The item cache (GetItem, BatchGetItem): its byte budget (0 turns it off) and DAX's
+    # record TTL (0: entries never expire; LRU and writes only).
+    item_cache_max_bytes: int = 256 * MIB
+    record_ttl_millis: int = 300_000
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -49,6 +53,8 @@ class Settings:
         _check_int(self, "request_timeout_millis", 1, 3_600_000)
         _check_int(self, "max_body_bytes", 1024, 1024 * MIB)
         _check_int(self, "upstream_max_connections", 1, 100_000)
+        _check_int(self, "item_cache_max_bytes", 0, 1024 * 1024 * MIB)
+        _check_int(self, "record_ttl_millis", 0, 365 * 24 * 3600 * 1000)
         if not self.host:
             raise SettingError("host", "must be an address or host name to listen on")
         if self.upstream is not None and self.upstream != AWS_UPSTREAM:

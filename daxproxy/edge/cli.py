@@ -73,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="size of the upstream keep-alive connection pool "
         f"(default {d.upstream_max_connections})",
     )
+    add(
+        "--item-cache-max-bytes",
+        type=int,
+        help="memory budget of the item cache (GetItem, BatchGetItem), counted with "
+        f"per-entry overhead; 0 turns it off (default {d.item_cache_max_bytes})",
+    )
+    add(
+        "--record-ttl-millis",
+        type=int,
+        help="how long an item-cache entry lives after it was stored, as DAX's "
+        f"record-ttl-millis; 0 means no expiry (default {d.record_ttl_millis})",
+    )
     add("--log-level", choices=LOG_LEVELS, help=f"(default {d.log_level})")
     return parser
 

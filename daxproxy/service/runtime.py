@@ -14,8 +14,11 @@ from collections.abc import AsyncIterator
 
 from aiobotocore.session import AioSession
 
+from daxproxy.core.cache import ItemCache, WriteTracker
 from daxproxy.core.config import AWS_UPSTREAM, SettingError, Settings, resolve_endpoints
 from daxproxy.service.embedded import EmbeddedBackendError, start_embedded_moto
+from daxproxy.service.item_reads import ItemReads
+from daxproxy.service.item_writes import ItemWrites
 from daxproxy.service.proxy import Proxy
 from daxproxy.service.signing import (
     LOCAL_CREDENTIALS,
@@ -25,7 +28,8 @@ from daxproxy.service.signing import (
     default_region,
     load_chain_credentials,
 )
-from daxproxy.service.upstream import HttpUpstream
+from daxproxy.service.tables import TableRegistry
+from daxproxy.service.upstream import HttpUpstream, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -75,4 +79,20 @@ async def open_proxy(settings: Settings) -> AsyncIterator[Proxy]:
         )
         stack.push_async_callback(upstream.close)
         log.info("upstream %s, region %s", described, region)
-        yield Proxy(upstream, max_body_bytes=settings.max_body_bytes)
+        yield build_proxy(settings, upstream)
+
+
+def build_proxy(settings: Settings, upstream: Upstream) -> Proxy:
+    """The proxy for these settings: with the item cache unless its budget is 0."""
+    if settings.item_cache_max_bytes == 0:
+        return Proxy(upstream, max_body_bytes=settings.max_body_bytes)
+    ttl = settings.record_ttl_millis / 1000 if settings.record_ttl_millis else None
+    cache = ItemCache(settings.item_cache_max_bytes, ttl)
+    tables = TableRegistry(upstream)
+    tracker = WriteTracker()
+    return Proxy(
+        upstream,
+        max_body_bytes=settings.max_body_bytes,
+        item_reads=ItemReads(upstream, cache, tables, tracker),
+        item_writes=ItemWrites(upstream, cache, tables, tracker),
+    )

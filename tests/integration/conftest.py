@@ -16,9 +16,10 @@ from tests.integration.harness import ProxyProcess
 
 @dataclass(frozen=True)
 class Endpoints:
-    proxy: str  # the proxy, in front of its own moto server
+    proxy: str  # the proxy with its default settings, in front of its own moto server
+    passthrough: str  # the proxy with every cache off, in front of the same moto server
     direct: str  # a second moto server, reached straight
-    upstream: str  # the moto server behind the proxy, for looking behind its back
+    upstream: str  # the moto server behind the proxies, for looking behind their backs
 
 
 def _moto() -> MotoServer:
@@ -32,12 +33,17 @@ def _moto() -> MotoServer:
 def endpoints() -> Iterator[Endpoints]:
     behind, direct = _moto(), _moto()
     proxy = ProxyProcess("--upstream", behind.url)
+    passthrough = ProxyProcess("--upstream", behind.url, "--item-cache-max-bytes", "0")
     try:
         proxy.start()
-        yield Endpoints(proxy=proxy.url, direct=direct.url, upstream=behind.url)
+        passthrough.start()
+        yield Endpoints(
+            proxy=proxy.url, passthrough=passthrough.url, direct=direct.url, upstream=behind.url
+        )
     finally:
-        proxy.stop()
-        os.unlink(proxy.log_path)
+        for process in (proxy, passthrough):
+            process.stop()
+            os.unlink(process.log_path)
         behind.stop()
         direct.stop()
 

@@ -136,8 +136,19 @@ VOLATILE_KEYS = frozenset(
 )
 
 
+_SETS = ("SS", "NS", "BS")
+
+
 def normalize(value: Any) -> Any:
-    """A result with the volatile fields blanked, for comparing two servers' answers."""
+    """A result with the volatile fields blanked, for comparing two servers' answers.
+
+    Set members are sorted: a DynamoDB set has no order, and moto returns a set's members
+    in its process's hash order, which differs between two moto servers.
+    """
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, members),) = value.items()
+        if kind in _SETS and isinstance(members, list):
+            return {kind: sorted(members)}
     if isinstance(value, dict):
         return {k: ("<volatile>" if k in VOLATILE_KEYS else normalize(v)) for k, v in value.items()}
     if isinstance(value, list):
@@ -145,3 +156,12 @@ def normalize(value: Any) -> Any:
     if isinstance(value, datetime.datetime):
         return "<time>"
     return value
+
+
+def without_unasked_capacity(result: Any) -> Any:
+    """A BatchGetItem result without ``ConsumedCapacity``: moto reports it even when the
+    request did not ask, DynamoDB only when asked (ReturnConsumedCapacity), and so does the
+    proxy when it builds the answer from its cache."""
+    if isinstance(result, dict):
+        return {k: v for k, v in result.items() if k != "ConsumedCapacity"}
+    return result

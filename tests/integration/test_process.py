@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from daxproxy.service.embedded import MotoServer, free_port
 from tests.integration.harness import REGION, TEST_ENV, get, running_proxy
 
-NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
+NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
 def client(url: str) -> object:

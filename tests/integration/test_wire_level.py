@@ -1,9 +1,10 @@
 """Byte for byte: raw requests through the proxy get moto's exact status, body and headers.
 
-Below the SDKs: the same signed request goes to the proxy and to an identical moto server,
-and the status, the body bytes and the content type must be equal, with a CRC that matches
-the body and a request id. Covers compressed request bodies and the largest request
-DynamoDB accepts.
+Below the SDKs: the same signed request goes to the proxy with every cache off and to an
+identical moto server, and the status, the body bytes and the content type must be equal,
+with a CRC that matches the body and a request id: turning the caches off leaves the proxy
+exactly transparent. With the item cache on, answers the cache builds must parse to the
+same JSON. Covers compressed request bodies and the largest request DynamoDB accepts.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def call_both(
     endpoints: Endpoints, operation: str, payload: object, *, prefix: str = "DynamoDB_20120810"
 ) -> Answer:
     body = orjson.dumps(payload)
-    through_proxy = post(endpoints.proxy, operation, body, prefix=prefix)
+    through_proxy = post(endpoints.passthrough, operation, body, prefix=prefix)
     direct = post(endpoints.direct, operation, body, prefix=prefix)
     assert (through_proxy.status, through_proxy.body) == (direct.status, direct.body)
     through_proxy.check_integrity()
@@ -140,7 +141,7 @@ def test_a_gzip_request_body_is_forwarded_as_sent(endpoints: Endpoints, table: s
         orjson.dumps({"TableName": table, "Key": {"pk": {"S": "gz"}, "sk": {"N": "1"}}})
     )
     answers = []
-    for url in (endpoints.proxy, endpoints.direct):
+    for url in (endpoints.passthrough, endpoints.direct):
         answers.append(
             (
                 post(url, "PutItem", put, **{"Content-Encoding": "gzip"}),
@@ -180,3 +181,26 @@ def test_the_largest_batch_write_dynamodb_accepts_passes(endpoints: Endpoints, t
 def test_streams_targets_are_forwarded(endpoints: Endpoints) -> None:
     answer = call_both(endpoints, "ListStreams", {"Limit": 1}, prefix="DynamoDBStreams_20120810")
     assert answer.status == 200 and "Streams" in orjson.loads(answer.body)
+
+
+def test_answers_the_item_cache_builds_are_moto_json(endpoints: Endpoints, table: str) -> None:
+    key = {"pk": {"S": "p"}, "sk": {"N": "2"}}
+    requests = [
+        ("GetItem", {"TableName": table, "Key": key}),
+        ("GetItem", {"TableName": table, "Key": {"pk": {"S": "none"}, "sk": {"N": "2"}}}),
+        ("GetItem", {"TableName": table, "Key": key, "ReturnConsumedCapacity": "TOTAL"}),
+        ("BatchGetItem", {"RequestItems": {table: {"Keys": [key]}}}),
+    ]
+    for operation, payload in requests * 2:  # a miss, then a hit
+        body = orjson.dumps(payload)
+        cached = post(endpoints.proxy, operation, body)
+        direct = post(endpoints.direct, operation, body)
+        cached.check_integrity()
+        assert cached.headers["x-daxproxy-cache"] in ("hit", "miss")
+        expected = orjson.loads(direct.body)
+        if "ReturnConsumedCapacity" in payload:  # a hit consumes nothing, as DAX reports
+            cached_capacity = orjson.loads(cached.body)["ConsumedCapacity"]
+            assert cached_capacity["TableName"] == expected["ConsumedCapacity"]["TableName"]
+        # (moto reports BatchGetItem's capacity even when not asked; DynamoDB does not.)
+        strip = lambda answer: {k: v for k, v in answer.items() if k != "ConsumedCapacity"}  # noqa: E731
+        assert (cached.status, strip(orjson.loads(cached.body))) == (direct.status, strip(expected))

@@ -1,0 +1,233 @@
+"""What the item cache reads from requests and writes into responses, with no I/O.
+
+Reads: :func:`get_item_read` and :func:`batch_get_reads` accept a request only when the
+proxy knows exactly what DynamoDB would answer; anything unusual raises :class:`Uncacheable`
+and the request is forwarded unchanged. Writes: :func:`written_items` says which keys a
+write touches and, for each, what the cache should hold afterwards if it succeeds.
+Responses: :func:`get_item_body` and :func:`batch_get_body` build the JSON a cached answer
+sends, with zero consumed capacity as DAX reports for a hit.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from daxproxy.core.projection import Projection, ProjectionUnsupported, compile_projection
+
+_GET_ITEM_FIELDS = frozenset(
+    {
+        "TableName",
+        "Key",
+        "ProjectionExpression",
+        "ExpressionAttributeNames",
+        "AttributesToGet",
+        "ConsistentRead",
+        "ReturnConsumedCapacity",
+    }
+)
+_BATCH_GET_FIELDS = frozenset({"RequestItems", "ReturnConsumedCapacity"})
+_BATCH_TABLE_FIELDS = frozenset(
+    {
+        "Keys",
+        "ProjectionExpression",
+        "ExpressionAttributeNames",
+        "AttributesToGet",
+        "ConsistentRead",
+    }
+)
+_CAPACITY = frozenset({"NONE", "TOTAL", "INDEXES"})
+MAX_BATCH_KEYS = 100
+
+
+class Uncacheable(ValueError):
+    """The proxy cannot be sure of DynamoDB's answer: forward the request unchanged."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableRead:
+    """How one table is read: the cache serves it only when ``consistent`` is False."""
+
+    table: str  # as the client wrote it: a name or an ARN
+    projection: Projection | None
+    consistent: bool
+
+
+def _consistent(request: Mapping[str, Any]) -> bool:
+    value = request.get("ConsistentRead", False)
+    if not isinstance(value, bool):
+        raise Uncacheable("ConsistentRead is not a boolean")
+    return value
+
+
+def _projection(request: Mapping[str, Any]) -> Projection | None:
+    try:
+        return compile_projection(request)
+    except ProjectionUnsupported as exc:
+        raise Uncacheable(str(exc)) from None
+
+
+def capacity_of(request: Mapping[str, Any]) -> str:
+    value = request.get("ReturnConsumedCapacity", "NONE")
+    if value not in _CAPACITY:
+        raise Uncacheable("ReturnConsumedCapacity")
+    return str(value)
+
+
+def _table(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise Uncacheable("TableName")
+    return value
+
+
+def get_item_read(payload: Mapping[str, Any]) -> TableRead:
+    if not payload.keys() <= _GET_ITEM_FIELDS or not isinstance(payload.get("Key"), dict):
+        raise Uncacheable("GetItem has a member the cache does not model")
+    capacity_of(payload)
+    return TableRead(_table(payload.get("TableName")), _projection(payload), _consistent(payload))
+
+
+def batch_get_reads(payload: Mapping[str, Any]) -> dict[str, tuple[TableRead, list[Any]]]:
+    """Each table's read and its keys as the client wrote them."""
+    requests = payload.get("RequestItems")
+    if not payload.keys() <= _BATCH_GET_FIELDS or not isinstance(requests, dict) or not requests:
+        raise Uncacheable("BatchGetItem has a member the cache does not model")
+    capacity_of(payload)
+    reads: dict[str, tuple[TableRead, list[Any]]] = {}
+    total = 0
+    for table, entry in requests.items():
+        if not isinstance(entry, dict) or not entry.keys() <= _BATCH_TABLE_FIELDS:
+            raise Uncacheable("a BatchGetItem table entry has a member the cache does not model")
+        keys = entry.get("Keys")
+        if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) for k in keys):
+            raise Uncacheable("Keys")
+        total += len(keys)
+        reads[table] = (TableRead(_table(table), _projection(entry), _consistent(entry)), keys)
+    if total > MAX_BATCH_KEYS:
+        raise Uncacheable("more keys than BatchGetItem takes")
+    return reads
+
+
+def project(value: bytes, projection: Projection | None) -> bytes:
+    """An encoded cached item, projected; the cached bytes themselves when no projection."""
+    if projection is None:
+        return value
+    return orjson.dumps(projection.apply(orjson.loads(value)))
+
+
+def consumed_capacity(table: str, capacity: str) -> dict[str, Any] | None:
+    """What DynamoDB reports for a read that consumed nothing: DAX's answer for a hit."""
+    if capacity == "NONE":
+        return None
+    consumed: dict[str, Any] = {"TableName": table, "CapacityUnits": 0.0}
+    if capacity == "INDEXES":
+        consumed["Table"] = {"CapacityUnits": 0.0}
+    return consumed
+
+
+def get_item_body(item: bytes | None, capacity: dict[str, Any] | None) -> bytes:
+    """GetItem's answer: ``item`` is encoded (already projected) or None for no such item."""
+    if capacity is None:
+        return b"{}" if item is None else b'{"Item":' + item + b"}"
+    head = b"{" if item is None else b'{"Item":' + item + b","
+    return head + b'"ConsumedCapacity":' + orjson.dumps(capacity) + b"}"
+
+
+def batch_get_body(
+    responses: Mapping[str, list[bytes]],
+    unprocessed: Mapping[str, Any],
+    capacities: list[dict[str, Any]] | None,
+) -> bytes:
+    parts = [
+        b'"Responses":{'
+        + b",".join(
+            orjson.dumps(t) + b":[" + b",".join(items) + b"]" for t, items in responses.items()
+        )
+        + b"}",
+        b'"UnprocessedKeys":' + orjson.dumps(unprocessed),
+    ]
+    if capacities is not None:
+        parts.append(b'"ConsumedCapacity":' + orjson.dumps(capacities))
+    return b"{" + b",".join(parts) + b"}"
+
+
+class After(enum.Enum):
+    """What a successful write leaves in the cache for one key."""
+
+    STORE = "store"  # the item is known: store it
+    ABSENT = "absent"  # the item is deleted: store a negative entry
+    EVICT = "evict"  # the item changed in a way only DynamoDB knows: forget it
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    table: str  # as the client wrote it
+    key: Mapping[str, Any]  # the key or the whole item, as the client wrote it
+    is_item: bool  # ``key`` is a whole item (a put): attributes beyond the key are ignored
+    after: After
+    item: Mapping[str, Any] | None = None  # for STORE
+
+
+def _dict(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise Uncacheable(what)
+    return value
+
+
+def written_items(operation: str, payload: Mapping[str, Any]) -> Iterator[Written]:
+    """The keys a write touches. Raises Uncacheable when they cannot be read from it."""
+    if operation == "PutItem":
+        item = _dict(payload.get("Item"), "Item")
+        yield Written(_table(payload.get("TableName")), item, True, After.STORE, item)
+    elif operation == "DeleteItem":
+        yield Written(
+            _table(payload.get("TableName")), _dict(payload.get("Key"), "Key"), False, After.ABSENT
+        )
+    elif operation == "UpdateItem":
+        # The service learns the new item from the answer (ReturnValues ALL_NEW) when it can.
+        yield Written(
+            _table(payload.get("TableName")), _dict(payload.get("Key"), "Key"), False, After.EVICT
+        )
+    elif operation == "BatchWriteItem":
+        for table, requests in _dict(payload.get("RequestItems"), "RequestItems").items():
+            if not isinstance(requests, list):
+                raise Uncacheable("RequestItems")
+            for request in requests:
+                yield _batch_write_request(_table(table), _dict(request, "WriteRequest"))
+    elif operation == "TransactWriteItems":
+        items = payload.get("TransactItems")
+        if not isinstance(items, list):
+            raise Uncacheable("TransactItems")
+        for action in items:
+            written = _transact_action(_dict(action, "TransactItem"))
+            if written is not None:
+                yield written
+    else:
+        raise Uncacheable(f"{operation} is not an item write")
+
+
+def _batch_write_request(table: str, request: Mapping[str, Any]) -> Written:
+    if "PutRequest" in request:
+        item = _dict(_dict(request["PutRequest"], "PutRequest").get("Item"), "Item")
+        return Written(table, item, True, After.STORE, item)
+    if "DeleteRequest" in request:
+        key = _dict(_dict(request["DeleteRequest"], "DeleteRequest").get("Key"), "Key")
+        return Written(table, key, False, After.ABSENT)
+    raise Uncacheable("WriteRequest")
+
+
+def _transact_action(action: Mapping[str, Any]) -> Written | None:
+    # DAX refills the touched keys after a transaction; evicting them is always correct.
+    for kind in ("Put", "Update", "Delete"):
+        if kind in action:
+            body = _dict(action[kind], kind)
+            is_item = kind == "Put"
+            key = _dict(body.get("Item" if is_item else "Key"), "Key")
+            return Written(_table(body.get("TableName")), key, is_item, After.EVICT)
+    if "ConditionCheck" in action:
+        return None
+    raise Uncacheable("TransactItem")

@@ -1,0 +1,86 @@
+"""One client call on its way through the service layer, and the ways to answer it.
+
+A :class:`Call` is a request that passed the wire checks: its target, its operation, its
+decoded JSON, and its body and headers exactly as the client sent them. :func:`forward`
+sends it upstream unchanged; :func:`relay` turns the upstream's answer into the client's,
+labelled with what the cache did (``x-daxproxy-cache``: hit, miss or bypass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from daxproxy.core import wire
+from daxproxy.core.operations import Operation
+from daxproxy.core.wire import Headers, Target, WireResponse
+from daxproxy.service.upstream import Upstream, UpstreamResponse
+
+CACHE_HEADER = "x-daxproxy-cache"
+HIT, MISS, BYPASS = "hit", "miss", "bypass"
+# Headers for the proxy's own upstream requests: plain JSON both ways.
+OWN_HEADERS: Headers = (
+    ("Content-Type", wire.JSON_CONTENT_TYPE),
+    ("Accept-Encoding", "identity"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    target: Target
+    operation: Operation
+    payload: dict[str, Any]
+    body: bytes  # as sent, compressed or not
+    headers: Headers  # the client's headers that may go upstream
+
+
+async def forward(upstream: Upstream, call: Call) -> UpstreamResponse:
+    return await upstream.send(
+        call.target, call.body, call.headers, retry_safe=call.operation.read_only
+    )
+
+
+async def send_own(upstream: Upstream, call: Call, payload: dict[str, Any]) -> UpstreamResponse:
+    """The call's operation with a body the proxy wrote (a fill, a rewritten update)."""
+    return await upstream.send(
+        call.target, wire_json(payload), OWN_HEADERS, retry_safe=call.operation.read_only
+    )
+
+
+def wire_json(payload: object) -> bytes:
+    return orjson.dumps(payload)
+
+
+# DynamoDB's answers are at most 16 MiB (a BatchGetItem); this only bounds a broken upstream.
+_MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
+def answer_json(answer: UpstreamResponse) -> dict[str, Any]:
+    """The upstream's JSON answer, decompressed when the client's Accept-Encoding let the
+    upstream compress it."""
+    encoding = next((v for k, v in answer.headers if k.lower() == "content-encoding"), None)
+    payload: dict[str, Any] = orjson.loads(
+        wire.decode_content(answer.body, encoding, _MAX_ANSWER_BYTES)
+    )
+    return payload
+
+
+def relay(answer: UpstreamResponse, cache: str | None = None) -> WireResponse:
+    response = wire.relay_response(answer.status, answer.headers, answer.body)
+    if cache is not None:
+        response.headers.append((CACHE_HEADER, cache))
+    return response
+
+
+def request_id_of(answer: UpstreamResponse) -> str | None:
+    return next((v for k, v in answer.headers if k.lower() == "x-amzn-requestid"), None)
+
+
+def built(body: bytes, cache: str, request_id: str | None = None) -> WireResponse:
+    """An answer the proxy built itself: fresh CRC, and a fresh request id unless the answer
+    came from one upstream call whose id it carries."""
+    response = wire.json_response(body, request_id=request_id)
+    response.headers.append((CACHE_HEADER, cache))
+    return response

@@ -1,0 +1,286 @@
+"""GetItem and BatchGetItem from the item cache.
+
+An eventually consistent read of a key the cache holds is answered from memory (a *hit*):
+the cached item, projected as asked, zero consumed capacity, a fresh request id. A *miss*
+reads the full item upstream (projection costs nothing extra: DynamoDB charges by item
+size), stores it or its absence, and answers with the projection applied. Concurrent misses
+for one key share one upstream call. A read the cache cannot model (ConsistentRead, an
+unusual member, a key or projection DynamoDB would reject) is forwarded unchanged: a
+*bypass*, whose answer is DynamoDB's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from daxproxy.core import item_requests as requests
+from daxproxy.core.cache import NOT_FOUND, ItemCache, WriteTracker
+from daxproxy.core.item_requests import TableRead, Uncacheable
+from daxproxy.core.keys import ItemKey, NotCanonical, item_key, key_of_item
+from daxproxy.core.wire import WireResponse
+from daxproxy.service.calls import (
+    BYPASS,
+    HIT,
+    MISS,
+    Call,
+    built,
+    forward,
+    relay,
+    request_id_of,
+    send_own,
+)
+from daxproxy.service.tables import TableInfo, TableRegistry
+from daxproxy.service.upstream import Upstream, UpstreamResponse
+
+# What a shared fill resolves to: the encoded item, NOT_FOUND, or None when the fill gave
+# no answer (an error, or the key came back unprocessed); its waiters then go upstream.
+Fill = asyncio.Future[bytes | None]
+
+
+class ItemReads:
+    def __init__(
+        self,
+        upstream: Upstream,
+        cache: ItemCache,
+        tables: TableRegistry,
+        tracker: WriteTracker,
+    ) -> None:
+        self._upstream = upstream
+        self._cache = cache
+        self._tables = tables
+        self._tracker = tracker
+        self._fills: dict[ItemKey, Fill] = {}
+
+    async def _resolve(self, read: TableRead) -> TableInfo:
+        info = await self._tables.get(read.table)
+        if info is None:
+            raise Uncacheable("the table cannot be described")
+        return info
+
+    # GetItem ---------------------------------------------------------------------------
+
+    async def get_item(self, call: Call) -> WireResponse:
+        try:
+            read = requests.get_item_read(call.payload)
+            if read.consistent:
+                return relay(await forward(self._upstream, call), BYPASS)
+            info = await self._resolve(read)
+            key = item_key(info.arn, call.payload["Key"], info.schema)
+        except (Uncacheable, NotCanonical):
+            return relay(await forward(self._upstream, call), BYPASS)
+        capacity = requests.capacity_of(call.payload)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return self._get_item_answer(read, cached, capacity, HIT)
+        shared = self._fills.get(key)
+        if shared is not None:
+            value = await asyncio.shield(shared)
+            if value is None:
+                return relay(await forward(self._upstream, call), BYPASS)
+            return self._get_item_answer(read, value, capacity, MISS)
+        return await self._get_item_miss(call, read, key)
+
+    def _get_item_answer(
+        self,
+        read: TableRead,
+        value: bytes,
+        capacity: str,
+        outcome: str,
+        *,
+        consumed: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> WireResponse:
+        item = None if value == NOT_FOUND else requests.project(value, read.projection)
+        if consumed is None:
+            consumed = requests.consumed_capacity(_plain_name(read.table), capacity)
+        return built(requests.get_item_body(item, consumed), outcome, request_id)
+
+    async def _get_item_miss(self, call: Call, read: TableRead, key: ItemKey) -> WireResponse:
+        fill: Fill = asyncio.get_running_loop().create_future()
+        self._fills[key] = fill
+        ticket = self._tracker.fill_started(key)
+        value: bytes | None = None
+        try:
+            fetch = {"TableName": call.payload["TableName"], "Key": call.payload["Key"]}
+            if "ReturnConsumedCapacity" in call.payload:
+                fetch["ReturnConsumedCapacity"] = call.payload["ReturnConsumedCapacity"]
+            answer = await send_own(self._upstream, call, fetch)
+            if answer.status != 200:
+                return relay(answer, MISS)
+            body = orjson.loads(answer.body)
+            item = body.get("Item")
+            value = NOT_FOUND if item is None else orjson.dumps(item)
+        finally:
+            del self._fills[key]
+            clean = self._tracker.fill_finished(ticket)
+            if value is not None and clean:
+                self._cache.put(key, value)
+            fill.set_result(value)
+        return self._get_item_answer(
+            read,
+            value,
+            requests.capacity_of(call.payload),
+            MISS,
+            consumed=body.get("ConsumedCapacity"),
+            request_id=request_id_of(answer),
+        )
+
+    # BatchGetItem ----------------------------------------------------------------------
+
+    async def batch_get_item(self, call: Call) -> WireResponse:
+        try:
+            plan = await self._batch_plan(call)
+        except (Uncacheable, NotCanonical):
+            return relay(await forward(self._upstream, call), BYPASS)
+        return await plan.run()
+
+    async def _batch_plan(self, call: Call) -> _BatchPlan:
+        reads = requests.batch_get_reads(call.payload)
+        plan = _BatchPlan(self, call, requests.capacity_of(call.payload))
+        seen: set[ItemKey] = set()  # across tables too: a name and its ARN are one table
+        total = 0
+        for table, (read, keys) in reads.items():
+            if read.consistent:
+                plan.passthrough[table] = call.payload["RequestItems"][table]
+                continue
+            info = await self._resolve(read)
+            canonical = [item_key(info.arn, key, info.schema) for key in keys]
+            seen.update(canonical)
+            total += len(canonical)
+            if len(seen) != total:
+                raise Uncacheable("duplicate keys: DynamoDB rejects them")
+            plan.add_table(table, read, info, list(zip(canonical, keys, strict=True)))
+        return plan
+
+
+class _BatchPlan:
+    """One BatchGetItem: which keys are hits, which wait on another fill, which to fetch."""
+
+    def __init__(self, reads: ItemReads, call: Call, capacity: str) -> None:
+        self.reads = reads
+        self.call = call
+        self.capacity = capacity
+        self.passthrough: dict[str, Any] = {}  # consistent tables: sent as the client asked
+        self.tables: dict[str, tuple[TableRead, TableInfo]] = {}
+        self.found: dict[str, list[bytes]] = {}
+        self.unprocessed: dict[str, list[Any]] = {}
+        self.hits = 0
+        self._waits: list[tuple[str, Any, Fill]] = []
+        self._fetch: dict[str, list[tuple[ItemKey, Any]]] = {}
+
+    def add_table(
+        self, table: str, read: TableRead, info: TableInfo, keys: list[tuple[ItemKey, Any]]
+    ) -> None:
+        self.tables[table] = (read, info)
+        self.found[table] = []
+        cache, fills = self.reads._cache, self.reads._fills
+        for key, raw in keys:
+            cached = cache.get(key)
+            if cached is not None:
+                self.hits += 1
+                self._keep(table, cached)
+            elif key in fills:
+                self._waits.append((table, raw, fills[key]))
+            else:
+                self._fetch.setdefault(table, []).append((key, raw))
+
+    def _keep(self, table: str, value: bytes) -> None:
+        if value != NOT_FOUND:
+            read = self.tables[table][0]
+            self.found[table].append(requests.project(value, read.projection))
+
+    async def run(self) -> WireResponse:
+        consumed: list[dict[str, Any]] = []
+        request_id = None
+        if self._fetch or self.passthrough:
+            answer = await self._fetch_misses()
+            if answer.status != 200:
+                return relay(answer, MISS)
+            consumed = orjson.loads(answer.body).get("ConsumedCapacity", [])
+            if not self.hits and not self._waits:
+                request_id = request_id_of(answer)
+        for table, raw, fill in self._waits:
+            value = await asyncio.shield(fill)
+            if value is None:
+                self.unprocessed.setdefault(table, []).append(raw)
+            else:
+                self._keep(table, value)
+        outcome = HIT if not self._fetch and not self.passthrough else MISS
+        return built(self._body(consumed), outcome, request_id)
+
+    async def _fetch_misses(self) -> UpstreamResponse:
+        reads = self.reads
+        tickets = []
+        items: dict[str, Any] = dict(self.passthrough)
+        for table, keys in self._fetch.items():
+            items[table] = {"Keys": [raw for _, raw in keys]}
+            for key, _ in keys:
+                reads._fills[key] = asyncio.get_running_loop().create_future()
+                tickets.append(reads._tracker.fill_started(key))
+        values: dict[ItemKey, bytes | None] = {}
+        fetch: dict[str, Any] = {"RequestItems": items}
+        if "ReturnConsumedCapacity" in self.call.payload:
+            fetch["ReturnConsumedCapacity"] = self.call.payload["ReturnConsumedCapacity"]
+        try:
+            answer = await send_own(reads._upstream, self.call, fetch)
+            if answer.status == 200:
+                values = self._merge(orjson.loads(answer.body))
+        finally:
+            for ticket in tickets:
+                value = values.get(ticket.key)
+                clean = reads._tracker.fill_finished(ticket)
+                if value is not None and clean:
+                    reads._cache.put(ticket.key, value)
+                reads._fills.pop(ticket.key).set_result(value)
+        return answer
+
+    def _merge(self, body: Mapping[str, Any]) -> dict[ItemKey, bytes | None]:
+        """Fetched items into the answer; each fetched key's fill value."""
+        values: dict[ItemKey, bytes | None] = {}
+        responses = body.get("Responses", {})
+        unprocessed = body.get("UnprocessedKeys", {})
+        for table in self.passthrough:
+            self.found.setdefault(table, []).extend(
+                orjson.dumps(i) for i in responses.get(table, [])
+            )
+            if table in unprocessed:
+                self.unprocessed[table] = unprocessed[table]["Keys"]
+        for table, keys in self._fetch.items():
+            info = self.tables[table][1]
+            for item in responses.get(table, []):
+                value = orjson.dumps(item)
+                values[key_of_item(info.arn, item, info.schema)] = value
+                self._keep(table, value)
+            left = unprocessed.get(table, {}).get("Keys", [])
+            left_keys = {item_key(info.arn, raw, info.schema) for raw in left}
+            if left:
+                self.unprocessed.setdefault(table, []).extend(left)
+            for key, _ in keys:
+                if key not in values and key not in left_keys:
+                    values[key] = NOT_FOUND
+        return values
+
+    def _body(self, consumed: list[dict[str, Any]]) -> bytes:
+        request_items = self.call.payload["RequestItems"]
+        unprocessed = {
+            table: {**{k: v for k, v in request_items[table].items() if k != "Keys"}, "Keys": keys}
+            for table, keys in self.unprocessed.items()
+        }
+        capacities = None
+        if self.capacity != "NONE":
+            reported = {c.get("TableName"): c for c in consumed}
+            capacities = []
+            for table in request_items:
+                name = _plain_name(table)
+                zero = requests.consumed_capacity(name, self.capacity) or {}
+                capacities.append(reported.get(name) or reported.get(table) or zero)
+        return requests.batch_get_body(self.found, unprocessed, capacities)
+
+
+def _plain_name(table: str) -> str:
+    """The name DynamoDB reports in ConsumedCapacity: the name, for an ARN too."""
+    return table.rsplit(":table/", 1)[-1]

@@ -1,0 +1,246 @@
+"""Writes through the item cache, and everything else that can change what it holds.
+
+A write is forwarded; once DynamoDB says it succeeded, the cache holds the new state of each
+written key: the item a PutItem wrote (as written, as DAX does), the item an UpdateItem
+returned (the proxy asks for ALL_NEW when the caller asked for NONE or ALL_NEW, and answers
+with what the caller asked for), a negative entry for a delete; a transaction's keys are
+evicted. A client error (a failed condition, validation, throttling) leaves the cache as it
+was; no answer or a 5xx evicts the touched keys, because the write may have happened. Two
+writes to one key in flight at once evict it: their order upstream is unknown.
+
+DeleteTable and UpdateTable drop the table's items and key schema; a PartiQL statement
+that can write drops the items of the tables it names (all tables when it cannot tell).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from daxproxy.core import wire
+from daxproxy.core.cache import NOT_FOUND, ItemCache, WriteTicket, WriteTracker
+from daxproxy.core.errors import DynamoDBError
+from daxproxy.core.item_requests import After, Uncacheable, Written, written_items
+from daxproxy.core.keys import ItemKey, NotCanonical, item_key, key_of_item
+from daxproxy.core.wire import WireResponse
+from daxproxy.service.calls import (
+    Call,
+    answer_json,
+    forward,
+    relay,
+    request_id_of,
+    send_own,
+)
+from daxproxy.service.tables import TableRegistry
+from daxproxy.service.upstream import Upstream, UpstreamResponse
+
+log = logging.getLogger(__name__)
+
+_UPDATE_RETURNS_NEW = frozenset({None, "NONE", "ALL_NEW"})
+
+
+class ItemWrites:
+    def __init__(
+        self,
+        upstream: Upstream,
+        cache: ItemCache,
+        tables: TableRegistry,
+        tracker: WriteTracker,
+    ) -> None:
+        self._upstream = upstream
+        self._cache = cache
+        self._tables = tables
+        self._tracker = tracker
+
+    async def write(self, call: Call) -> WireResponse:
+        try:
+            written = list(written_items(call.operation.name, call.payload))
+        except Uncacheable:
+            # DynamoDB will almost surely reject it; if it does not, nothing may go stale.
+            return self._after_unknown(await forward(self._upstream, call), None)
+        keyed, unknown = await self._keys(written)
+        ticket = self._tracker.write_started(key for key, _ in keyed)
+        try:
+            answer, response = await self._send(call)
+        except DynamoDBError:
+            self._forget(keyed, unknown)
+            raise
+        finally:
+            self._tracker.write_finished(ticket)
+        if answer.status == 200:
+            self._apply(call, answer, keyed, unknown, ticket)
+        elif answer.status >= 500:
+            self._forget(keyed, unknown)
+        return response
+
+    async def _keys(self, written: list[Written]) -> tuple[list[tuple[ItemKey, Written]], set[str]]:
+        """Each written key, and the tables whose keys could not be read (dropped whole)."""
+        keyed: list[tuple[ItemKey, Written]] = []
+        unknown: set[str] = set()
+        for entry in written:
+            info = await self._tables.get(entry.table)
+            if info is None:
+                unknown.add(entry.table)
+                continue
+            try:
+                if entry.is_item:
+                    key = key_of_item(info.arn, entry.key, info.schema)
+                else:
+                    key = item_key(info.arn, entry.key, info.schema)
+            except NotCanonical:
+                unknown.add(entry.table)
+                continue
+            keyed.append((key, entry))
+        return keyed, unknown
+
+    async def _send(self, call: Call) -> tuple[UpstreamResponse, WireResponse]:
+        """Forward the write; an UpdateItem is asked for ALL_NEW when that costs nothing."""
+        asked = call.payload.get("ReturnValues")
+        if call.operation.name != "UpdateItem" or asked not in _UPDATE_RETURNS_NEW:
+            answer = await forward(self._upstream, call)
+            return answer, relay(answer)
+        answer = await send_own(self._upstream, call, {**call.payload, "ReturnValues": "ALL_NEW"})
+        if answer.status != 200 or asked == "ALL_NEW":
+            return answer, relay(answer)
+        body = answer_json(answer)
+        body.pop("Attributes", None)  # the caller asked for none
+        return answer, wire.json_response(orjson.dumps(body), request_id=request_id_of(answer))
+
+    def _apply(
+        self,
+        call: Call,
+        answer: UpstreamResponse,
+        keyed: list[tuple[ItemKey, Written]],
+        unknown: set[str],
+        ticket: WriteTicket,
+    ) -> None:
+        body = answer_json(answer)
+        unprocessed = self._unprocessed(body, keyed)
+        for key, entry in keyed:
+            if key in unprocessed:
+                continue  # not written: what the cache holds is still true
+            if key in ticket.contended or entry.after is After.EVICT:
+                self._cache.evict(key)
+            elif entry.after is After.ABSENT:
+                self._cache.put(key, NOT_FOUND)
+            else:
+                self._cache.put(key, orjson.dumps(entry.item))
+        if call.operation.name == "UpdateItem" and "Attributes" in body:
+            # Only ALL_NEW carries the whole item: the proxy asked for it when it could.
+            asked = call.payload.get("ReturnValues")
+            updated = keyed[0][0] if keyed else None
+            if (
+                updated is not None
+                and asked in _UPDATE_RETURNS_NEW
+                and updated not in ticket.contended
+            ):
+                self._cache.put(updated, orjson.dumps(body["Attributes"]))
+        self._drop_tables(unknown)
+
+    def _unprocessed(
+        self, body: dict[str, Any], keyed: list[tuple[ItemKey, Written]]
+    ) -> set[ItemKey]:
+        """BatchWriteItem's UnprocessedItems, as cache keys."""
+        left = body.get("UnprocessedItems") or {}
+        keys: set[ItemKey] = set()
+        for written in written_items("BatchWriteItem", {"RequestItems": left}) if left else ():
+            info = self._tables.known(written.table)
+            if info is None:
+                continue
+            try:
+                if written.is_item:
+                    keys.add(key_of_item(info.arn, written.key, info.schema))
+                else:
+                    keys.add(item_key(info.arn, written.key, info.schema))
+            except NotCanonical:
+                continue
+        return keys
+
+    def _forget(self, keyed: Iterable[tuple[ItemKey, Written]], unknown: set[str]) -> None:
+        """The write may or may not have happened: forget all it touched."""
+        for key, _ in keyed:
+            self._cache.evict(key)
+        self._drop_tables(unknown)
+
+    def _drop_tables(self, tables: Iterable[str]) -> None:
+        for table in tables:
+            for arn in self._tables.matching(table):
+                self._cache.drop_table(arn)
+
+    def _drop(self, tables: set[str] | None) -> None:
+        """Drop the items of these tables; of every table when ``tables`` is None."""
+        if tables is None:
+            log.info("a write the proxy could not read went upstream; dropping every cached item")
+            for arn in self._tables.arns():
+                self._cache.drop_table(arn)
+        else:
+            self._drop_tables(tables)
+
+    def _after_unknown(self, answer: UpstreamResponse, tables: set[str] | None) -> WireResponse:
+        if not 400 <= answer.status < 500:
+            self._drop(tables)
+        return relay(answer)
+
+    # Table changes and PartiQL ---------------------------------------------------------
+
+    async def table_change(self, call: Call) -> WireResponse:
+        """DeleteTable, UpdateTable: once DynamoDB takes it, forget the table."""
+        table = call.payload.get("TableName")
+        try:
+            answer = await forward(self._upstream, call)
+        except DynamoDBError:
+            self._forget_table(table)
+            raise
+        if not 400 <= answer.status < 500:
+            self._forget_table(table)
+        return relay(answer)
+
+    def _forget_table(self, table: object) -> None:
+        if isinstance(table, str):
+            for arn in self._tables.forget(table):
+                self._cache.drop_table(arn)
+
+    async def statement(self, call: Call) -> WireResponse:
+        """ExecuteStatement, BatchExecuteStatement, ExecuteTransaction."""
+        tables = statement_tables(call.payload)
+        if tables is not None and not tables:  # reads only
+            return relay(await forward(self._upstream, call))
+        try:
+            answer = await forward(self._upstream, call)
+        except DynamoDBError:
+            self._drop(tables)
+            raise
+        return self._after_unknown(answer, tables)
+
+
+_READ_ONLY = re.compile(r"\s*(?:SELECT|EXISTS)\b", re.IGNORECASE)
+_WRITE_TARGET = re.compile(
+    r"""\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(?:"((?:[^"]|"")+)"|([A-Za-z0-9_.-]+))""",
+    re.IGNORECASE,
+)
+
+
+def statement_tables(payload: dict[str, Any]) -> set[str] | None:
+    """The tables the PartiQL statements of a request can write: empty for reads only,
+    None when some statement cannot be read (then every table counts as written)."""
+    statements: list[Any]
+    if "Statement" in payload:
+        statements = [payload]
+    else:
+        statements = payload.get("Statements") or payload.get("TransactStatements") or []
+    tables: set[str] = set()
+    for entry in statements:
+        text = entry.get("Statement") if isinstance(entry, dict) else None
+        if not isinstance(text, str):
+            return None
+        if _READ_ONLY.match(text):
+            continue
+        match = _WRITE_TARGET.match(text)
+        if match is None:
+            return None
+        tables.add(match.group(1).replace('""', '"') if match.group(1) else match.group(2))
+    return tables

@@ -1,0 +1,119 @@
+"""A counting, fault-injecting HTTP forwarder to put between the proxy and moto.
+
+The proxy's upstream is this forwarder; it forwards each request to moto unchanged and
+counts them by operation, so a test can prove how many upstream calls the proxy made. It
+can also hold an operation back for a while (to make misses overlap) or fail it with a 500
+(to show what the proxy does when a write may have happened). It runs on its own event loop
+in a thread, so synchronous SDK clients can drive the proxy from the test itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from daxproxy.service.embedded import free_port
+
+
+@dataclass
+class Faults:
+    delay: dict[str, float] = field(default_factory=dict)  # operation -> seconds
+    fail_next: Counter[str] = field(default_factory=Counter)  # operation -> how many 500s
+    apply_then_fail: bool = False  # forward a failing request first: "it may have happened"
+
+
+class CountingForwarder:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/") + "/"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.counts: Counter[str] = Counter()
+        self.faults = Faults()
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> CountingForwarder:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the forwarder did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def count(self, operation: str) -> int:
+        with self._lock:
+            return self.counts[operation]
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.faults = Faults()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+        self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            app = web.Application(client_max_size=64 * 1024 * 1024)
+
+            async def handle(request: web.Request) -> web.Response:
+                return await self._forward(session, request)
+
+            app.router.add_post("/{tail:.*}", handle)
+            runner = web.AppRunner(app, auto_decompress=False, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self._ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+    async def _forward(self, session: aiohttp.ClientSession, request: web.Request) -> web.Response:
+        operation = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        body = await request.read()
+        with self._lock:
+            self.counts[operation] += 1
+            delay = self.faults.delay.get(operation, 0.0)
+            fail = self.faults.fail_next[operation] > 0
+            if fail:
+                self.faults.fail_next[operation] -= 1
+        if delay:
+            await asyncio.sleep(delay)
+        if fail and not self.faults.apply_then_fail:
+            return _internal_error()
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        async with session.post(self.upstream, data=body, headers=headers) as answer:
+            payload = await answer.read()
+            if fail:
+                return _internal_error()
+            out = {
+                k: v
+                for k, v in answer.headers.items()
+                if k.lower()
+                not in ("content-length", "transfer-encoding", "connection", "date", "server")
+            }
+            return web.Response(status=answer.status, body=payload, headers=out)
+
+
+def _internal_error() -> web.Response:
+    return web.Response(
+        status=500,
+        body=b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError",'
+        b'"message":"Internal server error"}',
+        content_type="application/x-amz-json-1.0",
+    )
