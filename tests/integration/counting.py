@@ -10,6 +10,7 @@ in a thread, so synchronous SDK clients can drive the proxy from the test itself
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ class Faults:
     delay: dict[str, float] = field(default_factory=dict)  # operation -> seconds
     fail_next: Counter[str] = field(default_factory=Counter)  # operation -> how many 500s
     apply_then_fail: bool = False  # forward a failing request first: "it may have happened"
+    # BatchGetItem: report the last N keys of each table as unprocessed, as DynamoDB does
+    # when it runs out of capacity or answer size.
+    unprocess_batch_keys: int = 0
 
 
 class CountingForwarder:
@@ -101,12 +105,11 @@ class CountingForwarder:
             payload = await answer.read()
             if fail:
                 return _internal_error()
-            out = {
-                k: v
-                for k, v in answer.headers.items()
-                if k.lower()
-                not in ("content-length", "transfer-encoding", "connection", "date", "server")
-            }
+            dropped = {"content-length", "transfer-encoding", "connection", "date", "server"}
+            if operation == "BatchGetItem" and self.faults.unprocess_batch_keys:
+                payload = _unprocess(body, payload, self.faults.unprocess_batch_keys)
+                dropped.add("x-amz-crc32")  # of moto's body, not of this one
+            out = {k: v for k, v in answer.headers.items() if k.lower() not in dropped}
             return web.Response(status=answer.status, body=payload, headers=out)
 
 
@@ -117,3 +120,18 @@ def _internal_error() -> web.Response:
         b'"message":"Internal server error"}',
         content_type="application/x-amz-json-1.0",
     )
+
+
+def _unprocess(request: bytes, answer: bytes, count: int) -> bytes:
+    """Move the last ``count`` requested keys of each table to UnprocessedKeys."""
+    asked = json.loads(request)["RequestItems"]
+    body = json.loads(answer)
+    for table, entry in asked.items():
+        left = entry["Keys"][-count:]
+        names = set().union(*(key.keys() for key in left)) if left else set()
+        found = body.get("Responses", {}).get(table, [])
+        body["Responses"][table] = [
+            item for item in found if {n: item.get(n) for n in names} not in left
+        ]
+        body.setdefault("UnprocessedKeys", {})[table] = {**entry, "Keys": left}
+    return json.dumps(body).encode()

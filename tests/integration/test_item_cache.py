@@ -236,6 +236,27 @@ def test_batch_get_fetches_only_the_misses_in_one_request(stack: Stack, table: s
     assert stack.forwarder.count("BatchGetItem") == 1
 
 
+def test_unprocessed_keys_go_back_as_asked_and_are_not_cached(stack: Stack, table: str) -> None:
+    proxy, backend = client(stack.proxy.url), client(stack.moto.url)
+    for n in range(4):
+        backend.put_item(TableName=table, Item=item("u", n, v=str(n)))
+    request = {table: {"Keys": [key("u", n) for n in range(4)], "ProjectionExpression": "sk, v"}}
+    stack.forwarder.faults.unprocess_batch_keys = 2
+    first = proxy.batch_get_item(RequestItems=request)
+    assert sorted(i["sk"]["N"] for i in first["Responses"][table]) == ["0", "1"]
+    assert first["UnprocessedKeys"] == {
+        table: {"Keys": [key("u", 2), key("u", 3)], "ProjectionExpression": "sk, v"}
+    }
+    stack.forwarder.faults.unprocess_batch_keys = 0
+    second = proxy.batch_get_item(RequestItems=request)
+    assert sorted(i["v"]["S"] for i in second["Responses"][table]) == ["0", "1", "2", "3"]
+    assert second["UnprocessedKeys"] == {}
+    assert stack.forwarder.count("BatchGetItem") == 2
+    assert [outcome(proxy.get_item(TableName=table, Key=key("u", n))) for n in range(4)] == [
+        "hit"
+    ] * 4
+
+
 def test_batch_get_consistent_tables_bypass_per_table(stack: Stack, table: str) -> None:
     proxy, backend = client(stack.proxy.url), client(stack.moto.url)
     backend.put_item(TableName=table, Item=item("k", 1, v="x"))
