@@ -107,6 +107,20 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+# The suite's usual table: a string partition key "pk" and a number sort key "sk".
+PK_SK_TABLE: dict[str, Any] = {
+    "KeySchema": [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ],
+    "AttributeDefinitions": [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "N"},
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
 # Values two moto servers choose for themselves: clocks, random ids, and the ids derived
 # from them (a stream's ARN holds its creation time).
 VOLATILE_KEYS = frozenset(

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tests.integration.harness import normalize, without_unasked_capacity
+from tests.integration.harness import PK_SK_TABLE, normalize, without_unasked_capacity
 
 Context = dict[str, Any]
 
@@ -51,15 +51,7 @@ def steps(table: str) -> list[Step]:
             "create_table",
             fixed(
                 TableName=table,
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "N"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
+                **PK_SK_TABLE,
                 StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
             ),
         ),

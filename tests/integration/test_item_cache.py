@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from daxproxy.service.embedded import MotoServer
 from tests.integration.counting import CountingForwarder
-from tests.integration.harness import REGION, ProxyProcess
+from tests.integration.harness import PK_SK_TABLE, REGION, ProxyProcess
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=32)
 SHORT_TTL_MILLIS = 1500
@@ -65,18 +65,7 @@ def client(url: str) -> Any:
 @pytest.fixture
 def table(stack: Stack) -> str:
     name = f"items-{uuid.uuid4().hex[:8]}"
-    client(stack.moto.url).create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    client(stack.moto.url).create_table(TableName=name, **PK_SK_TABLE)
     stack.forwarder.reset()
     return name
 
@@ -354,18 +343,7 @@ def test_deleting_a_table_forgets_its_items(stack: Stack, table: str) -> None:
     proxy = client(stack.proxy.url)
     proxy.put_item(TableName=table, Item=item("d", 1, v="old life"))
     proxy.delete_table(TableName=table)
-    client(stack.moto.url).create_table(
-        TableName=table,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    client(stack.moto.url).create_table(TableName=table, **PK_SK_TABLE)
     answer = proxy.get_item(TableName=table, Key=key("d", 1))
     assert (outcome(answer), "Item" in answer) == ("miss", False)
 

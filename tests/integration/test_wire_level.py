@@ -25,7 +25,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.integration.conftest import Endpoints
-from tests.integration.harness import REGION
+from tests.integration.harness import PK_SK_TABLE, REGION
 
 CREDENTIALS = Credentials("testing", "testing")
 
@@ -90,18 +90,7 @@ def table(endpoints: Endpoints) -> str:
     name = f"wire-{uuid.uuid4().hex[:8]}"
     for url in (endpoints.upstream, endpoints.direct):
         client = boto3.client("dynamodb", endpoint_url=url, region_name=REGION)
-        client.create_table(
-            TableName=name,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client.create_table(TableName=name, **PK_SK_TABLE)
         for i in range(5):
             client.put_item(
                 TableName=name,
