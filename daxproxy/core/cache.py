@@ -63,6 +63,8 @@ class CacheStats:
 class ItemCache:
     """Table-and-key to encoded item, least recently used first out, bounded by bytes.
 
+    The query cache uses the same class, keyed by table and canonical request.
+
     ``ttl`` is in seconds; ``None`` means entries never expire (LRU and writes only).
     Reading an entry refreshes its place in the LRU order, never its TTL; storing one
     (a fill or a write through the proxy) starts its TTL afresh.
@@ -121,6 +123,10 @@ class ItemCache:
     def evict(self, key: ItemKey, reason: Eviction = Eviction.WRITE) -> None:
         if key in self._entries:
             self._remove(key, reason)
+
+    def epoch(self, table: str) -> int:
+        """Changes whenever the table is dropped: a fill that saw it change must not store."""
+        return self._epochs.get(table, 0)
 
     def drop_table(self, table: str) -> None:
         """Forget every entry of a table at once; entries are freed as they are met."""

@@ -16,6 +16,9 @@ MIB = 1024 * 1024
 AWS_UPSTREAM = "aws"
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}\Z")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# "dax": DAX's semantics exactly, staleness included; "strict": where DAX can serve a
+# result that a write seen by the proxy made stale, drop it instead.
+MODES = ("dax", "strict")
 
 
 class SettingError(ValueError):
@@ -45,6 +48,10 @@ class Settings:
     # record TTL (0: entries never expire; LRU and writes only).
     item_cache_max_bytes: int = 256 * MIB
     record_ttl_millis: int = 300_000
+    # The query cache (Query, Scan): DAX's query TTL (0 turns it off) and its byte budget.
+    query_ttl_millis: int = 300_000
+    query_cache_max_bytes: int = 64 * MIB
+    mode: str = "dax"
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -55,6 +62,10 @@ class Settings:
         _check_int(self, "upstream_max_connections", 1, 100_000)
         _check_int(self, "item_cache_max_bytes", 0, 1024 * 1024 * MIB)
         _check_int(self, "record_ttl_millis", 0, 365 * 24 * 3600 * 1000)
+        _check_int(self, "query_ttl_millis", 0, 365 * 24 * 3600 * 1000)
+        _check_int(self, "query_cache_max_bytes", 0, 1024 * 1024 * MIB)
+        if self.mode not in MODES:
+            raise SettingError("mode", f"must be one of {', '.join(MODES)}, not {self.mode!r}")
         if not self.host:
             raise SettingError("host", "must be an address or host name to listen on")
         if self.upstream is not None and self.upstream != AWS_UPSTREAM:

@@ -85,6 +85,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long an item-cache entry lives after it was stored, as DAX's "
         f"record-ttl-millis; 0 means no expiry (default {d.record_ttl_millis})",
     )
+    add(
+        "--query-ttl-millis",
+        type=int,
+        help="how long a cached Query or Scan page is served, as DAX's query-ttl-millis; "
+        f"0 turns the query cache off (default {d.query_ttl_millis})",
+    )
+    add(
+        "--query-cache-max-bytes",
+        type=int,
+        help="memory budget of the query cache; 0 turns it off "
+        f"(default {d.query_cache_max_bytes})",
+    )
+    add(
+        "--mode",
+        help="'dax': DAX's semantics, its staleness included (writes do not touch cached "
+        "queries); 'strict': a write seen by the proxy drops the table's cached queries "
+        f"(default {d.mode})",
+    )
     add("--log-level", choices=LOG_LEVELS, help=f"(default {d.log_level})")
     return parser
 

@@ -10,6 +10,7 @@ writes to one key in flight at once evict it: their order upstream is unknown.
 
 DeleteTable and UpdateTable drop the table's items and key schema; a PartiQL statement
 that can write drops the items of the tables it names (all tables when it cannot tell).
+The query cache hears of each (see :class:`daxproxy.service.query_cache.QueryCache`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from daxproxy.service.calls import (
     request_id_of,
     send_own,
 )
+from daxproxy.service.query_cache import QueryCache
 from daxproxy.service.tables import TableRegistry
 from daxproxy.service.upstream import Upstream, UpstreamResponse
 
@@ -50,11 +52,13 @@ class ItemWrites:
         cache: ItemCache,
         tables: TableRegistry,
         tracker: WriteTracker,
+        queries: QueryCache | None = None,
     ) -> None:
         self._upstream = upstream
         self._cache = cache
         self._tables = tables
         self._tracker = tracker
+        self._queries = queries
 
     async def write(self, call: Call) -> WireResponse:
         try:
@@ -63,6 +67,8 @@ class ItemWrites:
             # DynamoDB will almost surely reject it; if it does not, nothing may go stale.
             return self._after_unknown(await forward(self._upstream, call), None)
         keyed, unknown = await self._keys(written)
+        tables = {entry.table for entry in written}
+        self._tables_written(tables)
         ticket = self._tracker.write_started(key for key, _ in keyed)
         try:
             answer, response = await self._send(call)
@@ -71,6 +77,7 @@ class ItemWrites:
             raise
         finally:
             self._tracker.write_finished(ticket)
+            self._tables_written(tables)
         if answer.status == 200:
             self._apply(call, answer, keyed, unknown, ticket)
         elif answer.status >= 500:
@@ -160,6 +167,11 @@ class ItemWrites:
                 continue
         return keys
 
+    def _tables_written(self, tables: Iterable[str]) -> None:
+        if self._queries is not None:
+            for table in tables:
+                self._queries.table_written(table)
+
     def _forget(self, keyed: Iterable[tuple[ItemKey, Written]], unknown: set[str]) -> None:
         """The write may or may not have happened: forget all it touched."""
         for key, _ in keyed:
@@ -172,13 +184,18 @@ class ItemWrites:
                 self._cache.drop_table(arn)
 
     def _drop(self, tables: set[str] | None) -> None:
-        """Drop the items of these tables; of every table when ``tables`` is None."""
+        """Drop the items and query pages of these tables; of all when ``tables`` is None."""
         if tables is None:
             log.info("a write the proxy could not read went upstream; dropping every cached item")
             for arn in self._tables.arns():
                 self._cache.drop_table(arn)
+            if self._queries is not None:
+                self._queries.cache.drop_all()
         else:
             self._drop_tables(tables)
+            if self._queries is not None:
+                for table in tables:
+                    self._queries.table_changed(table)
 
     def _after_unknown(self, answer: UpstreamResponse, tables: set[str] | None) -> WireResponse:
         if not 400 <= answer.status < 500:
@@ -203,6 +220,8 @@ class ItemWrites:
         if isinstance(table, str):
             for arn in self._tables.forget(table):
                 self._cache.drop_table(arn)
+            if self._queries is not None:
+                self._queries.table_changed(table)
 
     async def statement(self, call: Call) -> WireResponse:
         """ExecuteStatement, BatchExecuteStatement, ExecuteTransaction."""

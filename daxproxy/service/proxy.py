@@ -3,7 +3,8 @@
 It knows nothing of aiohttp's server: the edge hands it a :class:`ClientRequest` and writes
 back the :class:`WireResponse`. It checks what DynamoDB itself checks before routing (the
 body decodes to a JSON object, the target names a service), then gives the call to the
-item cache when one is configured and the operation is one it serves or must see, and
+item or query cache when one is configured and the operation is one it serves or must see,
+and
 otherwise forwards it unchanged and relays the upstream's answer unchanged. Every failure
 becomes a DynamoDB-shaped error here, so nothing below the edge puts a traceback on the wire.
 """
@@ -21,6 +22,7 @@ from daxproxy.core.wire import Headers, WireResponse
 from daxproxy.service.calls import Call, forward, relay
 from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
+from daxproxy.service.query_cache import QueryCache
 from daxproxy.service.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Proxy:
         max_body_bytes: int,
         item_reads: ItemReads | None = None,
         item_writes: ItemWrites | None = None,
+        queries: QueryCache | None = None,
     ) -> None:
         self.upstream = upstream
         self._max_body_bytes = max_body_bytes
@@ -62,6 +65,9 @@ class Proxy:
                 self._handlers[kind] = item_writes.write
             self._handlers[Kind.TABLE_CHANGE] = item_writes.table_change
             self._handlers[Kind.PARTIQL] = item_writes.statement
+        if queries is not None:
+            self._handlers[Kind.QUERY] = queries.read
+            self._handlers[Kind.SCAN] = queries.read
 
     async def handle(self, request: ClientRequest) -> WireResponse:
         try:

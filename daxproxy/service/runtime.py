@@ -20,6 +20,7 @@ from daxproxy.service.embedded import EmbeddedBackendError, start_embedded_moto
 from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
 from daxproxy.service.proxy import Proxy
+from daxproxy.service.query_cache import QueryCache
 from daxproxy.service.signing import (
     LOCAL_CREDENTIALS,
     CredentialSource,
@@ -83,16 +84,25 @@ async def open_proxy(settings: Settings) -> AsyncIterator[Proxy]:
 
 
 def build_proxy(settings: Settings, upstream: Upstream) -> Proxy:
-    """The proxy for these settings: with the item cache unless its budget is 0."""
-    if settings.item_cache_max_bytes == 0:
+    """The proxy for these settings: each cache unless its budget or TTL is 0."""
+    items_on = settings.item_cache_max_bytes > 0
+    queries_on = settings.query_cache_max_bytes > 0 and settings.query_ttl_millis > 0
+    if not items_on and not queries_on:
         return Proxy(upstream, max_body_bytes=settings.max_body_bytes)
+    queries = None
+    if queries_on:
+        pages = ItemCache(settings.query_cache_max_bytes, settings.query_ttl_millis / 1000)
+        queries = QueryCache(upstream, pages, strict=settings.mode == "strict")
     ttl = settings.record_ttl_millis / 1000 if settings.record_ttl_millis else None
+    # With the item cache off, writes still pass through it (to tell the query cache), but
+    # a zero budget stores nothing.
     cache = ItemCache(settings.item_cache_max_bytes, ttl)
     tables = TableRegistry(upstream)
     tracker = WriteTracker()
     return Proxy(
         upstream,
         max_body_bytes=settings.max_body_bytes,
-        item_reads=ItemReads(upstream, cache, tables, tracker),
-        item_writes=ItemWrites(upstream, cache, tables, tracker),
+        item_reads=ItemReads(upstream, cache, tables, tracker) if items_on else None,
+        item_writes=ItemWrites(upstream, cache, tables, tracker, queries),
+        queries=queries,
     )

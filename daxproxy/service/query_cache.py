@@ -1,0 +1,61 @@
+"""Query and Scan from the query cache.
+
+An eventually consistent Query or Scan whose canonical request (see
+:mod:`daxproxy.core.query_requests`) the cache holds is answered from memory: the page as
+DynamoDB gave it, LastEvaluatedKey included, with zero consumed capacity and a fresh request
+id. A miss goes upstream and stores the page for ``query_ttl_millis``. Each page of a
+paginated read is its own entry; empty pages are cached too.
+
+DAX never invalidates cached queries on writes, and neither does ``mode = "dax"``: a page
+can miss a write for up to its TTL. ``mode = "strict"`` drops a table's cached pages
+whenever the proxy sees a write to it start or end. In both modes DeleteTable, UpdateTable
+and PartiQL writes drop the table's pages. A fill that a drop overlapped is not stored.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from daxproxy.core.cache import ItemCache
+from daxproxy.core.item_requests import Uncacheable, capacity_of
+from daxproxy.core.query_requests import query_key, table_of, zero_capacity
+from daxproxy.core.wire import WireResponse
+from daxproxy.service.calls import BYPASS, HIT, MISS, Call, answer_json, built, forward, relay
+from daxproxy.service.upstream import Upstream
+
+
+class QueryCache:
+    def __init__(self, upstream: Upstream, cache: ItemCache, *, strict: bool) -> None:
+        self._upstream = upstream
+        self.cache = cache
+        self.strict = strict
+
+    async def read(self, call: Call) -> WireResponse:
+        try:
+            key = (table_of(call.payload), query_key(call.operation.name, call.payload), None)
+        except Uncacheable:
+            return relay(await forward(self._upstream, call), BYPASS)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return built(cached, HIT)
+        epoch = self.cache.epoch(key[0])
+        answer = await forward(self._upstream, call)
+        if answer.status == 200 and self.cache.epoch(key[0]) == epoch:
+            page = answer_json(answer)
+            if capacity_of(call.payload) != "NONE" and "ConsumedCapacity" in page:
+                page["ConsumedCapacity"] = zero_capacity(page["ConsumedCapacity"])
+            self.cache.put(key, orjson.dumps(page))
+        return relay(answer, MISS)
+
+    def table_written(self, table: str) -> None:
+        """A write to the table started or ended: only ``strict`` forgets its pages."""
+        if self.strict:
+            self.cache.drop_table(_name(table))
+
+    def table_changed(self, table: str) -> None:
+        """The table was deleted or changed, or a PartiQL statement wrote to it."""
+        self.cache.drop_table(_name(table))
+
+
+def _name(table: str) -> str:
+    return table.rsplit(":table/", 1)[-1]
