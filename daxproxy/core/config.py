@@ -52,6 +52,8 @@ class Settings:
     query_ttl_millis: int = 300_000
     query_cache_max_bytes: int = 64 * MIB
     mode: str = "dax"
+    # The admin view (GET /admin/caches, POST /admin/invalidate) on the proxy's own port.
+    admin: bool = False
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -64,6 +66,8 @@ class Settings:
         _check_int(self, "record_ttl_millis", 0, 365 * 24 * 3600 * 1000)
         _check_int(self, "query_ttl_millis", 0, 365 * 24 * 3600 * 1000)
         _check_int(self, "query_cache_max_bytes", 0, 1024 * 1024 * MIB)
+        if not isinstance(self.admin, bool):
+            raise SettingError("admin", f"must be true or false, not {self.admin!r}")
         if self.mode not in MODES:
             raise SettingError("mode", f"must be one of {', '.join(MODES)}, not {self.mode!r}")
         if not self.host:

@@ -4,7 +4,8 @@
 a 405 in DynamoDB's error shape, with ``Allow: POST``. ``GET /healthz``
 answers while the process serves; ``GET /readyz`` only while the upstream answers. The
 middleware is the one place where an unexpected exception becomes a response: a 500
-``InternalServerError`` with no traceback on the wire.
+``InternalServerError`` with no traceback on the wire. With the ``admin`` setting,
+``/admin/caches`` and ``/admin/invalidate`` serve :class:`CacheAdmin`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from daxproxy.core.errors import (
     MethodNotAllowedException,
     RequestEntityTooLargeException,
     UnknownOperationException,
+    ValidationException,
 )
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.runtime import open_proxy
@@ -98,6 +100,25 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+async def admin_caches(request: web.Request) -> web.Response:
+    admin = request.app[PROXY].admin
+    assert admin is not None
+    return web.Response(body=orjson.dumps(admin.stats()), content_type="application/json")
+
+
+async def admin_invalidate(request: web.Request) -> web.Response:
+    admin = request.app[PROXY].admin
+    assert admin is not None
+    try:
+        payload = orjson.loads(await request.read())
+        done = await admin.invalidate(payload)
+    except orjson.JSONDecodeError:
+        return _error(ValidationException("the body is not JSON"))
+    except DynamoDBError as error:
+        return _error(error)
+    return web.Response(body=orjson.dumps(done), content_type="application/json")
+
+
 def create_app(settings: Settings, proxy_factory: ProxyFactory = open_proxy) -> web.Application:
     """The application; the proxy (and its backend) opens on start-up and closes on clean-up."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_boundary])
@@ -111,5 +132,8 @@ def create_app(settings: Settings, proxy_factory: ProxyFactory = open_proxy) -> 
     app.cleanup_ctx.append(proxy_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if settings.admin:
+        app.router.add_get("/admin/caches", admin_caches)
+        app.router.add_post("/admin/invalidate", admin_invalidate)
     app.router.add_post("/{path:.*}", dynamodb)
     return app

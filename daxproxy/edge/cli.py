@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         "queries); 'strict': a write seen by the proxy drops the table's cached queries "
         f"(default {d.mode})",
     )
+    add(
+        "--admin",
+        action="store_true",
+        default=None,
+        help="serve the admin view on the proxy's port: GET /admin/caches (entries, bytes, "
+        "hit rates, TTLs) and POST /admin/invalidate ({all}, {table} or {table, key}); "
+        "protect the port (default off)",
+    )
     add("--log-level", choices=LOG_LEVELS, help=f"(default {d.log_level})")
     return parser
 

@@ -19,6 +19,7 @@ from daxproxy.core import operations, wire
 from daxproxy.core.errors import DynamoDBError, SerializationException
 from daxproxy.core.operations import Kind
 from daxproxy.core.wire import Headers, WireResponse
+from daxproxy.service.admin import CacheAdmin
 from daxproxy.service.calls import Call, forward, relay
 from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
@@ -53,8 +54,10 @@ class Proxy:
         item_reads: ItemReads | None = None,
         item_writes: ItemWrites | None = None,
         queries: QueryCache | None = None,
+        admin: CacheAdmin | None = None,
     ) -> None:
         self.upstream = upstream
+        self.admin = admin
         self._max_body_bytes = max_body_bytes
         self._handlers: dict[Kind, Handler] = {}
         if item_reads is not None:

@@ -16,6 +16,7 @@ from aiobotocore.session import AioSession
 
 from daxproxy.core.cache import ItemCache, WriteTracker
 from daxproxy.core.config import AWS_UPSTREAM, SettingError, Settings, resolve_endpoints
+from daxproxy.service.admin import CacheAdmin
 from daxproxy.service.embedded import EmbeddedBackendError, start_embedded_moto
 from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
@@ -88,7 +89,11 @@ def build_proxy(settings: Settings, upstream: Upstream) -> Proxy:
     items_on = settings.item_cache_max_bytes > 0
     queries_on = settings.query_cache_max_bytes > 0 and settings.query_ttl_millis > 0
     if not items_on and not queries_on:
-        return Proxy(upstream, max_body_bytes=settings.max_body_bytes)
+        return Proxy(
+            upstream,
+            max_body_bytes=settings.max_body_bytes,
+            admin=CacheAdmin(None, None, TableRegistry(upstream), settings.mode),
+        )
     queries = None
     if queries_on:
         pages = ItemCache(settings.query_cache_max_bytes, settings.query_ttl_millis / 1000)
@@ -105,4 +110,5 @@ def build_proxy(settings: Settings, upstream: Upstream) -> Proxy:
         item_reads=ItemReads(upstream, cache, tables, tracker) if items_on else None,
         item_writes=ItemWrites(upstream, cache, tables, tracker, queries),
         queries=queries,
+        admin=CacheAdmin(cache if items_on else None, queries, tables, settings.mode),
     )

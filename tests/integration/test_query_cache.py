@@ -1,13 +1,17 @@
-"""The query cache through the real proxy, in front of a real moto server.
+"""The query cache and the admin view, through the real proxy in front of a real moto.
 
 A counting forwarder between the proxy and moto proves what was served from memory. One
-proxy runs with DAX's semantics and a short query TTL, to show DAX's staleness and its end;
-another runs ``--mode strict``, where a write seen by the proxy drops the table's pages.
+proxy runs with DAX's semantics, a short query TTL and the admin view, to show DAX's
+staleness, its end, and an operator ending it early; another runs ``--mode strict``, where
+a write seen by the proxy drops the table's pages.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -31,7 +35,7 @@ class Stack:
         self.moto.wait_ready_sync()
         self.forwarder = CountingForwarder(self.moto.url).start()
         upstream = ("--upstream", self.forwarder.url)
-        self.dax = ProxyProcess(*upstream, "--query-ttl-millis", str(QUERY_TTL_MILLIS))
+        self.dax = ProxyProcess(*upstream, "--query-ttl-millis", str(QUERY_TTL_MILLIS), "--admin")
         self.strict = ProxyProcess(*upstream, "--mode", "strict")
         self.dax.start()
         self.strict.start()
@@ -194,3 +198,67 @@ def test_partiql_writes_and_table_deletion_drop_pages_in_dax_mode_too(
     client(stack.moto.url).create_table(TableName=table, **PK_SK_TABLE)
     after_delete = proxy.query(**query(table))
     assert (outcome(after_delete), after_delete["Count"]) == ("miss", 0)
+
+
+def admin(stack: Stack, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(stack.dax.url + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_admin_view_shows_each_cache(stack: Stack, table: str) -> None:
+    proxy = client(stack.dax.url)
+    proxy.query(**query(table))
+    proxy.query(**query(table))
+    proxy.get_item(TableName=table, Key={"pk": {"S": "p"}, "sk": {"N": "1"}})
+    status, stats = admin(stack, "GET", "/admin/caches")
+    assert status == 200 and stats["mode"] == "dax"
+    queries, items = stats["query_cache"], stats["item_cache"]
+    assert queries["hits"] >= 1 and queries["entries"] >= 1 and queries["bytes"] > 0
+    assert queries["ttl_millis"] == QUERY_TTL_MILLIS and 0 < queries["hit_rate"] <= 1
+    assert items["entries"] >= 1 and items["ttl_millis"] == 300_000
+    assert any(arn.endswith(f":table/{table}") for arn in stats["tables"])
+
+
+def test_the_admin_view_invalidates_a_key_a_table_or_everything(stack: Stack, table: str) -> None:
+    proxy = client(stack.dax.url)
+    key = {"pk": {"S": "p"}, "sk": {"N": "1"}}
+
+    def warm() -> None:
+        proxy.query(**query(table))
+        proxy.get_item(TableName=table, Key=key)
+        assert outcome(proxy.query(**query(table))) == "hit"
+        assert outcome(proxy.get_item(TableName=table, Key=key)) == "hit"
+
+    warm()
+    assert admin(stack, "POST", "/admin/invalidate", {"table": table, "key": key})[0] == 200
+    assert outcome(proxy.get_item(TableName=table, Key=key)) == "miss"
+    assert outcome(proxy.query(**query(table))) == "hit"  # only that item went
+    warm()
+    assert admin(stack, "POST", "/admin/invalidate", {"table": table})[0] == 200
+    assert outcome(proxy.query(**query(table))) == "miss"
+    assert outcome(proxy.get_item(TableName=table, Key=key)) == "miss"
+    warm()
+    assert admin(stack, "POST", "/admin/invalidate", {"all": True}) == (200, {"invalidated": "all"})
+    assert outcome(proxy.query(**query(table))) == "miss"
+    assert outcome(proxy.get_item(TableName=table, Key=key)) == "miss"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], {"table": 5}, {"all": False}, {"table": "t", "other": 1}, {"all": True, "table": "t"}],
+)
+def test_the_admin_view_refuses_what_it_cannot_read(stack: Stack, body: object) -> None:
+    status, error = admin(stack, "POST", "/admin/invalidate", body)
+    assert status == 400 and error["__type"].endswith("#ValidationException")
+
+
+def test_the_admin_view_is_off_unless_asked(stack: Stack) -> None:
+    request = urllib.request.Request(stack.strict.url + "/admin/caches")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 405
