@@ -56,9 +56,11 @@ class ItemReads:
         self._fills: dict[ItemKey, Fill] = {}
 
     async def _resolve(self, read: TableRead) -> TableInfo:
-        info = await self._tables.get(read.table)
+        info = self._tables.known(read.table) or await self._tables.get(read.table)
         if info is None:
             raise Uncacheable("the table cannot be described")
+        if read.projection is not None and read.projection.dereferenced & info.index_keys:
+            raise Uncacheable("the projection steps into an index key: DynamoDB refuses it")
         return info
 
     # GetItem ---------------------------------------------------------------------------

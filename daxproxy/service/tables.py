@@ -31,6 +31,9 @@ _DESCRIBE_TABLE = wire.Target("DynamoDB_20120810", "DescribeTable")
 class TableInfo:
     arn: str  # the cache's name for the table: the same for every spelling of it
     schema: KeySchema
+    # The key attributes of the table's secondary indexes: DynamoDB refuses a projection
+    # that steps into one (a.b, a[0]), as it does for the table's own key.
+    index_keys: frozenset[str] = frozenset()
 
 
 class TableRegistry:
@@ -82,7 +85,12 @@ class TableRegistry:
             log.warning("DescribeTable gave an answer without a usable key schema")
             return None
         arn = description.get("TableArn") or description.get("TableName") or table
-        return TableInfo(sys.intern(str(arn)), schema)
+        indexes = [
+            *description.get("GlobalSecondaryIndexes", []),
+            *description.get("LocalSecondaryIndexes", []),
+        ]
+        index_keys = frozenset(k["AttributeName"] for i in indexes for k in i.get("KeySchema", []))
+        return TableInfo(sys.intern(str(arn)), schema, index_keys)
 
     def matching(self, table: str) -> set[str]:
         """The ARNs of the known tables that ``table`` (a name or an ARN) names."""

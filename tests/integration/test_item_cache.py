@@ -357,3 +357,30 @@ def test_a_partiql_write_drops_the_tables_items(stack: Stack, table: str) -> Non
     )
     answer = proxy.get_item(TableName=table, Key=key("q", 1))
     assert (outcome(answer), answer["Item"]["v"]) == ("miss", {"S": "after"})
+
+
+def test_a_projection_into_an_index_key_is_left_to_dynamodb(stack: Stack) -> None:
+    name = f"indexed-{uuid.uuid4().hex[:8]}"
+    client(stack.moto.url).create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "colour", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-colour",
+                "KeySchema": [{"AttributeName": "colour", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    proxy = client(stack.proxy.url)
+    proxy.put_item(TableName=name, Item={"pk": {"S": "a"}, "colour": {"S": "red"}})
+    key = {"pk": {"S": "a"}}
+    assert outcome(proxy.get_item(TableName=name, Key=key, ProjectionExpression="colour")) == "hit"
+    # DynamoDB refuses a path into a key attribute ("Key attributes must be scalars").
+    answer = proxy.get_item(TableName=name, Key=key, ProjectionExpression="colour.x")
+    assert outcome(answer) == "bypass"
