@@ -104,7 +104,8 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         with urllib.request.urlopen(url, timeout=timeout) as answer:
             return answer.status, answer.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        with error:
+            return error.code, error.read()
 
 
 # The suite's usual table: a string partition key "pk" and a number sort key "sk".

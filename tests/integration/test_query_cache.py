@@ -207,7 +207,8 @@ def admin(stack: Stack, method: str, path: str, body: object = None) -> tuple[in
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        with error:
+            return error.code, json.loads(error.read())
 
 
 def test_the_admin_view_shows_each_cache(stack: Stack, table: str) -> None:
@@ -261,4 +262,5 @@ def test_the_admin_view_is_off_unless_asked(stack: Stack) -> None:
     request = urllib.request.Request(stack.strict.url + "/admin/caches")
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=10)
-    assert caught.value.code == 405
+    with caught.value as error:
+        assert error.code == 405
