@@ -83,7 +83,11 @@ async def dynamodb(request: web.Request) -> web.Response:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     body = await request.read()
     proxy = request.app[PROXY]
-    return _respond(await proxy.handle(ClientRequest(tuple(request.headers.items()), body)))
+    headers = request.headers
+    client = ClientRequest(
+        headers.items(), body, headers.get("X-Amz-Target"), headers.get("Content-Encoding")
+    )
+    return _respond(await proxy.handle(client))
 
 
 async def healthz(request: web.Request) -> web.Response:

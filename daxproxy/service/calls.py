@@ -33,12 +33,16 @@ class Call:
     operation: Operation
     payload: dict[str, Any]
     body: bytes  # as sent, compressed or not
-    headers: Headers  # the client's headers that may go upstream
+    headers: Headers  # as the client sent them; the ones that may go upstream are chosen
+    # only when the call is forwarded, since a cache hit never is
 
 
 async def forward(upstream: Upstream, call: Call) -> UpstreamResponse:
     return await upstream.send(
-        call.target, call.body, call.headers, retry_safe=call.operation.read_only
+        call.target,
+        call.body,
+        wire.upstream_request_headers(call.headers),
+        retry_safe=call.operation.read_only,
     )
 
 

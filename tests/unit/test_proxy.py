@@ -25,7 +25,8 @@ def request(target: str | None, body: bytes, *extra: tuple[str, str]) -> ClientR
         *([("X-Amz-Target", target)] if target is not None else []),
         *extra,
     ]
-    return ClientRequest(tuple(headers), body)
+    encoding = next((v for k, v in extra if k == "Content-Encoding"), None)
+    return ClientRequest(tuple(headers), body, target, encoding)
 
 
 def error_type(body: bytes) -> str:
