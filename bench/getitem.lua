@@ -1,4 +1,4 @@
--- wrk script for the pass-through benchmark (bench/passthrough.py runs it).
+-- wrk script for the benchmark (bench/passthrough.py runs it), for GetItem and BatchGetItem.
 --
 -- Contract: every request is the POST that the script arguments describe, the body first
 -- and then one "Name: value" argument per header:

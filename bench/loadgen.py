@@ -1,9 +1,10 @@
 """Runs one measurement with wrk, or with the Python fallback when wrk is missing.
 
 Contract: :func:`choose` names the generator (``wrk`` when it is on PATH, unless told
-otherwise); :func:`measure` runs it against a URL with the benchmark's GetItem for a whole
-number of seconds and returns a :class:`Measurement`, or raises :class:`LoadError` with the
-generator's output. Each run is a separate process bounded by a timeout; Ctrl-C kills it.
+otherwise); :func:`measure` runs it against a URL with one of the benchmark's requests
+(GetItem unless told otherwise) for a whole number of seconds and returns a
+:class:`Measurement`, or raises :class:`LoadError` with the generator's output. Each run
+is a separate process bounded by a timeout; Ctrl-C kills it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.pyload import RESULT_MARKER
-from bench.workload import REQUEST_BODY, REQUEST_HEADERS
+from bench.workload import GET_ITEM, Request
 
 WRK = "wrk"
 PYTHON = "python"
@@ -107,8 +108,8 @@ def wrk_version() -> str:
     return first[0].split(" Copyright")[0].strip() if first else "wrk (unknown version)"
 
 
-def wrk_command(url: str, seconds: int, load: Load) -> list[str]:
-    headers = [f"{name}: {value}" for name, value in REQUEST_HEADERS]
+def wrk_command(url: str, seconds: int, load: Load, request: Request = GET_ITEM) -> list[str]:
+    headers = [f"{name}: {value}" for name, value in request.headers]
     return [
         WRK,
         f"--threads={load.threads}",
@@ -118,12 +119,12 @@ def wrk_command(url: str, seconds: int, load: Load) -> list[str]:
         f"--script={LUA_SCRIPT}",
         url,
         "--",
-        REQUEST_BODY,
+        request.body,
         *headers,
     ]
 
 
-def python_command(url: str, seconds: int, load: Load) -> list[str]:
+def python_command(url: str, seconds: int, load: Load, request: Request = GET_ITEM) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -132,12 +133,15 @@ def python_command(url: str, seconds: int, load: Load) -> list[str]:
         f"--connections={load.connections}",
         f"--duration={seconds}",
         f"--timeout={REQUEST_TIMEOUT_S}",
+        f"--request={request.name}",
     ]
 
 
-def measure(generator: str, url: str, seconds: int, load: Load) -> Measurement:
+def measure(
+    generator: str, url: str, seconds: int, load: Load, request: Request = GET_ITEM
+) -> Measurement:
     build = wrk_command if generator == WRK else python_command
-    command = build(url, seconds, load)
+    command = build(url, seconds, load, request)
     try:
         done = subprocess.run(
             command,

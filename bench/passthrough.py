@@ -1,16 +1,19 @@
-"""The pass-through benchmark: ``python -m bench.passthrough [options]`` (``make bench``).
+"""The benchmark: ``python -m bench.passthrough [options]`` (``make bench``).
 
-Contract: in one run, with one load generator and the same settings, it measures GetItem
-against each chosen target in turn: ``direct`` (moto's server, which the harness starts and
-seeds with one item), ``proxy`` (``python -m daxproxy`` in front of that moto), ``constant``
-(:mod:`bench.constant_server`, the ceiling for any aiohttp server here) and
-``proxy-constant`` (daxproxy in front of the constant server: the proxy's own ceiling, with
-an upstream that is never the bottleneck). Every target is measured at ``--connections``,
-then again at ``--latency-connections`` (default 1), where nothing queues, which gives the
-proxy's added p50 latency. Each measurement is preceded by one request whose answer must be
-exactly right, and by a warm-up. It prints a Markdown report to stdout (progress goes to
-stderr), writes JSON with ``--json``, and stops every process it started on the way out,
-Ctrl-C, SIGTERM and errors included.
+Contract: in one run, with one load generator and the same settings, it measures each chosen
+target in turn. Pass-through, GetItem with the item cache off: ``direct`` (moto's server,
+which the harness starts and seeds), ``proxy`` (``python -m daxproxy`` in front of that
+moto), ``constant`` (:mod:`bench.constant_server`, the ceiling for any aiohttp server here)
+and ``proxy-constant`` (daxproxy in front of the constant server: the proxy's own ceiling).
+Cache hits, the item cache on and warmed so that every measured answer comes from memory:
+``proxy-hit`` (GetItem) and ``proxy-batch100-hit`` (BatchGetItem of 100 keys), each with
+its own daxproxy in front of the same moto. Every target is measured at ``--connections``,
+then again at ``--latency-connections`` (default 1), where nothing queues. Each measurement
+is preceded by one request whose answer must be exactly right (for the hit targets: equal to
+moto's and labelled ``x-daxproxy-cache: hit``, checked once more after the last measurement),
+and by a warm-up. It prints a Markdown report to stdout (progress goes to stderr), writes
+JSON with ``--json``, and stops every process it started on the way out, Ctrl-C, SIGTERM and
+errors included.
 Exit code: 0; 1 when a target failed or any request errored; 130 when interrupted.
 """
 
@@ -31,10 +34,14 @@ from pathlib import Path
 from bench import loadgen, machine, processes, report, workload
 from bench.loadgen import Load, LoadError
 from bench.report import Result
+from bench.workload import BATCH_GET, GET_ITEM, Request
 from daxproxy.service.embedded import EmbeddedBackendError
 
 TARGETS = report.TARGETS
-DEFAULT_DURATION_S, DEFAULT_WARMUP_S = 10, 2
+MOTO_TARGETS = ("direct", "proxy", *report.CACHE_HITS)
+HIT_REQUESTS = {"proxy-hit": GET_ITEM, "proxy-batch100-hit": BATCH_GET}
+# Twelve measurements (six targets, two connection counts) in about two minutes.
+DEFAULT_DURATION_S, DEFAULT_WARMUP_S = 6, 2
 QUICK_DURATION_S, QUICK_WARMUP_S = 3, 1
 GENERATORS = ("auto", loadgen.WRK, loadgen.PYTHON)
 # Above this fraction of the CPUs busy with other work, the numbers are not worth much.
@@ -50,7 +57,8 @@ class Plan:
     args: argparse.Namespace
     generator: str
     work_dir: Path
-    proxy_options: tuple[str, ...]
+    proxy_options: tuple[str, ...]  # pass-through: the item cache off
+    cache_options: tuple[str, ...]  # the hit targets: the item cache on
 
     @property
     def connection_counts(self) -> list[int]:
@@ -137,23 +145,38 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def measure_target(plan: Plan, target: str, url: str, connections: int) -> Result:
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """What a target must answer: the request's items, equal to ``reference`` (moto's own
+    answer) when given, and labelled ``cache`` (``x-daxproxy-cache``) when given."""
+
+    request: Request = GET_ITEM
+    cache: str | None = None
+    reference: bytes | None = None
+
+    def check(self, url: str) -> bytes:
+        return workload.check_answer(url, self.request, cache=self.cache, expected=self.reference)
+
+
+def measure_target(
+    plan: Plan, target: str, url: str, connections: int, expect: Expect = Expect()
+) -> Result:
     """Check one answer, warm up, then the measured run."""
-    workload.check_answer(url)
+    expect.check(url)
     args = plan.args
     load = Load(connections, min(args.threads, connections))
     name = f"{target} at {connections} connection(s)"
     if args.warmup:
         say(f"{name}: warming up for {args.warmup} s")
-        loadgen.measure(plan.generator, url, args.warmup, load)
+        loadgen.measure(plan.generator, url, args.warmup, load, expect.request)
     say(f"{name}: measuring for {args.duration} s")
-    m = loadgen.measure(plan.generator, url, args.duration, load)
+    m = loadgen.measure(plan.generator, url, args.duration, load, expect.request)
     say(f"{name}: {m.rps:,.0f} requests/s, p50 {m.p50_us / 1000:.2f} ms, {m.error_count} errors")
     return Result(target, connections, m)
 
 
-def measure_server(plan: Plan, target: str, url: str) -> list[Result]:
-    return [measure_target(plan, target, url, n) for n in plan.connection_counts]
+def measure_server(plan: Plan, target: str, url: str, expect: Expect = Expect()) -> list[Result]:
+    return [measure_target(plan, target, url, n, expect) for n in plan.connection_counts]
 
 
 @contextlib.contextmanager
@@ -171,19 +194,42 @@ def measure_via_proxy(plan: Plan, target: str, upstream_url: str) -> list[Result
         return measure_server(plan, target, proxy.url)
 
 
+def measure_hits(plan: Plan, target: str, moto_url: str, reference: bytes) -> list[Result]:
+    """A daxproxy of its own with the item cache on; the first answer fills the cache (a
+    miss), and from then on every answer must be a hit equal to moto's, to the end."""
+    request = HIT_REQUESTS[target]
+    say(f"starting daxproxy with its item cache in front of {moto_url}, for {target}")
+    name = "daxproxy-" + target.removeprefix("proxy-")
+    proxy = processes.start_proxy(moto_url, plan.work_dir, plan.cache_options, name)
+    with running(proxy):
+        Expect(request, "miss", reference).check(proxy.url)
+        hit = Expect(request, "hit", reference)
+        results = measure_server(plan, target, proxy.url, hit)
+        hit.check(proxy.url)
+        return results
+
+
 def measure_moto_targets(plan: Plan) -> tuple[list[Result], Path]:
-    """direct and proxy against one seeded moto; and moto's GetItem answer, saved to a file."""
+    """The targets in front of one seeded moto; and moto's GetItem answer, saved to a file."""
     say("starting moto's server and seeding the table")
+    targets = plan.args.targets
     moto = processes.start_moto()
     try:
         workload.seed(moto.url)
         body_file = plan.work_dir / "getitem-response.json"
-        body_file.write_bytes(workload.check_answer(moto.url))
+        references = {GET_ITEM.name: workload.check_answer(moto.url)}
+        body_file.write_bytes(references[GET_ITEM.name])
+        if "proxy-batch100-hit" in targets:
+            references[BATCH_GET.name] = workload.check_answer(moto.url, BATCH_GET)
         results = []
-        if "direct" in plan.args.targets:
+        if "direct" in targets:
             results += measure_server(plan, "direct", moto.url)
-        if "proxy" in plan.args.targets:
+        if "proxy" in targets:
             results += measure_via_proxy(plan, "proxy", moto.url)
+        for target in report.CACHE_HITS:
+            if target in targets:
+                reference = references[HIT_REQUESTS[target].name]
+                results += measure_hits(plan, target, moto.url, reference)
         return results, body_file
     finally:
         moto.stop()
@@ -205,7 +251,7 @@ def measure_all(plan: Plan) -> list[Result]:
     targets = set(plan.args.targets)
     results: list[Result] = []
     body_file = None
-    if targets & {"direct", "proxy"}:
+    if targets & set(MOTO_TARGETS):
         results, body_file = measure_moto_targets(plan)
     if targets & {"constant", "proxy-constant"}:
         results += measure_constant_targets(plan, body_file)
@@ -245,6 +291,7 @@ def run_settings(plan: Plan, busy: Busy) -> report.RunSettings:
         latency_connections=counts[-1] if len(counts) > 1 else 0,
         threads=args.threads if plan.generator == loadgen.WRK else 1,
         proxy_options=" ".join(plan.proxy_options),
+        cache_options=" ".join(plan.cache_options),
         cpu_busy_before=busy[0],
         cpu_busy_others_during=busy[1],
     )
@@ -279,11 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         generator = loadgen.choose(args.loadgen)
         if generator == loadgen.PYTHON:
             say(loadgen.python_warning(args.loadgen, os.cpu_count()))
-        proxied = {"proxy", "proxy-constant"} & set(args.targets)
-        proxy_options = processes.pass_through_options() if proxied else ()
+        proxied = bool({"proxy", "proxy-constant"} & set(args.targets))
+        hits = bool(set(report.CACHE_HITS) & set(args.targets))
+        options = processes.proxy_options(hits) if proxied or hits else ((), ())
+        pass_through = options[0] if proxied else ()
         busy = check_quiet()
         with tempfile.TemporaryDirectory(prefix="daxproxy-bench-") as work_dir:
-            plan = Plan(args, generator, Path(work_dir), proxy_options)
+            plan = Plan(args, generator, Path(work_dir), pass_through, options[1])
             others = machine.OtherWork()
             results = measure_all(plan)
             busy_during = others.busy_fraction()

@@ -2,7 +2,8 @@
 
 Contract: :func:`start_moto` returns a ready :class:`MotoServer`; :func:`start_proxy` and
 :func:`start_constant` return a :class:`Child` whose ``GET /healthz`` has answered 200;
-:func:`pass_through_options` are the daxproxy options that turn any cache off.
+:func:`proxy_options` gives the daxproxy options for a pure pass-through (any cache off) and
+for the cache-hit targets (the item cache on, entries that never expire).
 Every wait is bounded; a port taken between choosing and binding it is tried again with
 another. :meth:`Child.stop` sends SIGTERM, then SIGKILL after a grace period, and is safe
 to call twice; on Linux a child is also told to die if the harness dies first. A child's
@@ -40,7 +41,11 @@ PROXY_ENV: dict[str, str | None] = {
 }
 
 # Options of later daxproxy versions that turn a cache off: (option, value).
-_CACHE_OFF = (("--item-cache-max-bytes", "0"),)
+_CACHE_OFF = (("--item-cache-max-bytes", "0"), ("--query-cache-max-bytes", "0"))
+# The item cache, at its default budget (256 MiB, room for every benchmark item), with no
+# TTL: an entry warmed before a measurement is still a hit at its end, however long it is.
+_CACHE_SWITCH = "--item-cache-max-bytes"
+_CACHE_HITS = (("--record-ttl-millis", "0"),)
 
 
 class StartError(RuntimeError):
@@ -170,14 +175,25 @@ def _start_with_retries(
     raise AssertionError("unreachable")
 
 
-def pass_through_options() -> tuple[str, ...]:
-    """The options that make daxproxy a pure pass-through, as far as this version has them.
+def proxy_options(cache_hits: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(pass-through options, cache-hit options) for the daxproxy in this checkout.
 
-    A proxy with an item cache would answer the benchmark's one GetItem from memory, which
-    is not what this benchmark measures: where ``--help`` lists the cache, it is turned off.
-    Asking ``--help`` also finds a daxproxy that cannot start before anything is measured:
-    StartError, with the end of its output.
+    A proxy with an item cache would answer the pass-through targets' one GetItem from
+    memory, which is not what they measure: where ``--help`` lists the cache, it is turned
+    off. The cache-hit targets need it (StartError when this daxproxy has none, and
+    ``cache_hits`` asks for them). Asking ``--help`` also finds a daxproxy that cannot start
+    before anything is measured: StartError, with the end of its output.
     """
+    text = _proxy_help()
+    off = tuple(part for option in _CACHE_OFF if option[0] in text for part in option)
+    if not cache_hits:
+        return off, ()
+    if _CACHE_SWITCH not in text:
+        raise StartError(f"this daxproxy has no item cache ({_CACHE_SWITCH} is not in --help)")
+    return off, tuple(part for option in _CACHE_HITS if option[0] in text for part in option)
+
+
+def _proxy_help() -> str:
     argv = [sys.executable, "-m", "daxproxy", "--help"]
     try:
         done = subprocess.run(
@@ -188,13 +204,15 @@ def pass_through_options() -> tuple[str, ...]:
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-12:])
         raise StartError(f"python -m daxproxy --help exited with {done.returncode}:\n{tail}")
-    return tuple(part for option in _CACHE_OFF if option[0] in done.stdout for part in option)
+    return done.stdout
 
 
-def start_proxy(upstream_url: str, log_dir: Path, options: Sequence[str] = ()) -> Child:
+def start_proxy(
+    upstream_url: str, log_dir: Path, options: Sequence[str] = (), name: str = "daxproxy"
+) -> Child:
     argv = [sys.executable, "-m", "daxproxy", "--host", HOST, "--port", "{port}"]
     argv += ["--upstream", upstream_url, "--log-level", "warning", *options]
-    return _start_with_retries("daxproxy", argv, log_dir / "daxproxy.log", PROXY_ENV)
+    return _start_with_retries(name, argv, log_dir / f"{name}.log", PROXY_ENV)
 
 
 def start_constant(log_dir: Path, body_file: Path | None = None) -> Child:

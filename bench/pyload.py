@@ -2,7 +2,8 @@
 
 Contract: ``python -m bench.pyload --url URL --connections N --duration S`` keeps N requests
 in flight (one per connection, each sent as soon as the last one's answer is read) for S
-seconds, every one the benchmark's GetItem (:mod:`bench.workload`), then prints the same
+seconds, every one the same request of :mod:`bench.workload` (``--request``, GetItem by
+default), then prints the same
 ``BENCH_RESULT {json}`` line as ``bench/getitem.lua``. A request that gets no answer within
 ``--timeout`` seconds is counted as a timeout. It is Python on the same cores as the server
 under test, so it measures itself as much as the server: its numbers are a lower bound.
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from bench.workload import REQUEST_BODY, REQUEST_HEADERS
+from bench.workload import GET_ITEM, REQUESTS, Request
 
 RESULT_MARKER = "BENCH_RESULT "
 
@@ -43,10 +44,12 @@ def percentile(ordered: Sequence[int], p: float) -> int:
     return ordered[rank - 1]
 
 
-async def _one(session: aiohttp.ClientSession, url: str, body: bytes, tally: Tally) -> None:
+async def _one(
+    session: aiohttp.ClientSession, url: str, request: Request, body: bytes, tally: Tally
+) -> None:
     start = time.perf_counter_ns()
     try:
-        async with session.post(url, data=body, headers=REQUEST_HEADERS) as answer:
+        async with session.post(url, data=body, headers=request.headers) as answer:
             payload = await answer.read()
     except TimeoutError:
         tally.errors_timeout += 1
@@ -63,13 +66,17 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes, tally: Tal
         tally.errors_status += 1
 
 
-async def _worker(session: aiohttp.ClientSession, url: str, deadline: float, tally: Tally) -> None:
-    body = REQUEST_BODY.encode()
+async def _worker(
+    session: aiohttp.ClientSession, url: str, request: Request, deadline: float, tally: Tally
+) -> None:
+    body = request.body.encode()
     while time.monotonic() < deadline:
-        await _one(session, url, body, tally)
+        await _one(session, url, request, body, tally)
 
 
-async def run(url: str, connections: int, duration: float, timeout: float) -> dict[str, object]:
+async def run(
+    url: str, connections: int, duration: float, timeout: float, request: Request = GET_ITEM
+) -> dict[str, object]:
     tally = Tally()
     connector = aiohttp.TCPConnector(limit=connections)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
@@ -80,7 +87,9 @@ async def run(url: str, connections: int, duration: float, timeout: float) -> di
     ) as session:
         start = time.monotonic()
         deadline = start + duration
-        await asyncio.gather(*(_worker(session, url, deadline, tally) for _ in range(connections)))
+        await asyncio.gather(
+            *(_worker(session, url, request, deadline, tally) for _ in range(connections))
+        )
         seconds = time.monotonic() - start
     return summarize(tally, seconds)
 
@@ -113,8 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=5.0)
+    parser.add_argument("--request", choices=sorted(REQUESTS), default=GET_ITEM.name)
     args = parser.parse_args(argv)
-    result = asyncio.run(run(args.url, args.connections, args.duration, args.timeout))
+    request = REQUESTS[args.request]
+    result = asyncio.run(run(args.url, args.connections, args.duration, args.timeout, request))
     print(RESULT_MARKER + json.dumps(result), flush=True)
     return 0
 

@@ -1,11 +1,14 @@
-"""The one request every benchmark target gets, and the data it reads.
+"""The requests the benchmark targets get, and the data they read.
 
-Contract: :data:`REQUEST_BODY` and :data:`REQUEST_HEADERS` are a real GetItem POST for
-:data:`KEY` in :data:`TABLE`; :func:`seed` creates that table on a DynamoDB-compatible server
-and puts :data:`ITEM` (about 200 bytes of JSON) into it; :data:`RESPONSE_BODY` is the
-answer DynamoDB gives; :func:`check_answer` sends the request once and raises
-:class:`BadAnswer` unless a target answers it exactly as DynamoDB would.
-Seeding passes its own dummy credentials and region, and uses no AWS profile.
+Contract: :data:`GET_ITEM` is a real GetItem POST for :data:`KEY` in :data:`TABLE`, and
+:data:`BATCH_GET` a BatchGetItem of the :data:`BATCH_SIZE` keys of :data:`BATCH_ITEMS` in
+that table (:data:`REQUESTS` names both, for the load generators); :func:`seed` creates the
+table on a DynamoDB-compatible server and puts :data:`ITEM` (231 bytes of JSON) and the
+batch items (one more byte each) into it; :data:`RESPONSE_BODY` is the GetItem answer
+DynamoDB gives; :func:`check_answer` sends a request once and raises :class:`BadAnswer`
+unless a target answers it exactly as DynamoDB would (and, when asked, with the expected
+``x-daxproxy-cache`` label). Seeding passes its own dummy credentials and region, and uses
+no AWS profile.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import http.client
 import json
 import zlib
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,37 +26,70 @@ from botocore.exceptions import BotoCoreError, ClientError
 REGION = "us-east-1"
 TABLE = "daxproxy-bench"
 KEY = {"pk": {"S": "bench#item#0001"}}
-ITEM: dict[str, Any] = {
-    **KEY,
+_ATTRIBUTES: dict[str, Any] = {
     "name": {"S": "pass-through benchmark item"},
     "count": {"N": "42"},
     "active": {"BOOL": True},
     "tags": {"L": [{"S": "bench"}, {"S": "getitem"}]},
     "payload": {"S": "0123456789abcdef" * 2},
 }
-REQUEST_BODY = json.dumps({"TableName": TABLE, "Key": KEY}, separators=(",", ":"))
-# The proxy does not check signatures and moto accepts any, but moto picks the service
-# from the credential scope, so the dummy signature names dynamodb.
-REQUEST_HEADERS: tuple[tuple[str, str], ...] = (
-    ("Content-Type", "application/x-amz-json-1.0"),
-    ("X-Amz-Target", "DynamoDB_20120810.GetItem"),
-    ("X-Amz-Date", "20261128T000000Z"),
-    (
-        "Authorization",
-        "AWS4-HMAC-SHA256 Credential=bench/20261128/us-east-1/dynamodb/aws4_request, "
-        "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=" + "0" * 64,
-    ),
+ITEM: dict[str, Any] = {**KEY, **_ATTRIBUTES}
+BATCH_SIZE = 100  # BatchGetItem's limit
+BATCH_ITEMS: list[dict[str, Any]] = [
+    {"pk": {"S": f"bench#batch#{n:04d}"}, **_ATTRIBUTES} for n in range(BATCH_SIZE)
+]
+CACHE_HEADER = "x-daxproxy-cache"
+Headers = tuple[tuple[str, str], ...]
+
+
+def _headers(operation: str) -> Headers:
+    # The proxy does not check signatures and moto accepts any, but moto picks the service
+    # from the credential scope, so the dummy signature names dynamodb.
+    return (
+        ("Content-Type", "application/x-amz-json-1.0"),
+        ("X-Amz-Target", f"DynamoDB_20120810.{operation}"),
+        ("X-Amz-Date", "20261128T000000Z"),
+        (
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=bench/20261128/us-east-1/dynamodb/aws4_request, "
+            "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=" + "0" * 64,
+        ),
+    )
+
+
+def _compact(payload: object) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One POST, sent unchanged by the load generator for a whole measurement."""
+
+    name: str
+    body: str
+    headers: Headers
+    items: int  # items in a full answer
+
+
+GET_ITEM = Request("getitem", _compact({"TableName": TABLE, "Key": KEY}), _headers("GetItem"), 1)
+BATCH_GET = Request(
+    "batchget100",
+    _compact({"RequestItems": {TABLE: {"Keys": [{"pk": i["pk"]} for i in BATCH_ITEMS]}}}),
+    _headers("BatchGetItem"),
+    BATCH_SIZE,
 )
+REQUESTS = {request.name: request for request in (GET_ITEM, BATCH_GET)}
 # moto's encoding (json.dumps defaults), so the constant server sends the same bytes.
 RESPONSE_BODY = json.dumps({"Item": ITEM}).encode()
 
 
 class BadAnswer(RuntimeError):
-    """A target answered the benchmark request wrongly: its numbers would mean nothing."""
+    """A target answered a benchmark request wrongly: its numbers would mean nothing."""
 
 
 def seed(endpoint_url: str) -> None:
-    """Create :data:`TABLE` and put :data:`ITEM` into it; BadAnswer when the server refuses."""
+    """Create :data:`TABLE` and put :data:`ITEM` and :data:`BATCH_ITEMS` into it;
+    BadAnswer when the server refuses."""
     try:
         _seed(endpoint_url)
     except (BotoCoreError, ClientError) as exc:
@@ -77,23 +114,64 @@ def _seed(endpoint_url: str) -> None:
         TableName=TABLE, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
     )
     client.put_item(TableName=TABLE, Item=ITEM)
+    for start in range(0, BATCH_SIZE, 25):  # BatchWriteItem takes 25 at a time
+        puts = [{"PutRequest": {"Item": item}} for item in BATCH_ITEMS[start : start + 25]]
+        left = client.batch_write_item(RequestItems={TABLE: puts}).get("UnprocessedItems")
+        if left:
+            raise BadAnswer(f"{endpoint_url} left batch items unwritten: {left}")
 
 
-def check_answer(url: str, timeout: float = 10.0) -> bytes:
-    """POST the request once to ``url``; the body, if it is the item with a correct CRC."""
+def _comparable(request: Request, answer: Any) -> Any:
+    """What must match in an answer. For a batch: the items, in any order (DynamoDB's is
+    unspecified), and the unprocessed keys; not ConsumedCapacity, which moto sends unasked."""
+    if request is BATCH_GET and isinstance(answer, dict):
+        responses = answer.get("Responses")
+        if isinstance(responses, dict) and all(isinstance(v, list) for v in responses.values()):
+            ordered = {t: sorted(items, key=_compact) for t, items in responses.items()}
+            return {"Responses": ordered, "UnprocessedKeys": answer.get("UnprocessedKeys", {})}
+    return answer
+
+
+def expected_answer(request: Request) -> Any:
+    """What DynamoDB answers to the request, after :func:`_comparable`."""
+    if request is BATCH_GET:
+        answer = {"Responses": {TABLE: BATCH_ITEMS}, "UnprocessedKeys": {}}
+        return _comparable(request, answer)
+    return {"Item": ITEM}
+
+
+def check_answer(
+    url: str,
+    request: Request = GET_ITEM,
+    *,
+    cache: str | None = None,
+    expected: bytes | None = None,
+    timeout: float = 10.0,
+) -> bytes:
+    """POST the request once to ``url``; the body, if it is right: status 200, a CRC that
+    matches, the items DynamoDB would send (the same as ``expected``, another target's
+    answer, when given; in any order for a batch) and, when ``cache`` is given, that
+    ``x-daxproxy-cache`` label."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     try:
-        connection.request("POST", "/", body=REQUEST_BODY, headers=dict(REQUEST_HEADERS))
+        connection.request("POST", "/", body=request.body, headers=dict(request.headers))
         answer = connection.getresponse()
         body = answer.read()
         crc = answer.getheader("x-amz-crc32")
+        label = answer.getheader(CACHE_HEADER)
     finally:
         connection.close()
+    what = f"{url} answered {request.name}"
     if answer.status != 200:
-        raise BadAnswer(f"{url} answered {answer.status}: {body[:300]!r}")
-    if json.loads(body) != {"Item": ITEM}:
-        raise BadAnswer(f"{url} answered another body: {body[:300]!r}")
+        raise BadAnswer(f"{what} with {answer.status}: {body[:300]!r}")
+    got = _comparable(request, json.loads(body))
+    if got != expected_answer(request):
+        raise BadAnswer(f"{what} with another body: {body[:300]!r}")
+    if expected is not None and got != _comparable(request, json.loads(expected)):
+        raise BadAnswer(f"{what} otherwise than the reference {expected[:300]!r}: {body[:300]!r}")
     if crc != str(zlib.crc32(body) & 0xFFFFFFFF):
-        raise BadAnswer(f"{url} answered x-amz-crc32 {crc!r}, which does not match its body")
+        raise BadAnswer(f"{what} with x-amz-crc32 {crc!r}, which does not match its body")
+    if cache is not None and label != cache:
+        raise BadAnswer(f"{what} with {CACHE_HEADER}: {label!r}, not {cache!r}")
     return body
