@@ -5,9 +5,10 @@ target in turn. Pass-through, GetItem with the item cache off: ``direct`` (moto'
 which the harness starts and seeds), ``proxy`` (``python -m daxproxy`` in front of that
 moto), ``constant`` (:mod:`bench.constant_server`, the ceiling for any aiohttp server here)
 and ``proxy-constant`` (daxproxy in front of the constant server: the proxy's own ceiling).
-Cache hits, the item cache on and warmed so that every measured answer comes from memory:
-``proxy-hit`` (GetItem) and ``proxy-batch100-hit`` (BatchGetItem of 100 keys), each with
-its own daxproxy in front of the same moto. Every target is measured at ``--connections``,
+Cache hits, the caches on and warmed so that every measured answer comes from memory:
+``proxy-hit`` (GetItem), ``proxy-batch100-hit`` (BatchGetItem of 100 keys) and
+``proxy-query-hit`` (a Query whose page is 10 items, from the query cache), each with its own
+daxproxy in front of the same moto. Every target is measured at ``--connections``,
 then again at ``--latency-connections`` (default 1), where nothing queues. Each measurement
 is preceded by one request whose answer must be exactly right (for the hit targets: equal to
 moto's and labelled ``x-daxproxy-cache: hit``, checked once more after the last measurement),
@@ -34,14 +35,14 @@ from pathlib import Path
 from bench import loadgen, machine, processes, report, workload
 from bench.loadgen import Load, LoadError
 from bench.report import Result
-from bench.workload import BATCH_GET, GET_ITEM, Request
+from bench.workload import BATCH_GET, GET_ITEM, QUERY, Request
 from daxproxy.service.embedded import EmbeddedBackendError
 
 TARGETS = report.TARGETS
 MOTO_TARGETS = ("direct", "proxy", *report.CACHE_HITS)
-HIT_REQUESTS = {"proxy-hit": GET_ITEM, "proxy-batch100-hit": BATCH_GET}
-# Twelve measurements (six targets, two connection counts) in about two minutes.
-DEFAULT_DURATION_S, DEFAULT_WARMUP_S = 6, 2
+HIT_REQUESTS = {"proxy-hit": GET_ITEM, "proxy-batch100-hit": BATCH_GET, "proxy-query-hit": QUERY}
+# Fourteen measurements (seven targets, two connection counts) in about two minutes.
+DEFAULT_DURATION_S, DEFAULT_WARMUP_S = 5, 2
 QUICK_DURATION_S, QUICK_WARMUP_S = 3, 1
 GENERATORS = ("auto", loadgen.WRK, loadgen.PYTHON)
 # Above this fraction of the CPUs busy with other work, the numbers are not worth much.
@@ -57,8 +58,8 @@ class Plan:
     args: argparse.Namespace
     generator: str
     work_dir: Path
-    proxy_options: tuple[str, ...]  # pass-through: the item cache off
-    cache_options: tuple[str, ...]  # the hit targets: the item cache on
+    proxy_options: tuple[str, ...]  # pass-through: the caches off
+    cache_options: tuple[str, ...]  # the hit targets: the caches on
 
     @property
     def connection_counts(self) -> list[int]:
@@ -195,10 +196,10 @@ def measure_via_proxy(plan: Plan, target: str, upstream_url: str) -> list[Result
 
 
 def measure_hits(plan: Plan, target: str, moto_url: str, reference: bytes) -> list[Result]:
-    """A daxproxy of its own with the item cache on; the first answer fills the cache (a
-    miss), and from then on every answer must be a hit equal to moto's, to the end."""
+    """A daxproxy of its own with the caches on; the first answer fills the cache (a miss),
+    and from then on every answer must be a hit equal to moto's, to the end."""
     request = HIT_REQUESTS[target]
-    say(f"starting daxproxy with its item cache in front of {moto_url}, for {target}")
+    say(f"starting daxproxy with its caches in front of {moto_url}, for {target}")
     name = "daxproxy-" + target.removeprefix("proxy-")
     proxy = processes.start_proxy(moto_url, plan.work_dir, plan.cache_options, name)
     with running(proxy):
@@ -219,8 +220,10 @@ def measure_moto_targets(plan: Plan) -> tuple[list[Result], Path]:
         body_file = plan.work_dir / "getitem-response.json"
         references = {GET_ITEM.name: workload.check_answer(moto.url)}
         body_file.write_bytes(references[GET_ITEM.name])
-        if "proxy-batch100-hit" in targets:
-            references[BATCH_GET.name] = workload.check_answer(moto.url, BATCH_GET)
+        for target in report.CACHE_HITS:
+            request = HIT_REQUESTS[target]
+            if target in targets and request.name not in references:
+                references[request.name] = workload.check_answer(moto.url, request)
         results = []
         if "direct" in targets:
             results += measure_server(plan, "direct", moto.url)

@@ -3,7 +3,8 @@
 Contract: :func:`start_moto` returns a ready :class:`MotoServer`; :func:`start_proxy` and
 :func:`start_constant` return a :class:`Child` whose ``GET /healthz`` has answered 200;
 :func:`proxy_options` gives the daxproxy options for a pure pass-through (any cache off) and
-for the cache-hit targets (the item cache on, entries that never expire).
+for the cache-hit targets (the item cache on, entries that never expire; the query cache on,
+with a TTL far longer than any run).
 Every wait is bounded; a port taken between choosing and binding it is tried again with
 another. :meth:`Child.stop` sends SIGTERM, then SIGKILL after a grace period, and is safe
 to call twice; on Linux a child is also told to die if the harness dies first. A child's
@@ -40,12 +41,15 @@ PROXY_ENV: dict[str, str | None] = {
     "AWS_EC2_METADATA_DISABLED": "true",
 }
 
-# Options of later daxproxy versions that turn a cache off: (option, value).
-_CACHE_OFF = (("--item-cache-max-bytes", "0"), ("--query-cache-max-bytes", "0"))
+# Options of later daxproxy versions that turn a cache off: (option, value). For the query
+# cache, --query-ttl-millis 0 is the switch (0 there means off, not "no expiry").
+_CACHE_OFF = (("--item-cache-max-bytes", "0"), ("--query-ttl-millis", "0"))
 # The item cache, at its default budget (256 MiB, room for every benchmark item), with no
 # TTL: an entry warmed before a measurement is still a hit at its end, however long it is.
+# The query cache at its default budget (64 MiB) with a one-hour TTL, since 0 would turn it
+# off: a page warmed before a measurement is still served from memory at the run's end.
 _CACHE_SWITCH = "--item-cache-max-bytes"
-_CACHE_HITS = (("--record-ttl-millis", "0"),)
+_CACHE_HITS = (("--record-ttl-millis", "0"), ("--query-ttl-millis", "3600000"))
 
 
 class StartError(RuntimeError):

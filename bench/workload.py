@@ -2,9 +2,12 @@
 
 Contract: :data:`GET_ITEM` is a real GetItem POST for :data:`KEY` in :data:`TABLE`, and
 :data:`BATCH_GET` a BatchGetItem of the :data:`BATCH_SIZE` keys of :data:`BATCH_ITEMS` in
-that table (:data:`REQUESTS` names both, for the load generators); :func:`seed` creates the
-table on a DynamoDB-compatible server and puts :data:`ITEM` (231 bytes of JSON) and the
-batch items (one more byte each) into it; :data:`RESPONSE_BODY` is the GetItem answer
+that table, and :data:`QUERY` a Query (``KeyConditionExpression`` on one partition key) of
+:data:`QUERY_TABLE` whose one page is the :data:`QUERY_SIZE` items of :data:`QUERY_ITEMS`
+(:data:`REQUESTS` names all three, for the load generators); :func:`seed` creates both
+tables on a DynamoDB-compatible server and puts :data:`ITEM` (231 bytes of JSON), the batch
+items (one more byte each) and the query items (233 bytes each as moto encodes them, 210
+compact) into them; :data:`RESPONSE_BODY` is the GetItem answer
 DynamoDB gives; :func:`check_answer` sends a request once and raises :class:`BadAnswer`
 unless a target answers it exactly as DynamoDB would (and, when asked, with the expected
 ``x-daxproxy-cache`` label). Seeding passes its own dummy credentials and region, and uses
@@ -37,6 +40,21 @@ ITEM: dict[str, Any] = {**KEY, **_ATTRIBUTES}
 BATCH_SIZE = 100  # BatchGetItem's limit
 BATCH_ITEMS: list[dict[str, Any]] = [
     {"pk": {"S": f"bench#batch#{n:04d}"}, **_ATTRIBUTES} for n in range(BATCH_SIZE)
+]
+# A table with a sort key, whose one partition holds exactly one page of QUERY_SIZE items.
+QUERY_TABLE = "daxproxy-bench-query"
+QUERY_PARTITION = {"pk": {"S": "bench#query#0001"}}
+QUERY_SIZE = 10
+_QUERY_ATTRIBUTES: dict[str, Any] = {
+    "name": {"S": "query benchmark item"},
+    "count": {"N": "42"},
+    "active": {"BOOL": True},
+    "tags": {"L": [{"S": "bench"}, {"S": "query"}]},
+    "payload": {"S": "0123456789abcdef"},
+}
+QUERY_ITEMS: list[dict[str, Any]] = [
+    {**QUERY_PARTITION, "sk": {"S": f"item#{n:04d}"}, **_QUERY_ATTRIBUTES}
+    for n in range(QUERY_SIZE)
 ]
 CACHE_HEADER = "x-daxproxy-cache"
 Headers = tuple[tuple[str, str], ...]
@@ -78,7 +96,19 @@ BATCH_GET = Request(
     _headers("BatchGetItem"),
     BATCH_SIZE,
 )
-REQUESTS = {request.name: request for request in (GET_ITEM, BATCH_GET)}
+QUERY = Request(
+    "query10",
+    _compact(
+        {
+            "TableName": QUERY_TABLE,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": QUERY_PARTITION["pk"]},
+        }
+    ),
+    _headers("Query"),
+    QUERY_SIZE,
+)
+REQUESTS = {request.name: request for request in (GET_ITEM, BATCH_GET, QUERY)}
 # moto's encoding (json.dumps defaults), so the constant server sends the same bytes.
 RESPONSE_BODY = json.dumps({"Item": ITEM}).encode()
 
@@ -88,8 +118,8 @@ class BadAnswer(RuntimeError):
 
 
 def seed(endpoint_url: str) -> None:
-    """Create :data:`TABLE` and put :data:`ITEM` and :data:`BATCH_ITEMS` into it;
-    BadAnswer when the server refuses."""
+    """Create :data:`TABLE` and :data:`QUERY_TABLE`, and put :data:`ITEM`,
+    :data:`BATCH_ITEMS` and :data:`QUERY_ITEMS` into them; BadAnswer when the server refuses."""
     try:
         _seed(endpoint_url)
     except (BotoCoreError, ClientError) as exc:
@@ -104,26 +134,34 @@ def _seed(endpoint_url: str) -> None:
         aws_access_key_id="bench",
         aws_secret_access_key="bench",
     )
-    client.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(
-        TableName=TABLE, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
-    )
+    for table, keys in ((TABLE, ("pk",)), (QUERY_TABLE, ("pk", "sk"))):
+        client.create_table(
+            TableName=table,
+            KeySchema=[
+                {"AttributeName": name, "KeyType": kind}
+                for name, kind in zip(keys, ("HASH", "RANGE"), strict=False)
+            ],
+            AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in keys],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.get_waiter("table_exists").wait(
+            TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+        )
     client.put_item(TableName=TABLE, Item=ITEM)
-    for start in range(0, BATCH_SIZE, 25):  # BatchWriteItem takes 25 at a time
-        puts = [{"PutRequest": {"Item": item}} for item in BATCH_ITEMS[start : start + 25]]
-        left = client.batch_write_item(RequestItems={TABLE: puts}).get("UnprocessedItems")
-        if left:
-            raise BadAnswer(f"{endpoint_url} left batch items unwritten: {left}")
+    for table, items in ((TABLE, BATCH_ITEMS), (QUERY_TABLE, QUERY_ITEMS)):
+        for start in range(0, len(items), 25):  # BatchWriteItem takes 25 at a time
+            puts = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            left = client.batch_write_item(RequestItems={table: puts}).get("UnprocessedItems")
+            if left:
+                raise BadAnswer(f"{endpoint_url} left items of {table} unwritten: {left}")
 
 
 def _comparable(request: Request, answer: Any) -> Any:
     """What must match in an answer. For a batch: the items, in any order (DynamoDB's is
-    unspecified), and the unprocessed keys; not ConsumedCapacity, which moto sends unasked."""
+    unspecified), and the unprocessed keys; for a Query, everything but ConsumedCapacity
+    (the items in sort-key order); never ConsumedCapacity, which moto sends unasked."""
+    if request is QUERY and isinstance(answer, dict):
+        return {k: v for k, v in answer.items() if k != "ConsumedCapacity"}
     if request is BATCH_GET and isinstance(answer, dict):
         responses = answer.get("Responses")
         if isinstance(responses, dict) and all(isinstance(v, list) for v in responses.values()):
@@ -137,6 +175,8 @@ def expected_answer(request: Request) -> Any:
     if request is BATCH_GET:
         answer = {"Responses": {TABLE: BATCH_ITEMS}, "UnprocessedKeys": {}}
         return _comparable(request, answer)
+    if request is QUERY:
+        return {"Items": QUERY_ITEMS, "Count": QUERY_SIZE, "ScannedCount": QUERY_SIZE}
     return {"Item": ITEM}
 
 
