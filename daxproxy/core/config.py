@@ -16,6 +16,7 @@ MIB = 1024 * 1024
 AWS_UPSTREAM = "aws"
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}\Z")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 # "dax": DAX's semantics exactly, staleness included; "strict": where DAX can serve a
 # result that a write seen by the proxy made stale, drop it instead.
 MODES = ("dax", "strict")
@@ -55,6 +56,14 @@ class Settings:
     # The admin view (GET /admin/caches, POST /admin/invalidate) on the proxy's own port.
     admin: bool = False
     log_level: str = "info"
+    # "text": one human-readable line per event; "json": one JSON object per line.
+    log_format: str = "text"
+    # One log line per client request (operation, table, cache outcome, status, time).
+    log_requests: bool = False
+    # Label request metrics with the table name too (cardinality grows with the tables).
+    metrics_per_table: bool = False
+    # On SIGTERM or SIGINT: how long requests in flight may take to finish.
+    shutdown_timeout_millis: int = 10_000
 
     def __post_init__(self) -> None:
         _check_int(self, "port", 0, 65535)
@@ -66,8 +75,10 @@ class Settings:
         _check_int(self, "record_ttl_millis", 0, 365 * 24 * 3600 * 1000)
         _check_int(self, "query_ttl_millis", 0, 365 * 24 * 3600 * 1000)
         _check_int(self, "query_cache_max_bytes", 0, 1024 * 1024 * MIB)
-        if not isinstance(self.admin, bool):
-            raise SettingError("admin", f"must be true or false, not {self.admin!r}")
+        _check_int(self, "shutdown_timeout_millis", 0, 3_600_000)
+        for flag in ("admin", "log_requests", "metrics_per_table"):
+            if not isinstance(getattr(self, flag), bool):
+                raise SettingError(flag, f"must be true or false, not {getattr(self, flag)!r}")
         if self.mode not in MODES:
             raise SettingError("mode", f"must be one of {', '.join(MODES)}, not {self.mode!r}")
         if not self.host:
@@ -80,6 +91,8 @@ class Settings:
             )
         if self.log_level not in LOG_LEVELS:
             raise SettingError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingError("log_format", f"must be one of {', '.join(LOG_FORMATS)}")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -1,8 +1,7 @@
 """The command line: ``daxproxy [options]`` and ``python -m daxproxy``.
 
 Parses the options into :class:`Settings` (a bad value exits 2 with a message naming the
-setting), serves until SIGINT or SIGTERM, then closes the upstream and stops the embedded
-backend. One log line at start and one at stop.
+setting), sets up logging, and serves (:mod:`daxproxy.edge.server`) until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,15 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from daxproxy import __version__
-from daxproxy.core.config import LOG_LEVELS, SettingError, Settings
-from daxproxy.edge.app import SERVER_OPTIONS, create_app
+from daxproxy.core.config import LOG_FORMATS, LOG_LEVELS, SettingError, Settings
+from daxproxy.edge.server import serve
 
 log = logging.getLogger("daxproxy")
 
@@ -112,6 +108,30 @@ def build_parser() -> argparse.ArgumentParser:
         "protect the port (default off)",
     )
     add("--log-level", choices=LOG_LEVELS, help=f"(default {d.log_level})")
+    add(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help=f"'text' lines or one JSON object per line (default {d.log_format})",
+    )
+    add(
+        "--log-requests",
+        action="store_true",
+        default=None,
+        help="log one line per client request: operation, table, cache outcome, status, "
+        "time; never keys, items or credentials (default off)",
+    )
+    add(
+        "--metrics-per-table",
+        action="store_true",
+        default=None,
+        help="label request metrics with the table name too; each table adds series (default off)",
+    )
+    add(
+        "--shutdown-timeout-millis",
+        type=int,
+        help="on SIGTERM or SIGINT, how long requests in flight may take to finish "
+        f"(default {d.shutdown_timeout_millis})",
+    )
     return parser
 
 
@@ -122,30 +142,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if getattr(args, name, None) is not None
     }
     return Settings(**given)
-
-
-async def serve(settings: Settings) -> None:
-    runner = web.AppRunner(
-        create_app(settings),
-        **SERVER_OPTIONS,
-        handle_signals=False,
-        shutdown_timeout=10.0,
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-        await site.start()
-        addresses = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
-        log.info("daxproxy %s listening on %s", __version__, addresses)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("daxproxy stopping")
-    finally:
-        await runner.cleanup()
-    log.info("daxproxy stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
