@@ -45,8 +45,15 @@ format: install
 	$(BIN)/ruff format daxproxy tests bench
 	$(BIN)/ruff check --fix daxproxy tests bench
 
+# The quick set (under two minutes) and everything; bench/README.md explains both.
 bench: install
-	$(BIN)/python -m bench.passthrough $(ARGS)
+	@sh bench/setup.sh
+	$(BIN)/python -m bench.run --set quick $(ARGS)
+
+.PHONY: bench-full
+bench-full: install
+	@sh bench/setup.sh
+	$(BIN)/python -m bench.run --set full $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(AWSCLI_VENV) tests/js/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The benchmark: ``python -m bench.passthrough [options]`` (``make bench``).
+"""The pass-through and cache-hit benchmark with wrk: ``python -m bench.passthrough [options]``.
 
 Contract: in one run, with one load generator and the same settings, it measures each chosen
 target in turn. Pass-through, GetItem with the item cache off: ``direct`` (moto's server,

@@ -1,7 +1,8 @@
 """The servers under test, as child processes that are always stopped.
 
 Contract: :func:`start_moto` returns a ready :class:`MotoServer`; :func:`start_proxy` and
-:func:`start_constant` return a :class:`Child` whose ``GET /healthz`` has answered 200;
+:func:`start_constant` return a :class:`Child` whose ``GET /healthz`` has answered 200, and
+:func:`start_child` any other server, ready by a probe of its own;
 :func:`proxy_options` gives the daxproxy options for a pure pass-through (any cache off) and
 for the cache-hit targets (the item cache on, entries that never expire; the query cache on,
 with a TTL far longer than any run).
@@ -20,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from daxproxy.service.embedded import EmbeddedBackendError, MotoServer, free_port
@@ -56,7 +57,7 @@ class StartError(RuntimeError):
     pass
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: SIGTERM the child when the harness exits, however it exits."""
     with contextlib.suppress(Exception):
         import ctypes
@@ -68,11 +69,19 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 class Child:
     """One server process on a loopback port, started from the repository root."""
 
-    def __init__(self, name: str, argv: list[str], port: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        log_path: Path,
+        probe: Callable[[int], bool] | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.port = port
         self.log_path = log_path
+        self.probe = probe or _healthy  # is the server on this port ready?
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,18 +101,19 @@ class Child:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=_environment(env or {}),
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
             )
 
     def wait_healthy(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Until ``GET /healthz`` answers 200; StartError if the process exits or time runs out."""
+        """Until the probe (by default: ``GET /healthz`` answers 200) says ready; StartError
+        if the process exits or time runs out."""
         deadline = time.monotonic() + timeout
-        while not _healthy(self.port):
+        while not self.probe(self.port):
             assert self._process is not None
             if self._process.poll() is not None:
                 raise StartError(f"{self.name} exited with {self._process.returncode}")
             if time.monotonic() > deadline:
-                raise StartError(f"{self.name} did not answer /healthz within {timeout:g} s")
+                raise StartError(f"{self.name} was not ready within {timeout:g} s")
             time.sleep(0.05)
 
     def log_tail(self, lines: int = 20) -> str:
@@ -149,9 +159,15 @@ def _healthy(port: int) -> bool:
 
 
 def _start_one(
-    name: str, argv: list[str], port: int, log_path: Path, env: dict[str, str | None]
+    name: str,
+    argv: list[str],
+    port: int,
+    log_path: Path,
+    env: dict[str, str | None],
+    *,
+    probe: Callable[[int], bool] | None = None,
 ) -> Child:
-    child = Child(name, argv, port, log_path)
+    child = Child(name, argv, port, log_path, probe)
     child.start(env)
     try:
         child.wait_healthy()
@@ -164,15 +180,20 @@ def _start_one(
     return child
 
 
-def _start_with_retries(
-    name: str, argv_for_port: list[str], log_path: Path, env: dict[str, str | None] | None = None
+def start_child(
+    name: str,
+    argv_for_port: list[str],
+    log_path: Path,
+    env: dict[str, str | None] | None = None,
+    probe: Callable[[int], bool] | None = None,
 ) -> Child:
-    """``argv_for_port`` holds ``{port}`` where the port goes; a fresh port per attempt."""
+    """``argv_for_port`` holds ``{port}`` where the port goes; a fresh port per attempt.
+    Ready when ``probe(port)`` is true (by default: ``GET /healthz`` answers 200)."""
     for attempt in range(1, START_ATTEMPTS + 1):
         port = free_port(HOST)
         argv = [part.replace("{port}", str(port)) for part in argv_for_port]
         try:
-            return _start_one(name, argv, port, log_path, env or {})
+            return _start_one(name, argv, port, log_path, env or {}, probe=probe)
         except StartError:
             if attempt == START_ATTEMPTS:
                 raise
@@ -216,14 +237,14 @@ def start_proxy(
 ) -> Child:
     argv = [sys.executable, "-m", "daxproxy", "--host", HOST, "--port", "{port}"]
     argv += ["--upstream", upstream_url, "--log-level", "warning", *options]
-    return _start_with_retries(name, argv, log_dir / f"{name}.log", PROXY_ENV)
+    return start_child(name, argv, log_dir / f"{name}.log", PROXY_ENV)
 
 
 def start_constant(log_dir: Path, body_file: Path | None = None) -> Child:
     argv = [sys.executable, "-m", "bench.constant_server", "--host", HOST, "--port", "{port}"]
     if body_file is not None:
         argv += ["--body-file", str(body_file)]
-    return _start_with_retries("constant server", argv, log_dir / "constant_server.log")
+    return start_child("constant server", argv, log_dir / "constant_server.log")
 
 
 def start_moto() -> MotoServer:

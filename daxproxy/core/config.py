@@ -2,8 +2,10 @@
 
 Every setting has a default that works on a developer's machine. A bad value raises
 :class:`SettingError`, which names the setting and says what it accepts; the command line
-turns it into exit code 2 before anything starts. :func:`resolve_endpoints` derives the
-upstream URLs from ``upstream`` and ``region``.
+turns it into exit code 2 before anything starts. Where values come from (a TOML file,
+``DAXPROXY_*`` variables, flags) is :mod:`daxproxy.core.settings_sources`' business; this
+class is the one list of settings, their types, defaults and limits.
+:func:`resolve_endpoints` derives the upstream URLs from ``upstream`` and ``region``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ LOG_FORMATS = ("text", "json")
 # "dax": DAX's semantics exactly, staleness included; "strict": where DAX can serve a
 # result that a write seen by the proxy made stale, drop it instead.
 MODES = ("dax", "strict")
+# Settings whose default is None, "not set": the AWS chain's region, the embedded backend.
+_OPTIONAL = frozenset({"upstream", "region"})
 
 
 class SettingError(ValueError):
@@ -28,6 +32,7 @@ class SettingError(ValueError):
     def __init__(self, setting: str, problem: str) -> None:
         super().__init__(f"setting {setting!r}: {problem}")
         self.setting = setting
+        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,10 @@ class Settings:
     shutdown_timeout_millis: int = 10_000
 
     def __post_init__(self) -> None:
+        for name in ("host", "mode", "log_level", "log_format", "upstream", "region"):
+            value = getattr(self, name)
+            if not isinstance(value, str) and not (value is None and name in _OPTIONAL):
+                raise SettingError(name, f"must be a string, not {value!r}")
         _check_int(self, "port", 0, 65535)
         _check_int(self, "connect_timeout_millis", 1, 600_000)
         _check_int(self, "request_timeout_millis", 1, 3_600_000)

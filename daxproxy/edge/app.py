@@ -5,7 +5,9 @@ a 405 in DynamoDB's error shape, with ``Allow: POST``. ``GET /healthz``
 answers while the process serves; ``GET /readyz`` only while the upstream answers. The
 middleware is the one place where an unexpected exception becomes a response: a 500
 ``InternalServerError`` with no traceback on the wire. With the ``admin`` setting,
-``/admin/caches`` and ``/admin/invalidate`` serve :class:`CacheAdmin`.
+``/admin/caches`` and ``/admin/invalidate`` serve :class:`CacheAdmin`. ``GET /metrics``
+serves the proxy's Prometheus registry; it is not a DynamoDB request and is not counted as
+one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from daxproxy.core import wire
 from daxproxy.core.config import Settings
@@ -104,6 +107,30 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+async def metrics(request: web.Request) -> web.Response:
+    proxy_metrics = request.app[PROXY].metrics
+    if proxy_metrics is None:
+        raise web.HTTPNotFound()
+    proxy_metrics.set_client_connections(_client_connections(request))
+    return web.Response(
+        body=generate_latest(proxy_metrics.registry),
+        headers={"Content-Type": CONTENT_TYPE_LATEST},
+    )
+
+
+def _client_connections(request: web.Request) -> int | None:
+    """The open connections of the server this request came through, scraper's included.
+
+    aiohttp's low-level server keeps them (``web.Server.connections``), but neither the app
+    nor a request names its server in public: each connection's handler holds it as
+    ``_manager``. Reading it at scrape time costs the hot path nothing; should aiohttp rename
+    it, the gauge goes empty rather than wrong.
+    """
+    server = getattr(request.protocol, "_manager", None)
+    connections = getattr(server, "connections", None)
+    return len(connections) if isinstance(connections, list) else None
+
+
 async def admin_caches(request: web.Request) -> web.Response:
     admin = request.app[PROXY].admin
     assert admin is not None
@@ -136,6 +163,7 @@ def create_app(settings: Settings, proxy_factory: ProxyFactory = open_proxy) -> 
     app.cleanup_ctx.append(proxy_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     if settings.admin:
         app.router.add_get("/admin/caches", admin_caches)
         app.router.add_post("/admin/invalidate", admin_invalidate)

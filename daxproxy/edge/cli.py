@@ -1,7 +1,12 @@
 """The command line: ``daxproxy [options]`` and ``python -m daxproxy``.
 
-Parses the options into :class:`Settings` (a bad value exits 2 with a message naming the
-setting), sets up logging, and serves (:mod:`daxproxy.edge.server`) until SIGINT or SIGTERM.
+Builds :class:`Settings` from, in rising precedence, the defaults, a TOML file (``--config``
+or ``DAXPROXY_CONFIG``), ``DAXPROXY_*`` environment variables and the flags (see
+:mod:`daxproxy.core.settings_sources`). A bad value, an unknown key or an unreadable file
+exits 2 with one line naming the setting or the file, before anything starts. Then it sets
+up logging (:mod:`daxproxy.edge.logs`) and serves (:mod:`daxproxy.edge.server`) until
+SIGINT or SIGTERM: exit 0 after a graceful stop, 2 when it cannot listen or the settings
+cannot run, 1 on a fault, logged as one line.
 """
 
 from __future__ import annotations
@@ -9,16 +14,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from daxproxy import __version__
+from daxproxy.core import settings_sources as sources
 from daxproxy.core.config import LOG_FORMATS, LOG_LEVELS, SettingError, Settings
+from daxproxy.edge.logs import configure_logging
 from daxproxy.edge.server import serve
 
 log = logging.getLogger("daxproxy")
 
 _DEFAULTS = Settings()
+_SWITCH = argparse.BooleanOptionalAction
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--version", action="version", version=f"daxproxy {__version__}")
+    add(
+        "--config",
+        metavar="PATH",
+        help=f"a TOML file of settings (default: ${sources.CONFIG_ENV}, else none); every "
+        "option below is also a key of the file (config/daxproxy.toml documents them) and an "
+        "environment variable DAXPROXY_<KEY>; flags win over variables, variables over the file",
+    )
     add("--host", help=f"address to listen on (default {d.host})")
     add("--port", type=int, help=f"port to listen on (default {d.port}; 0 picks a free one)")
     add(
@@ -101,8 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--admin",
-        action="store_true",
-        default=None,
+        action=_SWITCH,
         help="serve the admin view on the proxy's port: GET /admin/caches (entries, bytes, "
         "hit rates, TTLs) and POST /admin/invalidate ({all}, {table} or {table, key}); "
         "protect the port (default off)",
@@ -115,15 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--log-requests",
-        action="store_true",
-        default=None,
+        action=_SWITCH,
         help="log one line per client request: operation, table, cache outcome, status, "
         "time; never keys, items or credentials (default off)",
     )
     add(
         "--metrics-per-table",
-        action="store_true",
-        default=None,
+        action=_SWITCH,
         help="label request metrics with the table name too; each table adds series (default off)",
     )
     add(
@@ -135,36 +148,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    given = {
-        name: getattr(args, name)
-        for name in Settings.names()
-        if getattr(args, name, None) is not None
-    }
-    return Settings(**given)
+def settings_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """The settings of the parsed flags over ``environ``'s variables over the file."""
+    return _load(args, {} if environ is None else environ)[0]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _load(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[Settings, list[sources.Layer]]:
+    layers: list[sources.Layer] = []
+    path = args.config if args.config is not None else environ.get(sources.CONFIG_ENV)
+    if path:
+        layers.append(sources.from_toml(_read(path), path))
+    layers.append(sources.from_environ(environ))
+    given = {name: getattr(args, name) for name in Settings.names()}
+    layers.append(sources.from_flags({k: v for k, v in given.items() if v is not None}))
+    return sources.resolve(*layers), layers
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        raise sources.ConfigFileError(path, exc.strerror or str(exc)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise sources.ConfigFileError(path, f"not UTF-8 text (byte {exc.start})") from None
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run the proxy; the exit code. ``environ``: the variables to read (the process's)."""
     args = build_parser().parse_args(argv)
     try:
-        settings = settings_from_args(args)
-    except SettingError as exc:
+        settings, layers = _load(args, os.environ if environ is None else environ)
+    except (SettingError, sources.ConfigFileError) as exc:
         print(f"daxproxy: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings, sys.stderr)
+    ignored = [name for layer in layers for name in layer.ignored]
+    if ignored:
+        log.info("ignoring Kubernetes service variables, not settings: %s", ", ".join(ignored))
+    log.debug("settings: %s", sources.describe(settings, *layers))
     try:
         asyncio.run(serve(settings))
-    except SettingError as exc:
-        print(f"daxproxy: {exc}", file=sys.stderr)
+    except SettingError as exc:  # found while starting: credentials, the embedded backend
+        log.error("daxproxy cannot start: %s", exc)
         return 2
     except OSError as exc:  # the port is taken, the address is not ours
-        print(
-            f"daxproxy: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
-            file=sys.stderr,
-        )
+        log.error("daxproxy cannot listen on %s:%s: %s", settings.host, settings.port, exc.strerror)
         return 2
+    except Exception:
+        log.critical("daxproxy failed", exc_info=True)
+        return 1
     return 0

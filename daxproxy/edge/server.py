@@ -1,45 +1,135 @@
 """Serving until told to stop: the listening socket, signals, graceful shutdown.
 
-:func:`serve` opens the app (and with it the proxy and its backend), listens, and on
-SIGINT or SIGTERM stops accepting, gives requests in flight up to the
-``shutdown_timeout_millis`` setting to finish, then closes the upstream and stops the
-embedded backend. One log line at start and at stop.
+:func:`serve` opens the app (and with it the proxy and its backend), listens, and on SIGINT
+or SIGTERM:
+
+1. stops listening: new connections are refused;
+2. closes idle keep-alive connections at once, and lets each request in flight finish and
+   be answered, for up to the ``shutdown_timeout_millis`` setting (0: not at all);
+3. past that deadline cuts the requests still running (their connections close without an
+   answer; a warning says how many), so a stuck upstream cannot hold the process;
+4. closes the upstream client and stops the embedded backend, and returns.
+
+aiohttp's ``AppRunner.cleanup`` does 1 to 4 (read for aiohttp 3.14: it awaits each
+connection's handler up to the timeout, then cancels it and waits up to the timeout again;
+a timeout of 0 would mean "forever", hence the floor below). A signal during start-up
+cancels the start-up and cleans up what had started. Lines logged: listening (INFO), the
+signal and what is in flight (INFO), requests cut (WARNING), stopped with the time taken
+(INFO).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import signal
+import time
 
 from aiohttp import web
 
 from daxproxy import __version__
 from daxproxy.core.config import Settings
-from daxproxy.edge.app import SERVER_OPTIONS, create_app
+from daxproxy.edge.app import PROXY, SERVER_OPTIONS, create_app
 
 log = logging.getLogger("daxproxy")
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# aiohttp reads a shutdown timeout of 0 as "no timeout"; the setting's 0 means "do not wait".
+_SHORTEST_WAIT = 0.001
+_CEILED_AFTER = 5.0
+
+
+class _Stop:
+    """The first SIGINT or SIGTERM, remembered; later ones are only noted."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signal: signal.Signals | None = None
+
+    def received(self, sig: signal.Signals) -> None:
+        if self.signal is not None:
+            log.info("%s received while stopping; stopping still", sig.name)
+            return
+        self.signal = sig
+        self.event.set()
+
 
 async def serve(settings: Settings) -> None:
-    runner = web.AppRunner(
-        create_app(settings),
-        **SERVER_OPTIONS,
-        handle_signals=False,
-        shutdown_timeout=settings.shutdown_timeout_millis / 1000,
-    )
-    await runner.setup()
+    loop = asyncio.get_running_loop()
+    stop = _Stop()
+    for sig in _SIGNALS:
+        loop.add_signal_handler(sig, stop.received, sig)
     try:
+        await _serve(settings, stop)
+    finally:
+        for sig in _SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(settings: Settings, stop: _Stop) -> None:
+    timeout = max(settings.shutdown_timeout_millis / 1000, _SHORTEST_WAIT)
+    app = create_app(settings)
+    runner = web.AppRunner(app, **SERVER_OPTIONS, handle_signals=False, shutdown_timeout=timeout)
+    log.debug("daxproxy %s starting", __version__)
+    try:
+        if not await _start(runner, stop):
+            log.info("daxproxy stopping on %s while starting", _name(stop))
+            return
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         await site.start()
         addresses = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
         log.info("daxproxy %s listening on %s", __version__, addresses)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("daxproxy stopping")
+        await stop.event.wait()
+        log.info(
+            "daxproxy stopping on %s; requests in flight: %d, given up to %g s to finish",
+            _name(stop),
+            app[PROXY].in_flight,
+            settings.shutdown_timeout_millis / 1000,
+        )
     finally:
-        await runner.cleanup()
-    log.info("daxproxy stopped")
+        began = time.monotonic()
+        watch = asyncio.create_task(_warn_at_deadline(app, timeout, settings))
+        try:
+            await runner.cleanup()
+        finally:
+            watch.cancel()
+    log.info("daxproxy stopped in %.2f s", time.monotonic() - began)
+
+
+async def _start(runner: web.AppRunner, stop: _Stop) -> bool:
+    """Set the runner up; False when a signal came first (the set-up is cancelled)."""
+    setup = asyncio.create_task(runner.setup())
+    signalled = asyncio.create_task(stop.event.wait())
+    try:
+        await asyncio.wait({setup, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        signalled.cancel()
+    if not setup.done():
+        setup.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await setup
+        return False
+    setup.result()  # a failed start-up raises here
+    return not stop.event.is_set()
+
+
+async def _warn_at_deadline(app: web.Application, timeout: float, settings: Settings) -> None:
+    """Just before aiohttp cuts what is still running, say how much that is."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    if timeout > _CEILED_AFTER:  # as aiohttp.helpers.ceil_timeout rounds its deadline
+        deadline = math.ceil(deadline)
+    await asyncio.sleep(max(deadline - loop.time() - _SHORTEST_WAIT, 0))
+    proxy = app.get(PROXY)
+    if proxy is not None and proxy.in_flight:
+        log.warning(
+            "shutdown deadline of %g s reached; requests still in flight: %d, cutting them",
+            settings.shutdown_timeout_millis / 1000,
+            proxy.in_flight,
+        )
+
+
+def _name(stop: _Stop) -> str:
+    return stop.signal.name if stop.signal is not None else "request"

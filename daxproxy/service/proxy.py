@@ -7,12 +7,17 @@ item or query cache when one is configured and the operation is one it serves or
 and
 otherwise forwards it unchanged and relays the upstream's answer unchanged. Every failure
 becomes a DynamoDB-shaped error here, so nothing below the edge puts a traceback on the wire.
+
+After each request every observer hears its :class:`~daxproxy.service.observe.Outcome`
+(built only when there are observers); :class:`~daxproxy.service.metrics.Metrics`, when
+given, is one of them, and the edge serves its registry.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from daxproxy.core import operations, wire
@@ -20,9 +25,19 @@ from daxproxy.core.errors import DynamoDBError, SerializationException
 from daxproxy.core.operations import Kind
 from daxproxy.core.wire import Headers, WireResponse
 from daxproxy.service.admin import CacheAdmin
-from daxproxy.service.calls import Call, forward, relay
+from daxproxy.service.calls import BYPASS, Call, forward, relay
 from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
+from daxproxy.service.metrics import Metrics
+from daxproxy.service.observe import (
+    Observer,
+    Outcome,
+    cache_of,
+    error_type_of,
+    operation_name,
+    operation_of_target,
+    table_of,
+)
 from daxproxy.service.query_cache import QueryCache
 from daxproxy.service.upstream import Upstream
 
@@ -54,9 +69,14 @@ class Proxy:
         item_writes: ItemWrites | None = None,
         queries: QueryCache | None = None,
         admin: CacheAdmin | None = None,
+        observers: Sequence[Observer] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.upstream = upstream
         self.admin = admin
+        self.metrics = metrics
+        self._observers = (*observers, metrics) if metrics is not None else tuple(observers)
+        self.in_flight = 0  # requests being handled; read by the metrics at scrape time
         self._max_body_bytes = max_body_bytes
         self._handlers: dict[Kind, Handler] = {}
         if item_reads is not None:
@@ -72,12 +92,33 @@ class Proxy:
             self._handlers[Kind.SCAN] = queries.read
 
     async def handle(self, request: ClientRequest) -> WireResponse:
+        observers = self._observers
+        started = time.perf_counter() if observers else 0.0
+        call = None
+        self.in_flight += 1
         try:
-            return await self._handle(request)
+            call = self._call(request)
+            response = await self._dispatch(call)
         except DynamoDBError as error:
-            return wire.error_response(error)
+            response = wire.error_response(error)
+        except Exception:  # the edge answers it with a 500 InternalServerError
+            if observers:
+                self._notify(_outcome(request, call, None, time.perf_counter() - started))
+            raise
+        finally:
+            self.in_flight -= 1
+        if observers:
+            self._notify(_outcome(request, call, response, time.perf_counter() - started))
+        return response
 
-    async def _handle(self, request: ClientRequest) -> WireResponse:
+    def _notify(self, outcome: Outcome) -> None:
+        for observer in self._observers:
+            try:
+                observer.observed(outcome)
+            except Exception:
+                log.exception("observer %r failed", observer)
+
+    def _call(self, request: ClientRequest) -> Call:
         # DynamoDB reads the body before it routes: a body that is not JSON is a
         # SerializationException whatever the target says (dynalite's index.js mirrors this).
         decoded = wire.decode_content(request.body, request.content_encoding, self._max_body_bytes)
@@ -86,9 +127,29 @@ class Proxy:
         target = wire.parse_target(request.target)
         if empty:
             raise SerializationException("Request body is empty; expected a JSON object")
-        operation = operations.lookup(target)
-        call = Call(target, operation, payload, request.body, request.headers)
-        handler = self._handlers.get(operation.kind) if target.prefix == _CACHED_PREFIX else None
+        return Call(target, operations.lookup(target), payload, request.body, request.headers)
+
+    async def _dispatch(self, call: Call) -> WireResponse:
+        handler = (
+            self._handlers.get(call.operation.kind)
+            if call.target.prefix == _CACHED_PREFIX
+            else None
+        )
         if handler is not None:
             return await handler(call)
         return relay(await forward(self.upstream, call))
+
+
+def _outcome(
+    request: ClientRequest, call: Call | None, response: WireResponse | None, seconds: float
+) -> Outcome:
+    """What a request came to; ``response`` None: a fault the edge answers with a 500."""
+    if call is None:  # refused before routing: a bad body or target
+        operation, table = operation_of_target(request.target), None
+    else:
+        operation, table = operation_name(call.operation), table_of(call.payload)
+    if response is None:
+        return Outcome(operation, table, BYPASS, 500, "InternalServerError", seconds)
+    status = response.status
+    error_type = error_type_of(response) if status >= 400 else None
+    return Outcome(operation, table, cache_of(response), status, error_type, seconds)

@@ -4,7 +4,8 @@ An eventually consistent Query or Scan whose canonical request (see
 :mod:`daxproxy.core.query_requests`) the cache holds is answered from memory: the page as
 DynamoDB gave it, LastEvaluatedKey included, with zero consumed capacity and a fresh request
 id. A miss goes upstream and stores the page for ``query_ttl_millis``. Each page of a
-paginated read is its own entry; empty pages are cached too.
+paginated read is its own entry; empty pages are cached too. Hits and misses are counted
+per operation (:attr:`QueryCache.hits`, :attr:`QueryCache.misses`), as DAX reports them.
 
 DAX never invalidates cached queries on writes, and neither does ``mode = "dax"``: a page
 can miss a write for up to its TTL. ``mode = "strict"`` drops a table's cached pages
@@ -29,6 +30,10 @@ class QueryCache:
         self._upstream = upstream
         self.cache = cache
         self.strict = strict
+        # Look-ups by operation: the cache's own statistics count Query and Scan together,
+        # and DAX reports them apart (QueryCacheHits, ScanCacheHits...).
+        self.hits = {"Query": 0, "Scan": 0}
+        self.misses = {"Query": 0, "Scan": 0}
 
     async def read(self, call: Call) -> WireResponse:
         try:
@@ -37,7 +42,9 @@ class QueryCache:
             return relay(await forward(self._upstream, call), BYPASS)
         cached = self.cache.get(key)
         if cached is not None:
+            self.hits[call.operation.name] += 1
             return built(cached, HIT)
+        self.misses[call.operation.name] += 1
         epoch = self.cache.epoch(key[0])
         answer = await forward(self._upstream, call)
         if answer.status == 200 and self.cache.epoch(key[0]) == epoch:

@@ -4,13 +4,15 @@
 when no upstream is configured, finds credentials and the region, and opens the pooled
 upstream client; on exit it closes them in reverse order. A configuration it cannot run
 with raises :class:`SettingError` naming the setting, before the proxy takes any traffic.
+Each proxy has its own :class:`Metrics`, fed by the request handler, the upstream client
+and the caches.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiobotocore.session import AioSession
 
@@ -20,6 +22,8 @@ from daxproxy.service.admin import CacheAdmin
 from daxproxy.service.embedded import EmbeddedBackendError, start_embedded_moto
 from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
+from daxproxy.service.metrics import Metrics
+from daxproxy.service.observe import Observer
 from daxproxy.service.proxy import Proxy
 from daxproxy.service.query_cache import QueryCache
 from daxproxy.service.signing import (
@@ -72,28 +76,45 @@ async def open_proxy(settings: Settings) -> AsyncIterator[Proxy]:
             url = upstream_setting
             described = url if url != AWS_UPSTREAM else f"AWS DynamoDB in {region}"
         signer = Signer(await _credentials(session, upstream_setting), region)
+        metrics = Metrics(per_table=settings.metrics_per_table)
         upstream = HttpUpstream(
             resolve_endpoints(url, region),
             signer,
             connect_timeout=settings.connect_timeout_millis / 1000,
             request_timeout=settings.request_timeout_millis / 1000,
             max_connections=settings.upstream_max_connections,
+            observer=metrics,
         )
         stack.push_async_callback(upstream.close)
         log.info("upstream %s, region %s", described, region)
-        yield build_proxy(settings, upstream)
+        yield build_proxy(settings, upstream, metrics)
 
 
-def build_proxy(settings: Settings, upstream: Upstream) -> Proxy:
-    """The proxy for these settings: each cache unless its budget or TTL is 0."""
+def build_proxy(
+    settings: Settings,
+    upstream: Upstream,
+    metrics: Metrics | None = None,
+    observers: Sequence[Observer] = (),
+) -> Proxy:
+    """The proxy for these settings: each cache unless its budget or TTL is 0.
+
+    ``metrics``: the proxy's, when the upstream already reports to them; else new ones.
+    ``observers``: who else hears each request's outcome (the metrics always do).
+    """
+    if metrics is None:
+        metrics = Metrics(per_table=settings.metrics_per_table)
     items_on = settings.item_cache_max_bytes > 0
     queries_on = settings.query_cache_max_bytes > 0 and settings.query_ttl_millis > 0
     if not items_on and not queries_on:
-        return Proxy(
+        proxy = Proxy(
             upstream,
             max_body_bytes=settings.max_body_bytes,
             admin=CacheAdmin(None, None, TableRegistry(upstream), settings.mode),
+            observers=observers,
+            metrics=metrics,
         )
+        metrics.watch(in_flight=lambda: proxy.in_flight)
+        return proxy
     queries = None
     if queries_on:
         pages = ItemCache(settings.query_cache_max_bytes, settings.query_ttl_millis / 1000)
@@ -104,11 +125,19 @@ def build_proxy(settings: Settings, upstream: Upstream) -> Proxy:
     cache = ItemCache(settings.item_cache_max_bytes, ttl)
     tables = TableRegistry(upstream)
     tracker = WriteTracker()
-    return Proxy(
+    proxy = Proxy(
         upstream,
         max_body_bytes=settings.max_body_bytes,
         item_reads=ItemReads(upstream, cache, tables, tracker) if items_on else None,
         item_writes=ItemWrites(upstream, cache, tables, tracker, queries),
         queries=queries,
         admin=CacheAdmin(cache if items_on else None, queries, tables, settings.mode),
+        observers=observers,
+        metrics=metrics,
     )
+    metrics.watch(
+        item_cache=cache if items_on else None,
+        query_cache=queries,
+        in_flight=lambda: proxy.in_flight,
+    )
+    return proxy

@@ -4,13 +4,17 @@
 status, headers and exact body bytes, or a :class:`DynamoDBError` when the upstream could not
 answer. :class:`HttpUpstream` is the real one: a pooled keep-alive aiohttp client that signs
 every request, bounds every call by the connect and request timeouts, and maps aiohttp's
-exceptions to DynamoDB's errors in one place (:func:`_failure`).
+exceptions to DynamoDB's errors in one place (:func:`_failure`). An
+:class:`UpstreamObserver`, when given, hears how long each answered request took and why
+each unanswered one got no answer (``timeout`` or ``connection``); readiness pings are not
+reported.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +49,17 @@ class Upstream(Protocol):
     async def close(self) -> None: ...
 
 
+class UpstreamObserver(Protocol):
+    def upstream_answered(self, target: Target, seconds: float) -> None:
+        """An answer came back (any status), ``seconds`` after the first attempt began."""
+        ...
+
+    def upstream_failed(self, target: Target, reason: str) -> None:
+        """No answer came back: ``timeout`` (to connect or to answer) or ``connection``
+        (refused, reset or dropped)."""
+        ...
+
+
 # A pooled connection the server has closed fails before any byte of an answer arrives;
 # a request that is safe to repeat is sent once more on a fresh connection.
 _STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -59,8 +74,10 @@ class HttpUpstream:
         connect_timeout: float,
         request_timeout: float,
         max_connections: int,
+        observer: UpstreamObserver | None = None,
     ) -> None:
         self.endpoints = endpoints
+        self._observer = observer
         self._signer = signer
         self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
@@ -82,23 +99,34 @@ class HttpUpstream:
         signed = await self._signer.sign(url, target.header, content_type, body)
         signed_names = {k.lower() for k, _ in signed}
         all_headers = [*signed, *((k, v) for k, v in headers if k.lower() not in signed_names)]
+        started = time.perf_counter()
         attempts = 2 if retry_safe else 1
         for attempt in range(1, attempts + 1):
             try:
-                return await self._post(url, body, all_headers)
+                answer = await self._post(url, body, all_headers)
             except aiohttp.ClientConnectorError as exc:  # never connected: nothing to resend
-                raise _failure(exc, self._request_timeout) from None
+                raise self._failure(target, exc) from None
             except _STALE_CONNECTION as exc:
                 if attempt == attempts:
-                    raise _failure(exc, self._request_timeout) from None
+                    raise self._failure(target, exc) from None
                 log.info(
                     "upstream connection dropped (%s); resending %s",
                     type(exc).__name__,
                     target.operation,
                 )
             except (TimeoutError, aiohttp.ClientError) as exc:
-                raise _failure(exc, self._request_timeout) from None
+                raise self._failure(target, exc) from None
+            else:
+                if self._observer is not None:
+                    self._observer.upstream_answered(target, time.perf_counter() - started)
+                return answer
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failure(self, target: Target, exc: BaseException) -> DynamoDBError:
+        if self._observer is not None:
+            reason = "timeout" if isinstance(exc, TimeoutError) else "connection"
+            self._observer.upstream_failed(target, reason)
+        return _failure(exc, self._request_timeout)
 
     async def _post(self, url: str, body: bytes, headers: Headers) -> UpstreamResponse:
         async with self._session.post(

@@ -7,15 +7,20 @@ within the configured timeout, never a hang; ``/readyz`` follows the upstream wh
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import orjson
@@ -154,3 +159,153 @@ def test_a_stalling_upstream_is_a_500_within_the_timeout(stalling_upstream: int)
         assert "did not answer within 0.5 s" in caught.value.response["Error"]["Message"]
         assert get(proxy.url + "/healthz")[0] == 200
         assert get(proxy.url + "/readyz")[0] == 503
+
+
+# Distinctive credentials (the client's, and the proxy's own for signing upstream) and item
+# values: none of them may reach the proxy's log, not even at debug level.
+CLIENT_KEY_ID = "AKIADAXPROXYCLIENT01"
+CLIENT_SECRET = "client+Secret/For/daxproxy/Log/Test/0001"
+CLIENT_TOKEN = "client-session-token-for-the-daxproxy-log-test"
+PROXY_KEY_ID = "AKIADAXPROXYSIGNER02"
+PROXY_SECRET = "proxy+Secret/For/daxproxy/Log/Test/00002"
+PROXY_TOKEN = "proxy-session-token-for-the-daxproxy-log-test"
+ITEM_VALUES = ("pk-value-7c1e5a0d", "ada.lovelace@example.invalid", "31415926535", "Analytical")
+
+
+def test_the_log_holds_start_and_stop_but_no_secret_and_no_item(tmp_path: Path) -> None:
+    moto = MotoServer()
+    moto.launch()
+    moto.wait_ready_sync()
+    port = free_port()
+    log_path = tmp_path / "stderr.log"
+    environ = {
+        **os.environ,
+        **TEST_ENV,
+        "AWS_ACCESS_KEY_ID": PROXY_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": PROXY_SECRET,
+        "AWS_SESSION_TOKEN": PROXY_TOKEN,
+    }
+    command = [sys.executable, "-m", "daxproxy", "--port", str(port), "--upstream", moto.url]
+    options = ["--log-requests", "--log-format", "json", "--log-level", "debug"]
+    with open(log_path, "wb") as stderr:
+        process = subprocess.Popen(
+            [*command, *options],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=environ,
+        )
+    url = f"http://127.0.0.1:{port}"
+    authorizations: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while get_or_none(url + "/healthz") != 200:
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        exercise(url, authorizations)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        moto.stop()
+    text = log_path.read_text()
+    lines = [orjson.loads(line) for line in text.splitlines()]  # every line is JSON
+    messages = [line["message"] for line in lines]
+    assert {"DEBUG", "INFO"} <= {line["level"] for line in lines}
+    assert any(line["logger"].startswith(("aiohttp", "botocore", "asyncio")) for line in lines)
+    assert any(m.startswith("daxproxy ") and " listening on " in m for m in messages)
+    assert any(m.startswith("daxproxy stopping on SIGTERM") for m in messages)
+    assert any(m.startswith("daxproxy stopped in ") for m in messages)
+    assert len(authorizations) >= 10
+    signatures = [a.rpartition("Signature=")[2] for a in authorizations]
+    for secret in (
+        CLIENT_KEY_ID,
+        CLIENT_SECRET,
+        CLIENT_TOKEN,
+        PROXY_KEY_ID,
+        PROXY_SECRET,
+        PROXY_TOKEN,
+        *ITEM_VALUES,
+        *authorizations,
+        *signatures,
+    ):
+        assert secret not in text, secret
+
+
+def get_or_none(url: str) -> int | None:
+    try:
+        return get(url, timeout=1)[0]
+    except OSError:
+        return None
+
+
+def exercise(url: str, authorizations: list[str]) -> None:
+    """Reads, writes, misses, hits, errors and bad input, all carrying the item values."""
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=CLIENT_KEY_ID,
+        aws_secret_access_key=CLIENT_SECRET,
+        aws_session_token=CLIENT_TOKEN,
+        config=NO_RETRIES,
+    )
+
+    def keep(request: Any, **_: Any) -> None:
+        value = request.headers["Authorization"]
+        authorizations.append(value.decode() if isinstance(value, bytes) else value)
+
+    dynamodb.meta.events.register("before-send.dynamodb", keep)
+    pk, email, number, word = ITEM_VALUES
+    table = f"logs-{uuid.uuid4().hex[:8]}"
+    key = {"pk": {"S": pk}}
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(TableName=table, Item={**key, "email": {"S": email}, "n": {"N": number}})
+    for _ in range(2):  # a miss, then a hit
+        assert dynamodb.get_item(TableName=table, Key=key)["Item"]["email"] == {"S": email}
+    dynamodb.update_item(
+        TableName=table,
+        Key=key,
+        UpdateExpression="SET w = :w",
+        ExpressionAttributeValues={":w": {"S": word}},
+    )
+    with pytest.raises(ClientError):  # a failed condition: an error answer with the values
+        dynamodb.put_item(
+            TableName=table,
+            Item={**key, "email": {"S": email}},
+            ConditionExpression="attribute_not_exists(pk) OR email = :e",
+            ExpressionAttributeValues={":e": {"S": word}},
+        )
+    dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": pk}},
+    )
+    dynamodb.scan(TableName=table)
+    dynamodb.batch_get_item(RequestItems={table: {"Keys": [key]}})
+    with pytest.raises(ClientError):  # no such table: an error answer, from upstream
+        dynamodb.get_item(TableName=f"{table}-missing", Key=key)
+    dynamodb.delete_item(TableName=table, Key=key)
+    dynamodb.close()
+    # Bad input the proxy answers itself, holding a value and a client's signature.
+    bad = urllib.request.Request(
+        url,
+        data=f'{{"TableName": "{table}", "Key": {{"pk": {{"S": "{pk}"'.encode(),
+        headers={
+            "X-Amz-Target": "DynamoDB_20120810.GetItem",
+            "Authorization": authorizations[-1],
+        },
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(bad, timeout=5)
+    caught.value.close()
+    assert get(url + "/readyz")[0] == 200

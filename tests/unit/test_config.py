@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from daxproxy.core import settings_sources as sources
 from daxproxy.core.config import Endpoints, SettingError, Settings, resolve_endpoints
 from daxproxy.edge.cli import build_parser, main, settings_from_args
+from tests.unit.test_settings_sources import BAD_ENV_VALUES, BAD_FILE_VALUES
 
 
 def test_defaults() -> None:
@@ -112,3 +117,135 @@ def test_every_setting_has_a_flag() -> None:
 def test_a_bad_flag_exits_2_naming_the_setting(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--upstream", "localhost:8000"]) == 2
     assert "'upstream'" in capsys.readouterr().err
+
+
+# --- Settings from a file, the environment and flags, as the command line stacks them ----
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "config" / "daxproxy.toml"
+
+
+def settings_of(argv: list[str], environ: dict[str, str] | None = None) -> Settings:
+    return settings_from_args(build_parser().parse_args(argv), environ or {})
+
+
+def test_the_file_then_the_environment_then_the_flags(tmp_path: Path) -> None:
+    path = tmp_path / "daxproxy.toml"
+    path.write_text("port = 9001\nrecord-ttl-millis = 1\nadmin = true\nmode = 'strict'\n")
+    environ = {"DAXPROXY_PORT": "9002", "DAXPROXY_RECORD_TTL_MILLIS": "2", "DAXPROXY_ADMIN": "no"}
+    settings = settings_of(["--config", str(path), "--port", "9003"], environ)
+    assert (settings.port, settings.record_ttl_millis) == (9003, 2)
+    assert (settings.admin, settings.mode) == (False, "strict")
+    # A switch turns off what a variable or the file turned on.
+    assert settings_of(["--config", str(path), "--no-admin"]).admin is False
+    assert settings_of(["--admin"], {"DAXPROXY_ADMIN": "false"}).admin is True
+
+
+def test_the_file_may_come_from_daxproxy_config(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text("port = 9001\n")
+    second.write_text("port = 9002\n")
+    assert settings_of([], {"DAXPROXY_CONFIG": str(first)}).port == 9001
+    assert settings_of(["--config", str(second)], {"DAXPROXY_CONFIG": str(first)}).port == 9002
+    assert settings_of([], {"DAXPROXY_CONFIG": ""}) == Settings()
+
+
+@pytest.mark.parametrize("setting", Settings.names())
+def test_a_bad_variable_exits_2_naming_the_setting(
+    setting: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    value = BAD_ENV_VALUES[setting][0]
+    assert main([], {sources.env_name(setting): value}) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("daxproxy: ") and err.count("\n") == 1
+    assert repr(setting) in err and sources.env_name(setting) in err
+
+
+@pytest.mark.parametrize("setting", Settings.names())
+def test_a_bad_file_value_exits_2_naming_the_setting(
+    setting: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "daxproxy.toml"
+    path.write_text(f"{setting} = {BAD_FILE_VALUES[setting][0]}\n")
+    assert main(["--config", str(path)], {}) == 2
+    err = capsys.readouterr().err
+    assert repr(setting) in err and str(path) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "No such file or directory"),
+        (b"port = \n", "line 1, column 8"),
+        (b"port = 1\x00\n", "not valid TOML"),
+        (b"host = '\xff'\n", "not UTF-8"),
+        (b"prot = 1\n", "'prot': is not a setting"),
+    ],
+)
+def test_a_bad_file_exits_2_naming_it(
+    content: bytes | None, problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "daxproxy.toml"
+    if content is not None:
+        path.write_bytes(content)
+    assert main([], {"DAXPROXY_CONFIG": str(path)}) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and problem in err
+
+
+def test_a_directory_is_not_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tmp_path)], {}) == 2
+    assert "Is a directory" in capsys.readouterr().err
+
+
+def test_an_unknown_variable_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([], {"DAXPROXY_RECORD_TTL": "1000"}) == 2
+    assert "'DAXPROXY_RECORD_TTL': is not a setting" in capsys.readouterr().err
+
+
+# --- config/daxproxy.toml: the commented file users copy ---------------------------------
+
+_DOCUMENTED = re.compile(r"^# ([a-z_]+) = (.+)$", re.MULTILINE)
+
+
+def test_the_sample_file_unchanged_gives_exactly_the_defaults() -> None:
+    text = SAMPLE.read_text()
+    assert tomllib.loads(text) == {}
+    assert sources.resolve(sources.from_toml(text, str(SAMPLE))) == Settings()
+    assert settings_of(["--config", str(SAMPLE)]) == Settings()
+
+
+def test_the_sample_file_documents_every_setting_with_its_default() -> None:
+    """Fails when a setting is added without documenting it, or its default changes."""
+    text = SAMPLE.read_text()
+    documented = dict(_DOCUMENTED.findall(text))
+    assert sorted(documented) == sorted(Settings.names())
+    defaults = Settings()
+    for name, value in documented.items():
+        (shown,) = tomllib.loads(f"{name} = {value}").values()
+        default = getattr(defaults, name)
+        if default is None:  # not set by default: an example, which must be valid
+            Settings(**{name: shown})
+        else:
+            assert shown == default, name
+        # ...and its meaning: a comment right above it that is more than the key.
+        above = text[: text.index(f"# {name} = ")].rstrip("\n").rsplit("\n", 1)[-1]
+        assert above.startswith("# ") and " = " not in above, name
+
+
+def test_the_sample_file_with_its_defaults_uncommented_gives_the_defaults() -> None:
+    defaults = Settings()
+    lines = [
+        f"{name} = {value}"
+        for name, value in _DOCUMENTED.findall(SAMPLE.read_text())
+        if getattr(defaults, name) is not None
+    ]
+    assert len(lines) == len(Settings.names()) - 2  # all but upstream and region
+    assert sources.resolve(sources.from_toml("\n".join(lines), str(SAMPLE))) == defaults
+
+
+def test_the_reference_lists_every_setting() -> None:
+    reference = (REPO / "config" / "README.md").read_text()
+    for name in Settings.names():
+        assert f"| `{name}` |" in reference, name
+        assert f"`{sources.env_name(name)}`" in reference, name

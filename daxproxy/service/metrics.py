@@ -1,0 +1,339 @@
+"""The proxy's Prometheus metrics: the facts DAX publishes to CloudWatch, and latencies.
+
+One :class:`Metrics` per proxy, with its own :class:`CollectorRegistry` (never the global
+one, so that several proxies in one process do not clash); the edge serves it at
+``GET /metrics``. :meth:`Metrics.observed` is the proxy's observer (requests, errors,
+throttles, latency by operation and cache outcome, requests per table when
+``metrics_per_table`` is on); :meth:`Metrics.upstream_answered` and
+:meth:`Metrics.upstream_failed` are the upstream client's.
+
+Everything is read at scrape time by one collector. Per-request facts are plain integers and
+bucket counts, not prometheus_client's instruments: those take a lock for every increment,
+and cost a cache hit three times as much (every observation happens on the event loop's
+thread, and so does the scrape). Cache facts (hits, misses, bytes, entries, evictions) are
+the caches' own statistics, so a hit is not counted twice.
+
+Every label comes from a fixed set: operation names from :mod:`daxproxy.core.operations`'
+table (``Unknown`` for the rest), cache outcomes, cache names, eviction reasons, error
+classes, failure reasons. Only the table label, which is off by default, grows with use.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from daxproxy import __version__
+from daxproxy.core import operations
+from daxproxy.core.cache import Eviction, ItemCache
+from daxproxy.core.wire import Target
+from daxproxy.service.observe import Outcome, operation_name
+from daxproxy.service.query_cache import QueryCache
+
+# From a cache hit served in tens of microseconds to an upstream call at the request timeout.
+BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+# The ``le`` labels, spelled as prometheus_client spells them (Python's repr, as Go's).
+_BOUNDS = [*(repr(b) for b in BUCKETS), "+Inf"]
+# DynamoDB's throttling errors (DAX's ThrottledRequestCount), relayed or, later, the proxy's.
+THROTTLES = frozenset(
+    {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
+)
+CLIENT, SERVER = "client", "server"  # error classes: 4xx and 5xx
+TIMEOUT, CONNECTION = "timeout", "connection"  # why the upstream gave no answer
+ITEM, QUERY = "item", "query"  # cache names
+
+
+class _Histogram:
+    """Bucket counts (not cumulative; the last is +Inf), their total and the sum."""
+
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect_left(BUCKETS, seconds)] += 1  # a bucket's bound is inclusive
+        self.count += 1
+        self.sum += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        total = 0
+        for bound, count in zip(_BOUNDS, self.buckets, strict=True):
+            total += count
+            out.append((bound, total))
+        return out
+
+
+class Metrics:
+    """The proxy's registry, and what it counts on the request path."""
+
+    def __init__(self, *, per_table: bool = False) -> None:
+        self.per_table = per_table
+        # Per request, by label values.
+        self.durations: dict[tuple[str, str], _Histogram] = {}  # (operation, cache)
+        self.errors: Counter[tuple[str, str]] = Counter()  # (operation, class)
+        self.throttled: Counter[str] = Counter()  # operation
+        self.tables: Counter[tuple[str, str, str]] = Counter()  # (table, operation, cache)
+        self.upstream_durations: dict[str, _Histogram] = {}  # operation
+        self.upstream_failures: Counter[tuple[str, str]] = Counter()  # (operation, reason)
+        # Read at scrape time.
+        self.item_cache: ItemCache | None = None
+        self.query_cache: QueryCache | None = None
+        self.in_flight: Callable[[], int] | None = None
+        self.client_connections: int | None = None
+        self.registry = CollectorRegistry()
+        self.registry.register(_Collector(self))
+
+    def watch(
+        self,
+        *,
+        item_cache: ItemCache | None = None,
+        query_cache: QueryCache | None = None,
+        in_flight: Callable[[], int] | None = None,
+    ) -> None:
+        """The caches that are on, and the proxy's count of requests in flight."""
+        self.item_cache = item_cache
+        self.query_cache = query_cache
+        self.in_flight = in_flight
+
+    def set_client_connections(self, count: int | None) -> None:
+        """Open client connections, as the edge's server knows them (None: unknown)."""
+        self.client_connections = count
+
+    # Per request ------------------------------------------------------------------------
+
+    def observed(self, outcome: Outcome) -> None:
+        operation, cache = outcome.operation, outcome.cache
+        histogram = self.durations.get((operation, cache))
+        if histogram is None:
+            histogram = self.durations[operation, cache] = _Histogram()
+        histogram.observe(outcome.seconds)
+        status = outcome.status
+        if status >= 400:
+            self.errors[operation, CLIENT if status < 500 else SERVER] += 1
+            if outcome.error_type in THROTTLES:
+                self.throttled[operation] += 1
+        if self.per_table:
+            table = outcome.table
+            name = "" if table is None else table.rsplit(":table/", 1)[-1]
+            self.tables[name, operation, cache] += 1
+
+    def upstream_answered(self, target: Target, seconds: float) -> None:
+        operation = operation_name(operations.lookup(target))
+        histogram = self.upstream_durations.get(operation)
+        if histogram is None:
+            histogram = self.upstream_durations[operation] = _Histogram()
+        histogram.observe(seconds)
+
+    def upstream_failed(self, target: Target, reason: str) -> None:
+        self.upstream_failures[operation_name(operations.lookup(target)), reason] += 1
+
+
+class _Collector:
+    """Every family, built from what :class:`Metrics` and the caches hold at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._requests()
+        yield from self._upstream()
+        yield from self._state()
+        yield from self._lookups()
+        yield from self._caches()
+
+    def _requests(self) -> Iterator[Metric]:
+        m = self._metrics
+        durations = sorted(m.durations.items())
+        requests = CounterMetricFamily(
+            "daxproxy_requests",
+            "Requests handled, by operation (DAX: TotalRequestCount and <Operation>RequestCount)",
+            labels=["operation"],
+        )
+        per_operation: Counter[str] = Counter()
+        for (operation, _), histogram in durations:
+            per_operation[operation] += histogram.count
+        for operation, count in sorted(per_operation.items()):
+            requests.add_metric([operation], count)
+        yield requests
+        errors = CounterMetricFamily(
+            "daxproxy_request_errors",
+            "Requests answered with an error, by class: client (4xx, DAX ErrorRequestCount) "
+            "or server (5xx, DAX FaultRequestCount)",
+            labels=["operation", "class"],
+        )
+        for labels, count in sorted(m.errors.items()):
+            errors.add_metric(list(labels), count)
+        yield errors
+        throttled = CounterMetricFamily(
+            "daxproxy_throttled_requests",
+            "Requests answered with a throttling error (DAX: ThrottledRequestCount)",
+            labels=["operation"],
+        )
+        for operation, count in sorted(m.throttled.items()):
+            throttled.add_metric([operation], count)
+        yield throttled
+        latency = HistogramMetricFamily(
+            "daxproxy_request_duration_seconds",
+            "Time to handle a request, by operation and what the cache did (hit, miss, or "
+            "bypass: the cache was not consulted)",
+            labels=["operation", "cache"],
+        )
+        for labels, histogram in durations:
+            latency.add_metric(list(labels), histogram.cumulative(), histogram.sum)
+        yield latency
+        if m.per_table:
+            tables = CounterMetricFamily(
+                "daxproxy_table_requests",
+                'Requests by table ("" for requests naming several tables or none), '
+                "operation and what the cache did",
+                labels=["table", "operation", "cache"],
+            )
+            for table_labels, count in sorted(m.tables.items()):
+                tables.add_metric(list(table_labels), count)
+            yield tables
+
+    def _upstream(self) -> Iterator[Metric]:
+        m = self._metrics
+        latency = HistogramMetricFamily(
+            "daxproxy_upstream_request_duration_seconds",
+            "Time for the upstream to answer a request the proxy sent, by operation",
+            labels=["operation"],
+        )
+        for operation, histogram in sorted(m.upstream_durations.items()):
+            latency.add_metric([operation], histogram.cumulative(), histogram.sum)
+        yield latency
+        failures = CounterMetricFamily(
+            "daxproxy_upstream_failures",
+            "Upstream requests that got no answer, by reason (timeout, connection)",
+            labels=["operation", "reason"],
+        )
+        for labels, count in sorted(m.upstream_failures.items()):
+            failures.add_metric(list(labels), count)
+        yield failures
+
+    def _state(self) -> Iterator[Metric]:
+        m = self._metrics
+        in_flight = GaugeMetricFamily(
+            "daxproxy_requests_in_flight", "Client requests being handled right now"
+        )
+        if m.in_flight is not None:
+            in_flight.add_metric([], m.in_flight())
+        yield in_flight
+        connections = GaugeMetricFamily(
+            "daxproxy_client_connections",
+            "Open client connections to the proxy (DAX: ClientConnections)",
+        )
+        if m.client_connections is not None:
+            connections.add_metric([], m.client_connections)
+        yield connections
+        info = GaugeMetricFamily(
+            "daxproxy_build_info", "The running daxproxy's version", labels=["version"]
+        )
+        info.add_metric([__version__], 1)
+        yield info
+
+    def _lookups(self) -> Iterator[Metric]:
+        m = self._metrics
+        counts: dict[str, tuple[int, int]] = {}
+        if m.item_cache is not None:
+            counts[ITEM] = (m.item_cache.stats.hits, m.item_cache.stats.misses)
+        if m.query_cache is not None:
+            queries = m.query_cache
+            counts["query"] = (queries.hits["Query"], queries.misses["Query"])
+            counts["scan"] = (queries.hits["Scan"], queries.misses["Scan"])
+        lookups = [
+            (ITEM, "ItemCacheHits", "ItemCacheMisses", "GetItem and BatchGetItem keys"),
+            ("query", "QueryCacheHits", "QueryCacheMisses", "Query pages"),
+            ("scan", "ScanCacheHits", "ScanCacheMisses", "Scan pages"),
+        ]
+        for prefix, dax_hits, dax_misses, what in lookups:
+            hits = CounterMetricFamily(
+                f"daxproxy_{prefix}_cache_hits", f"{what} answered from the cache (DAX: {dax_hits})"
+            )
+            misses = CounterMetricFamily(
+                f"daxproxy_{prefix}_cache_misses",
+                f"{what} looked up in the cache and not found (DAX: {dax_misses})",
+            )
+            if prefix in counts:
+                hits.add_metric([], counts[prefix][0])
+                misses.add_metric([], counts[prefix][1])
+            yield hits
+            yield misses
+
+    def _caches(self) -> Iterator[Metric]:
+        m = self._metrics
+        caches: list[tuple[str, ItemCache]] = []
+        if m.item_cache is not None:
+            caches.append((ITEM, m.item_cache))
+        if m.query_cache is not None:
+            caches.append((QUERY, m.query_cache.cache))
+        labels = ["cache"]
+        size = GaugeMetricFamily(
+            "daxproxy_cache_bytes",
+            "Bytes the cache holds, overhead included (DAX: EstimatedDbSize)",
+            labels=labels,
+        )
+        budget = GaugeMetricFamily(
+            "daxproxy_cache_max_bytes", "The cache's byte budget", labels=labels
+        )
+        entries = GaugeMetricFamily(
+            "daxproxy_cache_entries",
+            "Entries the cache holds (a dropped table's entries until they are met)",
+            labels=labels,
+        )
+        utilization = GaugeMetricFamily(
+            "daxproxy_cache_memory_utilization_ratio",
+            "Bytes held over the budget (DAX: CacheMemoryUtilization, as a ratio)",
+            labels=labels,
+        )
+        evictions = CounterMetricFamily(
+            "daxproxy_cache_evictions",
+            "Entries removed from the cache, by reason (size, ttl, write, table)",
+            labels=["cache", "reason"],
+        )
+        evicted_bytes = CounterMetricFamily(
+            "daxproxy_cache_evicted_bytes",
+            "Bytes of the entries removed from the cache (DAX: EvictedSize)",
+            labels=labels,
+        )
+        for name, cache in caches:
+            stats = cache.stats
+            size.add_metric([name], cache.bytes)
+            budget.add_metric([name], cache.max_bytes)
+            entries.add_metric([name], len(cache))
+            utilization.add_metric([name], cache.bytes / cache.max_bytes)
+            for reason in Eviction:
+                evictions.add_metric([name, reason.value], stats.evicted[reason])
+            evicted_bytes.add_metric([name], stats.evicted_bytes)
+        yield from (size, budget, entries, utilization, evictions, evicted_bytes)
