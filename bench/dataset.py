@@ -93,9 +93,13 @@ def seed(upstream_url: str, workload: Workload, seeded: set[str]) -> int:
 
 
 def _create(client: Any, workload: Workload) -> None:
-    keys = key_schema(workload)
+    create_table(client, workload.table, key_schema(workload))
+
+
+def create_table(client: Any, table: str, keys: tuple[str, ...]) -> None:
+    """An on-demand table whose key attributes (hash, then range) are all strings."""
     client.create_table(
-        TableName=workload.table,
+        TableName=table,
         KeySchema=[
             {"AttributeName": name, "KeyType": kind}
             for name, kind in zip(keys, ("HASH", "RANGE"), strict=False)
@@ -104,7 +108,7 @@ def _create(client: Any, workload: Workload) -> None:
         BillingMode="PAY_PER_REQUEST",
     )
     client.get_waiter("table_exists").wait(
-        TableName=workload.table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
+        TableName=table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
     )
 
 

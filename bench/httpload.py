@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import re
 import sys
 import time
@@ -35,9 +34,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from bench.pyload import RESULT_MARKER, percentile
 from bench.workloads import WRITE, Workload, stream
 
-RESULT_MARKER = "BENCH_RESULT "
 WINDOW_MARKER = "BENCH_WINDOW "
 CLASSES = ("hit", "miss", "bypass", "write", "none")
 
@@ -300,14 +299,6 @@ class Generator:
 def _mark(what: str) -> None:
     sys.stdout.write(f"{WINDOW_MARKER}{what}\n")
     sys.stdout.flush()
-
-
-def percentile(ordered: Sequence[int], p: float) -> int:
-    """Nearest-rank percentile of an ascending sequence; 0 when it is empty."""
-    if not ordered:
-        return 0
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def latency_summary(values: list[int]) -> dict[str, float]:

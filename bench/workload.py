@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 import boto3  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bench.dataset import create_table
+
 REGION = "us-east-1"
 TABLE = "daxproxy-bench"
 KEY = {"pk": {"S": "bench#item#0001"}}
@@ -135,18 +137,7 @@ def _seed(endpoint_url: str) -> None:
         aws_secret_access_key="bench",
     )
     for table, keys in ((TABLE, ("pk",)), (QUERY_TABLE, ("pk", "sk"))):
-        client.create_table(
-            TableName=table,
-            KeySchema=[
-                {"AttributeName": name, "KeyType": kind}
-                for name, kind in zip(keys, ("HASH", "RANGE"), strict=False)
-            ],
-            AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in keys],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        client.get_waiter("table_exists").wait(
-            TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
-        )
+        create_table(client, table, keys)
     client.put_item(TableName=TABLE, Item=ITEM)
     for table, items in ((TABLE, BATCH_ITEMS), (QUERY_TABLE, QUERY_ITEMS)):
         for start in range(0, len(items), 25):  # BatchWriteItem takes 25 at a time

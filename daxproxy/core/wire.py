@@ -94,6 +94,16 @@ def decode_content(body: bytes, content_encoding: str | None, limit: int) -> byt
     return body
 
 
+def header(headers: Headers, name: str) -> str | None:
+    """The first value of the header ``name`` (lower case), whatever its case on the wire."""
+    return next((v for k, v in headers if k.lower() == name), None)
+
+
+def decode_body(headers: Headers, body: bytes, limit: int) -> bytes:
+    """A message's body decoded by its own ``Content-Encoding``."""
+    return decode_content(body, header(headers, "content-encoding"), limit)
+
+
 def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
     inflater = zlib.decompressobj(wbits)
     try:

@@ -64,9 +64,8 @@ _MAX_ANSWER_BYTES = 64 * 1024 * 1024
 def answer_json(answer: UpstreamResponse) -> dict[str, Any]:
     """The upstream's JSON answer, decompressed when the client's Accept-Encoding let the
     upstream compress it."""
-    encoding = next((v for k, v in answer.headers if k.lower() == "content-encoding"), None)
     payload: dict[str, Any] = orjson.loads(
-        wire.decode_content(answer.body, encoding, _MAX_ANSWER_BYTES)
+        wire.decode_body(answer.headers, answer.body, _MAX_ANSWER_BYTES)
     )
     return payload
 
@@ -79,7 +78,7 @@ def relay(answer: UpstreamResponse, cache: str | None = None) -> WireResponse:
 
 
 def request_id_of(answer: UpstreamResponse) -> str | None:
-    return next((v for k, v in answer.headers if k.lower() == "x-amzn-requestid"), None)
+    return wire.header(answer.headers, "x-amzn-requestid")
 
 
 def built(body: bytes, cache: str, request_id: str | None = None) -> WireResponse:

@@ -83,9 +83,8 @@ def error_type_of(response: WireResponse) -> str | None:
     """The short error name of an error answer (``__type`` after '#'), or None."""
     if response.status < 400:
         return None
-    encoding = next((v for k, v in response.headers if k.lower() == "content-encoding"), None)
     try:
-        body = wire.decode_content(response.body, encoding, _MAX_ERROR_BYTES)
+        body = wire.decode_body(response.headers, response.body, _MAX_ERROR_BYTES)
         error_type = orjson.loads(body).get("__type")
     except (DynamoDBError, orjson.JSONDecodeError, AttributeError):
         return None

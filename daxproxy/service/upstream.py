@@ -22,7 +22,7 @@ import aiohttp
 
 from daxproxy.core.config import Endpoints
 from daxproxy.core.errors import DynamoDBError, InternalServerError, ServiceUnavailable
-from daxproxy.core.wire import JSON_CONTENT_TYPE, Headers, Target
+from daxproxy.core.wire import JSON_CONTENT_TYPE, Headers, Target, header
 from daxproxy.service.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,9 @@ class HttpUpstream:
         self, target: Target, body: bytes, headers: Headers, *, retry_safe: bool
     ) -> UpstreamResponse:
         url = self.endpoints.streams if target.is_streams else self.endpoints.dynamodb
-        content_type = next(
-            (v for k, v in headers if k.lower() == "content-type"), JSON_CONTENT_TYPE
-        )
+        content_type = header(headers, "content-type")
+        if content_type is None:
+            content_type = JSON_CONTENT_TYPE
         signed = await self._signer.sign(url, target.header, content_type, body)
         signed_names = {k.lower() for k, _ in signed}
         all_headers = [*signed, *((k, v) for k, v in headers if k.lower() not in signed_names)]

@@ -21,9 +21,14 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
+from botocore.config import Config
+
 from daxproxy.service.embedded import free_port
 
 REGION = "us-east-1"
+# One attempt per call: a test sees the proxy's own answer, never an SDK retry of it.
+NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 # Every process the suite starts gets these: fixed test credentials, and no instance
 # metadata look-up (this machine must never call out to 169.254.169.254).
 TEST_ENV = {
@@ -97,6 +102,11 @@ def running_proxy(*options: str) -> Iterator[ProxyProcess]:
     finally:
         proxy.stop()
         os.unlink(proxy.log_path)
+
+
+def dynamodb_client(url: str, config: Config = NO_RETRIES) -> Any:
+    """A boto3 DynamoDB client for ``url`` with the test credentials and no retries."""
+    return boto3.client("dynamodb", endpoint_url=url, region_name=REGION, config=config)
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:

@@ -14,14 +14,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from daxproxy.service.embedded import MotoServer
 from tests.integration.counting import CountingForwarder
-from tests.integration.harness import PK_SK_TABLE, REGION, ProxyProcess
+from tests.integration.harness import PK_SK_TABLE, ProxyProcess, dynamodb_client
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=32)
 SHORT_TTL_MILLIS = 1500
@@ -59,7 +58,7 @@ def stack() -> Iterator[Stack]:
 
 
 def client(url: str) -> Any:
-    return boto3.client("dynamodb", endpoint_url=url, region_name=REGION, config=NO_RETRIES)
+    return dynamodb_client(url, NO_RETRIES)
 
 
 @pytest.fixture

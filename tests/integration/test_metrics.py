@@ -14,18 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
 from daxproxy import __version__
 from daxproxy.service.embedded import MotoServer, free_port
 from tests.integration.counting import CountingForwarder
-from tests.integration.harness import PK_SK_TABLE, REGION, ProxyProcess, get
-
-NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+from tests.integration.harness import PK_SK_TABLE, ProxyProcess, get
+from tests.integration.harness import dynamodb_client as client
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -58,10 +55,6 @@ def stack() -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
-
-
-def client(url: str) -> Any:
-    return boto3.client("dynamodb", endpoint_url=url, region_name=REGION, config=NO_RETRIES)
 
 
 def new_table(stack: Stack) -> str:

@@ -25,17 +25,11 @@ from typing import Any
 import boto3
 import orjson
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from daxproxy.service.embedded import MotoServer, free_port
-from tests.integration.harness import REGION, TEST_ENV, get, running_proxy
-
-NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
-
-
-def client(url: str) -> object:
-    return boto3.client("dynamodb", endpoint_url=url, region_name=REGION, config=NO_RETRIES)
+from tests.integration.harness import NO_RETRIES, REGION, TEST_ENV, get, running_proxy
+from tests.integration.harness import dynamodb_client as client
 
 
 def test_no_upstream_starts_an_embedded_moto_and_stops_it_on_sigterm() -> None:

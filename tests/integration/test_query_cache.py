@@ -16,15 +16,13 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from daxproxy.service.embedded import MotoServer
 from tests.integration.counting import CountingForwarder
-from tests.integration.harness import PK_SK_TABLE, REGION, ProxyProcess
+from tests.integration.harness import PK_SK_TABLE, ProxyProcess
+from tests.integration.harness import dynamodb_client as client
 
-NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 QUERY_TTL_MILLIS = 1500
 
 
@@ -54,10 +52,6 @@ def stack() -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
-
-
-def client(url: str) -> Any:
-    return boto3.client("dynamodb", endpoint_url=url, region_name=REGION, config=NO_RETRIES)
 
 
 @pytest.fixture

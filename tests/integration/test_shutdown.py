@@ -25,14 +25,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from daxproxy.service.embedded import MotoServer
 from tests.integration.counting import CountingForwarder
-from tests.integration.harness import PK_SK_TABLE, REGION, TEST_ENV, ProxyProcess, running_proxy
+from tests.integration.harness import (
+    PK_SK_TABLE,
+    TEST_ENV,
+    ProxyProcess,
+    dynamodb_client,
+    running_proxy,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, sends signals")
 
@@ -45,7 +50,7 @@ ITEM = {**KEY, "v": {"S": "answered"}}
 
 
 def client(url: str) -> Any:
-    return boto3.client("dynamodb", endpoint_url=url, region_name=REGION, config=NO_RETRIES)
+    return dynamodb_client(url, NO_RETRIES)
 
 
 @pytest.fixture(scope="module")
