@@ -23,7 +23,7 @@ LOG_FORMATS = ("text", "json")
 # result that a write seen by the proxy made stale, drop it instead.
 MODES = ("dax", "strict")
 # Settings whose default is None, "not set": the AWS chain's region, the embedded backend.
-_OPTIONAL = frozenset({"upstream", "region"})
+_OPTIONAL = frozenset({"upstream", "region", "auth_file", "tls_cert_file", "tls_key_file"})
 
 
 class SettingError(ValueError):
@@ -69,9 +69,43 @@ class Settings:
     metrics_per_table: bool = False
     # On SIGTERM or SIGINT: how long requests in flight may take to finish.
     shutdown_timeout_millis: int = 10_000
+    # --- Protection ---
+    # A TOML file of the access keys allowed in and what each may do; None: no checks.
+    auth_file: str | None = None
+    # How far a signed request's X-Amz-Date may be from the proxy's clock.
+    auth_clock_skew_millis: int = 300_000
+    # Serve HTTPS with this certificate chain and private key (PEM files); None: HTTP.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    # Requests being handled at most; past it ThrottlingException at once. 0: no cap.
+    max_in_flight: int = 1024
+    # Client connections open at most; past it new ones are closed at once. 0: no cap.
+    max_client_connections: int = 4096
+    # The longest request line or header field a client may send.
+    max_header_bytes: int = 16_384
+    # How long a client may take to send a whole request once it has begun.
+    client_read_timeout_millis: int = 30_000
+    # How long an idle keep-alive client connection stays open.
+    client_idle_timeout_millis: int = 60_000
+    # Consecutive upstream failures that open the circuit breaker (0: no breaker), and how
+    # long it stays open before one request may try the upstream again.
+    breaker_failures: int = 5
+    breaker_cooldown_millis: int = 5_000
+    # When the upstream fails, serve a cached entry up to this long past its TTL (0: never).
+    stale_grace_millis: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("host", "mode", "log_level", "log_format", "upstream", "region"):
+        for name in (
+            "host",
+            "mode",
+            "log_level",
+            "log_format",
+            "upstream",
+            "region",
+            "auth_file",
+            "tls_cert_file",
+            "tls_key_file",
+        ):
             value = getattr(self, name)
             if not isinstance(value, str) and not (value is None and name in _OPTIONAL):
                 raise SettingError(name, f"must be a string, not {value!r}")
@@ -85,6 +119,15 @@ class Settings:
         _check_int(self, "query_ttl_millis", 0, 365 * 24 * 3600 * 1000)
         _check_int(self, "query_cache_max_bytes", 0, 1024 * 1024 * MIB)
         _check_int(self, "shutdown_timeout_millis", 0, 3_600_000)
+        _check_int(self, "auth_clock_skew_millis", 1000, 3_600_000)
+        _check_int(self, "max_in_flight", 0, 1_000_000)
+        _check_int(self, "max_client_connections", 0, 1_000_000)
+        _check_int(self, "max_header_bytes", 1024, 1024 * 1024)
+        _check_int(self, "client_read_timeout_millis", 100, 3_600_000)
+        _check_int(self, "client_idle_timeout_millis", 100, 3_600_000)
+        _check_int(self, "breaker_failures", 0, 1_000_000)
+        _check_int(self, "breaker_cooldown_millis", 1, 3_600_000)
+        _check_int(self, "stale_grace_millis", 0, 365 * 24 * 3600 * 1000)
         for flag in ("admin", "log_requests", "metrics_per_table"):
             if not isinstance(getattr(self, flag), bool):
                 raise SettingError(flag, f"must be true or false, not {getattr(self, flag)!r}")
@@ -102,6 +145,9 @@ class Settings:
             raise SettingError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
             raise SettingError("log_format", f"must be one of {', '.join(LOG_FORMATS)}")
+        for name in ("auth_file", "tls_cert_file", "tls_key_file"):
+            if getattr(self, name) == "":
+                raise SettingError(name, "must be a file's path")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -119,6 +165,12 @@ def _check_url(url: str) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingError(
             "upstream", f"{url!r} is neither 'aws' nor an http:// or https:// URL with a host"
+        )
+    if "@" in parts.netloc:  # the message leaves the URL out: it would repeat the secret
+        raise SettingError(
+            "upstream",
+            "holds a user name or password; upstream credentials come from the AWS "
+            "credential chain, never from the URL",
         )
     try:
         parts.port  # noqa: B018 - urlsplit checks the port lazily

@@ -16,6 +16,8 @@ from __future__ import annotations
 CORAL_SERVICE = "com.amazon.coral.service"
 CORAL_VALIDATE = "com.amazon.coral.validate"
 DYNAMODB = "com.amazonaws.dynamodb.v20120810"
+# Where AWS's service framework puts request-rate throttling.
+CORAL_AVAILABILITY = "com.amazon.coral.availability"
 
 
 class DynamoDBError(Exception):
@@ -71,6 +73,12 @@ class MethodNotAllowedException(DynamoDBError):
 
     status = 405
     namespace = CORAL_SERVICE
+
+
+class ThrottlingException(DynamoDBError):
+    """Too many requests at once: the proxy sheds this one. Every SDK retries it with backoff."""
+
+    namespace = CORAL_AVAILABILITY
 
 
 class InternalServerError(DynamoDBError):

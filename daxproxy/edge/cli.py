@@ -145,6 +145,67 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM or SIGINT, how long requests in flight may take to finish "
         f"(default {d.shutdown_timeout_millis})",
     )
+    add(
+        "--auth-file",
+        metavar="PATH",
+        help="a TOML file of the access keys allowed in and the tables and operations each "
+        "may use; every request's SigV4 signature is then checked (default: no checks)",
+    )
+    add(
+        "--auth-clock-skew-millis",
+        type=int,
+        help="how far a signed request's time may be from the proxy's clock "
+        f"(default {d.auth_clock_skew_millis})",
+    )
+    add("--tls-cert-file", metavar="PATH", help="serve HTTPS with this PEM certificate chain")
+    add("--tls-key-file", metavar="PATH", help="the PEM private key of --tls-cert-file")
+    add(
+        "--max-in-flight",
+        type=int,
+        help="requests handled at once at most; past it ThrottlingException, which SDKs "
+        f"retry with backoff; 0: no cap (default {d.max_in_flight})",
+    )
+    add(
+        "--max-client-connections",
+        type=int,
+        help="client connections open at most; past it new ones are closed at once; "
+        f"0: no cap (default {d.max_client_connections})",
+    )
+    add(
+        "--max-header-bytes",
+        type=int,
+        help=f"the longest request line or header field accepted (default {d.max_header_bytes})",
+    )
+    add(
+        "--client-read-timeout-millis",
+        type=int,
+        help="time a client has to send a whole request once it has begun "
+        f"(default {d.client_read_timeout_millis})",
+    )
+    add(
+        "--client-idle-timeout-millis",
+        type=int,
+        help="how long an idle keep-alive client connection stays open "
+        f"(default {d.client_idle_timeout_millis})",
+    )
+    add(
+        "--breaker-failures",
+        type=int,
+        help="consecutive upstream failures that open the circuit breaker, so that misses "
+        f"fail fast; 0: no breaker (default {d.breaker_failures})",
+    )
+    add(
+        "--breaker-cooldown-millis",
+        type=int,
+        help="how long the open breaker fails misses fast before one request tries the "
+        f"upstream again (default {d.breaker_cooldown_millis})",
+    )
+    add(
+        "--stale-grace-millis",
+        type=int,
+        help="when the upstream fails, serve a cached entry up to this long past its TTL, "
+        f"marked by a response header; 0: never (default {d.stale_grace_millis})",
+    )
     return parser
 
 

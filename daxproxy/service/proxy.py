@@ -4,9 +4,11 @@ It knows nothing of aiohttp's server: the edge hands it a :class:`ClientRequest`
 back the :class:`WireResponse`. It checks what DynamoDB itself checks before routing (the
 body decodes to a JSON object, the target names a service), then gives the call to the
 item or query cache when one is configured and the operation is one it serves or must see,
-and
-otherwise forwards it unchanged and relays the upstream's answer unchanged. Every failure
+and otherwise forwards it unchanged and relays the upstream's answer unchanged. Every failure
 becomes a DynamoDB-shaped error here, so nothing below the edge puts a traceback on the wire.
+With ``max_in_flight``, a request that arrives while that many are being handled is shed at
+once with a ThrottlingException (400), which every SDK retries with backoff, so a slow
+upstream cannot queue requests without bound.
 
 After each request every observer hears its :class:`~daxproxy.service.observe.Outcome`
 (built only when there are observers); :class:`~daxproxy.service.metrics.Metrics`, when
@@ -21,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from daxproxy.core import operations, wire
-from daxproxy.core.errors import DynamoDBError, SerializationException
+from daxproxy.core.errors import DynamoDBError, SerializationException, ThrottlingException
 from daxproxy.core.operations import Kind
 from daxproxy.core.wire import Headers, WireResponse
 from daxproxy.service.admin import CacheAdmin
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Call], Awaitable[WireResponse]]
 # The cache reads request shapes of the current API version only.
 _CACHED_PREFIX = "DynamoDB_20120810"
+# The answer to a request past the cap on requests in flight: DynamoDB's own words.
+_SHED_MESSAGE = "Rate of requests exceeds the allowed throughput."
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +75,15 @@ class Proxy:
         admin: CacheAdmin | None = None,
         observers: Sequence[Observer] = (),
         metrics: Metrics | None = None,
+        max_in_flight: int = 0,
     ) -> None:
         self.upstream = upstream
         self.admin = admin
         self.metrics = metrics
         self._observers = (*observers, metrics) if metrics is not None else tuple(observers)
         self.in_flight = 0  # requests being handled; read by the metrics at scrape time
+        # Past this many requests in flight a new one is shed at once (0: no cap).
+        self._max_in_flight = max_in_flight or None
         self._max_body_bytes = max_body_bytes
         self._handlers: dict[Kind, Handler] = {}
         if item_reads is not None:
@@ -97,6 +104,8 @@ class Proxy:
         call = None
         self.in_flight += 1
         try:
+            if self._max_in_flight is not None and self.in_flight > self._max_in_flight:
+                raise ThrottlingException(_SHED_MESSAGE)
             call = self._call(request)
             response = await self._dispatch(call)
         except DynamoDBError as error:

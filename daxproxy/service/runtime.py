@@ -112,6 +112,7 @@ def build_proxy(
             admin=CacheAdmin(None, None, TableRegistry(upstream), settings.mode),
             observers=observers,
             metrics=metrics,
+            max_in_flight=settings.max_in_flight,
         )
         metrics.watch(in_flight=lambda: proxy.in_flight)
         return proxy
@@ -134,6 +135,7 @@ def build_proxy(
         admin=CacheAdmin(cache if items_on else None, queries, tables, settings.mode),
         observers=observers,
         metrics=metrics,
+        max_in_flight=settings.max_in_flight,
     )
     metrics.watch(
         item_cache=cache if items_on else None,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 
 import orjson
 import pytest
 
 from daxproxy.core.errors import ServiceUnavailable
-from daxproxy.core.wire import Headers
+from daxproxy.core.wire import Headers, Target
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.upstream import UpstreamResponse
 from tests.fakes import FakeUpstream
@@ -132,3 +133,46 @@ async def test_an_upstream_that_cannot_answer_becomes_a_dynamodb_error() -> None
         "__type": "com.amazonaws.dynamodb.v20120810#ServiceUnavailable",
         "message": "down",
     }
+
+
+class GatedUpstream(FakeUpstream):
+    """Holds every request until ``gate`` opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def send(
+        self, target: Target, body: bytes, headers: Headers, *, retry_safe: bool
+    ) -> UpstreamResponse:
+        await self.gate.wait()
+        return await super().send(target, body, headers, retry_safe=retry_safe)
+
+
+async def test_past_the_cap_on_requests_in_flight_a_request_is_throttled_at_once() -> None:
+    upstream = GatedUpstream()
+    proxy = Proxy(upstream, max_body_bytes=1024, max_in_flight=2)
+    held = [asyncio.create_task(proxy.handle(request(GET_ITEM, BODY))) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert proxy.in_flight == 2
+    shed = await proxy.handle(request(GET_ITEM, BODY))  # answered while the two wait
+    assert shed.status == 400
+    assert orjson.loads(shed.body) == {
+        "__type": "com.amazon.coral.availability#ThrottlingException",
+        "message": "Rate of requests exceeds the allowed throughput.",
+    }
+    assert len(upstream.sent) == 0 and proxy.in_flight == 2
+    upstream.gate.set()
+    assert [(await task).status for task in held] == [200, 200]
+    assert (await proxy.handle(request(GET_ITEM, BODY))).status == 200  # room again
+    assert proxy.in_flight == 0 and len(upstream.sent) == 3
+
+
+async def test_no_cap_on_requests_in_flight_when_it_is_0() -> None:
+    upstream = GatedUpstream()
+    proxy = Proxy(upstream, max_body_bytes=1024, max_in_flight=0)
+    held = [asyncio.create_task(proxy.handle(request(GET_ITEM, BODY))) for _ in range(50)]
+    await asyncio.sleep(0)
+    assert proxy.in_flight == 50
+    upstream.gate.set()
+    assert {(await task).status for task in held} == {200}
