@@ -183,7 +183,7 @@ def test_environment_numbers(raw: str, value: int) -> None:
 BAD_FILE_VALUES: dict[str, list[str]] = {
     "host": ['""', "5"],
     "port": ['"8111"', "70000", "-1", "80.0"],
-    "upstream": ['"localhost:8000"', "5", "true"],
+    "upstream": ['"localhost:8000"', "5", "true", '"http://me:hunter2@localhost:8000"'],
     "region": ['"mars"', "[]"],
     "connect_timeout_millis": ["0", '"2000"'],
     "request_timeout_millis": ["-5", "1.5"],
@@ -323,3 +323,10 @@ def test_describe_says_where_each_setting_came_from() -> None:
     assert "record_ttl_millis=1000 (--record-ttl-millis)" in text
     assert "host" not in text
     assert sources.describe(Settings(), Layer()) == "all defaults"
+
+
+def test_an_upstream_url_with_credentials_is_refused_without_repeating_them() -> None:
+    with pytest.raises(SettingError) as caught:
+        resolve(environ={"DAXPROXY_UPSTREAM": "https://AKIDEXAMPLE:hunter2@dynamo.internal"})
+    assert caught.value.setting == "upstream"
+    assert "hunter2" not in str(caught.value) and "AKIDEXAMPLE" not in str(caught.value)
