@@ -7,7 +7,7 @@ middleware is the one place where an unexpected exception becomes a response: a 
 ``InternalServerError`` with no traceback on the wire. With the ``admin`` setting,
 ``/admin/caches`` and ``/admin/invalidate`` serve :class:`CacheAdmin`. ``GET /metrics``
 serves the proxy's Prometheus registry; it is not a DynamoDB request and is not counted as
-one.
+one. With the ``log_requests`` setting, the request log observes the proxy.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from daxproxy.core.errors import (
     UnknownOperationException,
     ValidationException,
 )
+from daxproxy.edge.logs import request_log
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.runtime import open_proxy
 
@@ -157,6 +158,9 @@ def create_app(settings: Settings, proxy_factory: ProxyFactory = open_proxy) -> 
 
     async def proxy_context(app: web.Application) -> AsyncIterator[None]:
         async with proxy_factory(settings) as proxy:
+            requests = request_log(settings)
+            if requests is not None:
+                proxy.add_observer(requests)
             app[PROXY] = proxy
             yield
 

@@ -6,7 +6,9 @@ JSON object per line, ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message
 fields of a structured record (:data:`FIELDS`) and ``exception`` (its traceback) when there
 is one. Times are UTC in both. ``log_level`` applies to every logger, libraries included.
 
-Both formats pass every line through :func:`redact`, belt and braces: the proxy never logs a
+A logged exception shows its traceback but never its message (:func:`exception_text`):
+a message can quote the data being handled. Both formats pass every line through
+:func:`redact`, belt and braces: the proxy never logs a
 credential, a signature or an item, and should a library's debug line hold a SigV4
 ``Credential=``/``Signature=`` value, an access key id, or a labelled secret or session
 token, the line shows ``<redacted>`` instead.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+import traceback
 from typing import IO, Any, Protocol
 
 import orjson
@@ -64,6 +67,40 @@ def redact(text: str) -> str:
     return _SECRET_SHAPE.sub(_REDACTED, text)
 
 
+def exception_text(exc: BaseException) -> str:
+    """A traceback with every frame but no exception message, causes and contexts included.
+
+    A message can quote what the code was handling (a key, an attribute value, a header),
+    so a logged traceback names each exception's type and where it was raised, never its
+    message.
+    """
+    lines: list[str] = []
+    seen: set[int] = set()
+
+    def add(current: BaseException) -> None:
+        seen.add(id(current))
+        cause = current.__cause__
+        context = None if current.__suppress_context__ else current.__context__
+        if cause is not None and id(cause) not in seen:
+            add(cause)
+            lines.append("\nThe above exception was the direct cause of the following:\n\n")
+        elif context is not None and id(context) not in seen:
+            add(context)
+            lines.append("\nDuring handling of the above exception, another occurred:\n\n")
+        lines.append("Traceback (most recent call last):\n")
+        lines.extend(traceback.format_tb(current.__traceback__))
+        kind = type(current)
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else f"{kind.__module__}.{kind.__qualname__}"
+        )
+        lines.append(f"{name} (message withheld)\n")
+
+    add(exc)
+    return "".join(lines).rstrip("\n")
+
+
 def _utc(record: logging.LogRecord) -> str:
     moment = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -77,6 +114,9 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(f"{_utc(record)} {super().format(record)}")
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return exception_text(ei[1])
 
 
 class JsonFormatter(logging.Formatter):
@@ -94,8 +134,8 @@ class JsonFormatter(logging.Formatter):
             for name, value in fields.items():
                 if name not in line:
                     line[name] = redact(value) if isinstance(value, str) else value
-        if record.exc_info:
-            record.exc_text = record.exc_text or self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = record.exc_text or exception_text(record.exc_info[1])
         if record.exc_text:
             line["exception"] = redact(record.exc_text)
         if record.stack_info:

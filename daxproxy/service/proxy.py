@@ -120,6 +120,10 @@ class Proxy:
             self._notify(_outcome(request, call, response, time.perf_counter() - started))
         return response
 
+    def add_observer(self, observer: Observer) -> None:
+        """Let ``observer`` hear every later request's outcome too."""
+        self._observers = (observer, *self._observers)
+
     def _notify(self, outcome: Outcome) -> None:
         for observer in self._observers:
             try:

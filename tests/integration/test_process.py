@@ -163,6 +163,7 @@ CLIENT_TOKEN = "client-session-token-for-the-daxproxy-log-test"
 PROXY_KEY_ID = "AKIADAXPROXYSIGNER02"
 PROXY_SECRET = "proxy+Secret/For/daxproxy/Log/Test/00002"
 PROXY_TOKEN = "proxy-session-token-for-the-daxproxy-log-test"
+REQUEST_FIELDS = ("operation", "table", "cache", "status", "error_type", "seconds")
 ITEM_VALUES = ("pk-value-7c1e5a0d", "ada.lovelace@example.invalid", "31415926535", "Analytical")
 
 
@@ -213,6 +214,17 @@ def test_the_log_holds_start_and_stop_but_no_secret_and_no_item(tmp_path: Path) 
     assert any(m.startswith("daxproxy ") and " listening on " in m for m in messages)
     assert any(m.startswith("daxproxy stopping on SIGTERM") for m in messages)
     assert any(m.startswith("daxproxy stopped in ") for m in messages)
+    # The request log: one line per client request, its fields and nothing more.
+    requests = [line for line in lines if line["logger"] == "daxproxy.requests"]
+    assert len(requests) == len(authorizations) + 1  # the bad request too
+    assert all(
+        set(line) == {"time", "level", "logger", "message", *REQUEST_FIELDS} for line in requests
+    )
+    reads = [(r["operation"], r["cache"], r["status"]) for r in requests]
+    assert reads.count(("GetItem", "hit", 200)) == 2  # the PutItem wrote through
+    assert reads.count(("GetItem", "bypass", 400)) == 2  # the missing table, the bad body
+    assert ("PutItem", "bypass", 400) in reads  # the failed condition
+    assert requests[-1]["error_type"] == "SerializationException"
     assert len(authorizations) >= 10
     signatures = [a.rpartition("Signature=")[2] for a in authorizations]
     for secret in (
@@ -263,7 +275,7 @@ def exercise(url: str, authorizations: list[str]) -> None:
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.put_item(TableName=table, Item={**key, "email": {"S": email}, "n": {"N": number}})
-    for _ in range(2):  # a miss, then a hit
+    for _ in range(2):  # hits: the PutItem wrote the item through the cache
         assert dynamodb.get_item(TableName=table, Key=key)["Item"]["email"] == {"S": email}
     dynamodb.update_item(
         TableName=table,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # PyYAML, which moto[server] (in the test extra) brings along
+import yaml
 from packaging.specifiers import SpecifierSet
 from prometheus_client import generate_latest
 

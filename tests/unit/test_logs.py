@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import orjson
 import pytest
 
 from daxproxy.core.config import Settings
@@ -93,14 +94,38 @@ def test_json_lines_parse_and_carry_time_level_logger_message(json_log: Capture)
     assert second["message"] == "multi\nline" and len(json_log.lines()) == 2
 
 
-def test_a_json_line_holds_the_exception_text(json_log: Capture) -> None:
+def test_a_json_line_holds_the_traceback_without_the_message(json_log: Capture) -> None:
+    message = "-".join(("item", "value", "zero"))  # the source line shows the code, not this
     try:
-        raise RuntimeError("boom")
+        raise RuntimeError(message)
     except RuntimeError:
         json_log.logger.exception("fault while handling POST /")
     (line,) = json_log.objects()
     assert line["level"] == "ERROR" and line["message"] == "fault while handling POST /"
-    assert "Traceback" in str(line["exception"]) and "RuntimeError: boom" in str(line["exception"])
+    text = str(line["exception"])
+    assert text.startswith("Traceback (most recent call last):\n")
+    assert "in test_a_json_line_holds_the_traceback_without_the_message" in text
+    assert text.endswith("\nRuntimeError (message withheld)") and message not in text
+
+
+def test_a_traceback_withholds_every_message_of_a_chain(text_log: Capture) -> None:
+    one, two, three = (f"item-value-{n}" for n in ("one", "two", "three"))
+    try:
+        try:
+            {}[one]
+        except KeyError as exc:
+            raise ValueError(two) from exc
+    except ValueError:
+        try:
+            raise orjson.JSONDecodeError(three, "doc", 0)
+        except ValueError:
+            text_log.logger.exception("fault")
+    output = text_log.stream.getvalue()
+    assert "item-value" not in output
+    assert output.count("Traceback (most recent call last):") == 3
+    assert "KeyError (message withheld)" in output and "ValueError (message withheld)" in output
+    assert "direct cause" in output and "During handling" in output
+    assert "orjson.JSONDecodeError (message withheld)" in output
 
 
 def test_a_text_line_is_time_level_logger_message(text_log: Capture) -> None:
@@ -261,6 +286,6 @@ def test_both_formats_redact_messages_arguments_and_tracebacks(
         output = capture.stream.getvalue()
         for secret in (ACCESS_KEY_ID, SECRET, SIGNATURE):
             assert secret not in output
-        assert output.count("<redacted>") >= 4
+        assert output.count("<redacted>") >= 3  # an exception's message is not logged at all
     for line in json_log.objects():  # redaction keeps every line valid JSON
         assert line["level"] in ("DEBUG", "ERROR")
