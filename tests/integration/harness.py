@@ -19,12 +19,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
 
-from daxproxy.service.embedded import free_port
+from daxproxy.service.embedded import MotoServer, free_port
+from tests.integration.counting import CountingForwarder
 
 REGION = "us-east-1"
 # One attempt per call: a test sees the proxy's own answer, never an SDK retry of it.
@@ -38,6 +39,9 @@ TEST_ENV = {
     "AWS_REGION": REGION,
     "AWS_EC2_METADATA_DISABLED": "true",
 }
+
+
+S = TypeVar("S", bound="CountedStack")
 
 
 class ProxyProcess:
@@ -102,6 +106,53 @@ def running_proxy(*options: str) -> Iterator[ProxyProcess]:
     finally:
         proxy.stop()
         os.unlink(proxy.log_path)
+
+
+class CountedStack:
+    """moto; a counting forwarder in front of it; the proxies :meth:`setup` starts in front
+    of that. Subclasses name their proxies in :meth:`setup`; a failed start-up stops what
+    had started. Use one per module through :func:`serving`."""
+
+    forwarder_class: type[CountingForwarder] = CountingForwarder
+
+    def __init__(self) -> None:
+        self.moto = MotoServer()
+        self.moto.launch()
+        self._proxies: list[ProxyProcess] = []
+        try:
+            self.moto.wait_ready_sync()
+            self.forwarder = self.forwarder_class(self.moto.url).start()
+            self.setup()
+        except BaseException:
+            self.stop()
+            raise
+
+    def setup(self) -> None:
+        """Start this stack's proxies with :meth:`start_proxy`."""
+
+    def start_proxy(self, *options: str, upstream: str | None = None) -> ProxyProcess:
+        """A proxy in front of the forwarder (or ``upstream``), started, stopped with us."""
+        proxy = ProxyProcess("--upstream", upstream or self.forwarder.url, *options)
+        self._proxies.append(proxy)
+        proxy.start()
+        return proxy
+
+    def stop(self) -> None:
+        for proxy in reversed(self._proxies):
+            proxy.stop()
+        forwarder = getattr(self, "forwarder", None)
+        if forwarder is not None:
+            forwarder.stop()
+        self.moto.stop()
+
+
+def serving(stack_class: type[S]) -> Iterator[S]:
+    """For a module-scoped fixture: ``yield from serving(Stack)``."""
+    stack = stack_class()
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 def dynamodb_client(url: str, config: Config = NO_RETRIES) -> Any:

@@ -18,43 +18,21 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from daxproxy.service.embedded import MotoServer
-from tests.integration.counting import CountingForwarder
-from tests.integration.harness import PK_SK_TABLE, ProxyProcess, dynamodb_client
+from tests.integration.harness import PK_SK_TABLE, CountedStack, dynamodb_client, serving
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=32)
 SHORT_TTL_MILLIS = 1500
 
 
-class Stack:
-    """moto, a counting forwarder in front of it, and proxies in front of that."""
-
-    def __init__(self) -> None:
-        self.moto = MotoServer()
-        self.moto.launch()
-        self.moto.wait_ready_sync()
-        self.forwarder = CountingForwarder(self.moto.url).start()
-        self.proxy = ProxyProcess("--upstream", self.forwarder.url)
-        self.short_ttl = ProxyProcess(
-            "--upstream", self.forwarder.url, "--record-ttl-millis", str(SHORT_TTL_MILLIS)
-        )
-        self.proxy.start()
-        self.short_ttl.start()
-
-    def stop(self) -> None:
-        for proxy in (self.proxy, self.short_ttl):
-            proxy.stop()
-        self.forwarder.stop()
-        self.moto.stop()
+class Stack(CountedStack):
+    def setup(self) -> None:
+        self.proxy = self.start_proxy()
+        self.short_ttl = self.start_proxy("--record-ttl-millis", str(SHORT_TTL_MILLIS))
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    s = Stack()
-    try:
-        yield s
-    finally:
-        s.stop()
+    yield from serving(Stack)
 
 
 def client(url: str) -> Any:

@@ -49,9 +49,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from daxproxy.service.embedded import MotoServer
 from tests.integration.counting import CountingForwarder, Faults
-from tests.integration.harness import PK_SK_TABLE, REGION, ProxyProcess
+from tests.integration.harness import PK_SK_TABLE, REGION, CountedStack, serving
 
 pytestmark = pytest.mark.slow
 
@@ -395,18 +394,13 @@ class SerializingForwarder(CountingForwarder):
         return await super()._forward(one_at_a_time, request)
 
 
-class Stack:
-    """moto; the counting forwarder in front of it; the proxy (no expiry) in front of that."""
+class Stack(CountedStack):
+    """moto; the serializing forwarder in front of it; the proxy (no expiry) in front of that."""
 
-    def __init__(self) -> None:
-        self.moto = MotoServer()
-        self.moto.launch()
-        self.moto.wait_ready_sync()
-        self.forwarder = SerializingForwarder(self.moto.url).start()
-        self.proxy = ProxyProcess(
-            "--upstream", self.forwarder.url, "--record-ttl-millis", "0", "--admin"
-        )
-        self.proxy.start()
+    forwarder_class = SerializingForwarder
+
+    def setup(self) -> None:
+        self.proxy = self.start_proxy("--record-ttl-millis", "0", "--admin")
         self.through = boto3.client(
             "dynamodb", endpoint_url=self.proxy.url, region_name=REGION, config=CLIENT_CONFIG
         )
@@ -430,19 +424,15 @@ class Stack:
                 ) from None
 
     def stop(self) -> None:
-        self.pool.shutdown()
-        self.proxy.stop()
-        self.forwarder.stop()
-        self.moto.stop()
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.shutdown()
+        super().stop()
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    s = Stack()
-    try:
-        yield s
-    finally:
-        s.stop()
+    yield from serving(Stack)
 
 
 # The machine ------------------------------------------------------------------------------

@@ -19,42 +19,24 @@ from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
 from daxproxy import __version__
-from daxproxy.service.embedded import MotoServer, free_port
-from tests.integration.counting import CountingForwarder
-from tests.integration.harness import PK_SK_TABLE, ProxyProcess, get
+from daxproxy.service.embedded import free_port
+from tests.integration.harness import PK_SK_TABLE, CountedStack, ProxyProcess, get, serving
 from tests.integration.harness import dynamodb_client as client
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-class Stack:
-    def __init__(self) -> None:
-        self.moto = MotoServer()
-        self.moto.launch()
-        self.moto.wait_ready_sync()
-        self.forwarder = CountingForwarder(self.moto.url).start()
-        self.proxy = ProxyProcess("--upstream", self.forwarder.url)
-        self.per_table = ProxyProcess("--upstream", self.forwarder.url, "--metrics-per-table")
+class Stack(CountedStack):
+    def setup(self) -> None:
+        self.proxy = self.start_proxy()
+        self.per_table = self.start_proxy("--metrics-per-table")
         # Nothing listens there: every upstream call is refused.
-        self.refused = ProxyProcess("--upstream", f"http://127.0.0.1:{free_port()}")
-        self.proxies = (self.proxy, self.per_table, self.refused)
-        for proxy in self.proxies:
-            proxy.start()
-
-    def stop(self) -> None:
-        for proxy in self.proxies:
-            proxy.stop()
-        self.forwarder.stop()
-        self.moto.stop()
+        self.refused = self.start_proxy(upstream=f"http://127.0.0.1:{free_port()}")
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    s = Stack()
-    try:
-        yield s
-    finally:
-        s.stop()
+    yield from serving(Stack)
 
 
 def new_table(stack: Stack) -> str:

@@ -18,40 +18,21 @@ from typing import Any
 
 import pytest
 
-from daxproxy.service.embedded import MotoServer
-from tests.integration.counting import CountingForwarder
-from tests.integration.harness import PK_SK_TABLE, ProxyProcess
+from tests.integration.harness import PK_SK_TABLE, CountedStack, serving
 from tests.integration.harness import dynamodb_client as client
 
 QUERY_TTL_MILLIS = 1500
 
 
-class Stack:
-    def __init__(self) -> None:
-        self.moto = MotoServer()
-        self.moto.launch()
-        self.moto.wait_ready_sync()
-        self.forwarder = CountingForwarder(self.moto.url).start()
-        upstream = ("--upstream", self.forwarder.url)
-        self.dax = ProxyProcess(*upstream, "--query-ttl-millis", str(QUERY_TTL_MILLIS), "--admin")
-        self.strict = ProxyProcess(*upstream, "--mode", "strict")
-        self.dax.start()
-        self.strict.start()
-
-    def stop(self) -> None:
-        self.dax.stop()
-        self.strict.stop()
-        self.forwarder.stop()
-        self.moto.stop()
+class Stack(CountedStack):
+    def setup(self) -> None:
+        self.dax = self.start_proxy("--query-ttl-millis", str(QUERY_TTL_MILLIS), "--admin")
+        self.strict = self.start_proxy("--mode", "strict")
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    s = Stack()
-    try:
-        yield s
-    finally:
-        s.stop()
+    yield from serving(Stack)
 
 
 @pytest.fixture
