@@ -4,6 +4,9 @@ Entries hold an item's encoded JSON (what a hit sends, so a hit costs no encodin
 :data:`NOT_FOUND`, DAX's negative entry. Every entry is charged :func:`entry_size`: its
 bytes plus a fixed per-entry overhead measured for CPython (see ``bench/memory.py``), so the
 byte budget bounds the process's real memory, not just the payload. The clock is injected.
+With a ``stale_grace``, an expired entry is a miss but stays (in its LRU place, charged to
+the budget) until the grace runs out, so that :meth:`ItemCache.get_stale` can still give it
+when the upstream fails; writes and table drops remove it exactly as they remove a fresh one.
 
 :class:`WriteTracker` is the bookkeeping that keeps fills honest: a fill (a miss being
 loaded from upstream) may only be installed when no write to its key was in flight at any
@@ -58,6 +61,7 @@ class CacheStats:
     misses: int = 0
     evicted: Counter[Eviction] = field(default_factory=Counter)
     evicted_bytes: int = 0
+    stale_served: int = 0  # counted by whoever serves a get_stale value
 
 
 class ItemCache:
@@ -67,12 +71,21 @@ class ItemCache:
 
     ``ttl`` is in seconds; ``None`` means entries never expire (LRU and writes only).
     Reading an entry refreshes its place in the LRU order, never its TTL; storing one
-    (a fill or a write through the proxy) starts its TTL afresh.
+    (a fill or a write through the proxy) starts its TTL afresh. ``stale_grace`` (seconds,
+    0: off) is how long past its TTL an entry stays retrievable by :meth:`get_stale`.
     """
 
-    def __init__(self, max_bytes: int, ttl: float | None, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_bytes: int,
+        ttl: float | None,
+        clock: Clock = time.monotonic,
+        *,
+        stale_grace: float = 0.0,
+    ) -> None:
         self.max_bytes = max_bytes
         self.ttl = ttl
+        self.stale_grace = stale_grace
         self._clock = clock
         self._entries: OrderedDict[ItemKey, bytes] = OrderedDict()
         self._epochs: dict[str, int] = {}
@@ -89,9 +102,13 @@ class ItemCache:
             self.stats.misses += 1
             return None
         expires, epoch = _HEADER.unpack_from(entry)
-        if expires <= self._clock():
-            self._remove(key, Eviction.TTL)
-            self.stats.misses += 1
+        now = self._clock()
+        if expires <= now:
+            if expires + self.stale_grace <= now:
+                self._remove(key, Eviction.TTL)
+            elif epoch != self._epochs.get(key[0], 0):
+                self._remove(key, Eviction.TABLE)
+            self.stats.misses += 1  # within the grace it stays, for get_stale
             return None
         if epoch != self._epochs.get(key[0], 0):
             self._remove(key, Eviction.TABLE)
@@ -100,6 +117,28 @@ class ItemCache:
         self._entries.move_to_end(key)
         self.stats.hits += 1
         return entry[_HEADER.size :]
+
+    def now(self) -> float:
+        """The cache's clock."""
+        return self._clock()
+
+    def get_stale(self, key: ItemKey) -> tuple[bytes, float] | None:
+        """The entry a failed upstream call may fall back on, and how many seconds past its
+        TTL it is (0 when fresh); None when there is none within the grace, or no grace.
+
+        Neither a hit nor a miss, and it leaves the LRU order alone: the look-up that missed
+        was counted already.
+        """
+        if not self.stale_grace:
+            return None
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, epoch = _HEADER.unpack_from(entry)
+        expired_for = self._clock() - expires
+        if expired_for >= self.stale_grace or epoch != self._epochs.get(key[0], 0):
+            return None
+        return entry[_HEADER.size :], max(expired_for, 0.0)
 
     def put(self, key: ItemKey, value: bytes) -> None:
         """Store an item (or :data:`NOT_FOUND`) with a fresh TTL, then evict down to budget."""

@@ -95,3 +95,47 @@ class ServiceUnavailable(DynamoDBError):
     """The upstream could not be reached, so the request was certainly not applied."""
 
     status = 503
+
+
+# Authentication and authorization (the ``auth_file`` setting). AWS's request framework
+# answers these before DynamoDB sees the request, all with HTTP 400 and the coral service
+# namespace, as SDK issues quote them (e.g. aws-sdk-ios-samples#111, sebdah/dynamic-dynamodb
+# #321) and dynalite's index.js mirrors them.
+
+
+class MissingAuthenticationTokenException(DynamoDBError):
+    """No ``Authorization`` header, or one that is not an ``AWS4-`` signature."""
+
+    namespace = CORAL_SERVICE
+
+
+class IncompleteSignatureException(DynamoDBError):
+    """An ``Authorization`` header that lacks a part or cannot be read."""
+
+    namespace = CORAL_SERVICE
+
+
+class InvalidSignatureException(DynamoDBError):
+    """A signature that does not match, is out of the clock skew, or has the wrong scope."""
+
+    namespace = CORAL_SERVICE
+
+
+class UnrecognizedClientException(DynamoDBError):
+    """An access key id (or a session token) the proxy does not know."""
+
+    namespace = CORAL_SERVICE
+
+
+class AccessDeniedException(DynamoDBError):
+    """A well-signed request that its access key may not make."""
+
+    namespace = CORAL_SERVICE
+
+
+class RequestTimeoutException(DynamoDBError):
+    """A client that began a request and did not finish sending it in time
+    (``client_read_timeout_millis``). Every SDK retries this code as a transient error."""
+
+    status = 408
+    namespace = CORAL_SERVICE

@@ -178,6 +178,12 @@ def _dict(value: object, what: str) -> Mapping[str, Any]:
     return value
 
 
+def _optional_name(value: object, what: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise Uncacheable(what)
+    return value
+
+
 def written_items(operation: str, payload: Mapping[str, Any]) -> Iterator[Written]:
     """The keys a write touches. Raises Uncacheable when they cannot be read from it."""
     if operation == "PutItem":
@@ -188,7 +194,9 @@ def written_items(operation: str, payload: Mapping[str, Any]) -> Iterator[Writte
             _table(payload.get("TableName")), _dict(payload.get("Key"), "Key"), False, After.ABSENT
         )
     elif operation == "UpdateItem":
-        # The service learns the new item from the answer (ReturnValues ALL_NEW) when it can.
+        # The service learns the new item from the answer (ReturnValues ALL_NEW) when it can,
+        # so it reads ReturnValues: anything but a name is DynamoDB's to reject.
+        _optional_name(payload.get("ReturnValues"), "ReturnValues")
         yield Written(
             _table(payload.get("TableName")), _dict(payload.get("Key"), "Key"), False, After.EVICT
         )

@@ -130,3 +130,13 @@ def lookup(target: Target) -> Operation:
     if operation is None:
         return Operation(target.operation, Kind.UNKNOWN, False)
     return operation
+
+
+def known(kind: Kind) -> list[Operation]:
+    """Every operation the table knows of one kind (for naming them in settings)."""
+    return [
+        operation
+        for table in (_DYNAMODB_OPERATIONS, _STREAMS_OPERATIONS)
+        for operation in table.values()
+        if operation.kind is kind
+    ]

@@ -112,7 +112,7 @@ def _attribute(value: object) -> dict[str, Any]:
         raise Uncacheable("an attribute value of an unknown type")
     try:
         return {kind: canonical(raw)}
-    except (NotCanonical, TypeError):
+    except (NotCanonical, TypeError, RecursionError):  # DynamoDB nests 32 levels at most
         raise Uncacheable("an attribute value DynamoDB would judge") from None
 
 

@@ -4,7 +4,10 @@
 a 405 in DynamoDB's error shape, with ``Allow: POST``. ``GET /healthz``
 answers while the process serves; ``GET /readyz`` only while the upstream answers. The
 middleware is the one place where an unexpected exception becomes a response: a 500
-``InternalServerError`` with no traceback on the wire. With the ``admin`` setting,
+``InternalServerError`` with no traceback on the wire. DynamoDB requests it refuses before
+the proxy sees them (405, 413, a body too slow or unreadable: 408, 400) are still reported
+to the proxy's observers (:meth:`Proxy.refused`), so the metrics and the request log count
+them. With the ``admin`` setting,
 ``/admin/caches`` and ``/admin/invalidate`` serve :class:`CacheAdmin`. ``GET /metrics``
 serves the proxy's Prometheus registry; it is not a DynamoDB request and is not counted as
 one. With the ``log_requests`` setting, the request log observes the proxy.
@@ -13,6 +16,7 @@ one. With the ``log_requests`` setting, the request log observes the proxy.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -28,9 +32,11 @@ from daxproxy.core.errors import (
     InternalServerError,
     MethodNotAllowedException,
     RequestEntityTooLargeException,
+    SerializationException,
     UnknownOperationException,
     ValidationException,
 )
+from daxproxy.edge.limits import EdgeLimits, RequestReadTimeout
 from daxproxy.edge.logs import request_log
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.runtime import open_proxy
@@ -56,26 +62,49 @@ def _error(error: DynamoDBError) -> web.Response:
     return _respond(wire.error_response(error))
 
 
+def _refused(request: web.Request, error: DynamoDBError, started: float) -> web.Response:
+    """A DynamoDB request the edge answers itself: counted as the proxy's answers are."""
+    answer = wire.error_response(error)
+    proxy = request.app.get(PROXY)
+    if proxy is not None:
+        seconds = time.perf_counter() - started
+        proxy.refused(request.headers.get("X-Amz-Target"), answer, seconds)
+    return _respond(answer)
+
+
 @web.middleware
 async def error_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SETTINGS].max_body_bytes
-        return _error(
-            RequestEntityTooLargeException(f"Request body exceeds the limit of {limit} bytes")
+        return _refused(
+            request,
+            RequestEntityTooLargeException(f"Request body exceeds the limit of {limit} bytes"),
+            started,
         )
     except web.HTTPException as exc:  # the router's 404 and 405
         if exc.status == 405:
-            return _error(
+            return _refused(
+                request,
                 MethodNotAllowedException(
                     f"{request.method} is not allowed on {request.path}; DynamoDB requests are POST"
-                )
+                ),
+                started,
             )
         error = UnknownOperationException(f"No route for {request.method} {request.path}")
         response = wire.error_response(error)
         response.status = exc.status
         return _respond(response)
+    except (RequestReadTimeout, web.RequestPayloadError) as exc:  # see edge/limits.py
+        if isinstance(exc, RequestReadTimeout):
+            fault: DynamoDBError = EdgeLimits.of(request.app[SETTINGS]).read_timeout_error()
+        else:  # a body aiohttp could not read, such as broken chunked encoding
+            fault = SerializationException(f"Malformed request body: {exc}"[:512])
+        answer = _refused(request, fault, started)
+        answer.force_close()  # the rest of the body, if any, is not read
+        return answer
     except Exception:
         log.exception("fault while handling %s %s", request.method, request.path)
         return _error(InternalServerError("The proxy failed to handle the request"))
@@ -89,7 +118,11 @@ async def dynamodb(request: web.Request) -> web.Response:
     proxy = request.app[PROXY]
     headers = request.headers
     client = ClientRequest(
-        headers.items(), body, headers.get("X-Amz-Target"), headers.get("Content-Encoding")
+        headers.items(),
+        body,
+        headers.get("X-Amz-Target"),
+        headers.get("Content-Encoding"),
+        request.raw_path,
     )
     return _respond(await proxy.handle(client))
 

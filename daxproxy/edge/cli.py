@@ -191,20 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--breaker-failures",
         type=int,
-        help="consecutive upstream failures that open the circuit breaker, so that misses "
-        f"fail fast; 0: no breaker (default {d.breaker_failures})",
+        help="consecutive upstream requests with no answer (timeout, connection) that open "
+        "the circuit breaker, so that misses fail fast with a 503 while hits are served; "
+        f"0: no breaker (default {d.breaker_failures})",
     )
     add(
         "--breaker-cooldown-millis",
         type=int,
-        help="how long the open breaker fails misses fast before one request tries the "
+        help="how long the open breaker fails requests fast before one probe tries the "
         f"upstream again (default {d.breaker_cooldown_millis})",
     )
     add(
         "--stale-grace-millis",
         type=int,
-        help="when the upstream fails, serve a cached entry up to this long past its TTL, "
-        f"marked by a response header; 0: never (default {d.stale_grace_millis})",
+        help="when the upstream fails (no answer or a 5xx), serve a cached entry up to this "
+        "long past its TTL, labelled x-daxproxy-cache: stale; 0: never "
+        f"(default {d.stale_grace_millis})",
     )
     return parser
 

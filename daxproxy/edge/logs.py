@@ -115,7 +115,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(f"{_utc(record)} {super().format(record)}")
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+    def formatException(self, ei: Any) -> str:
         return exception_text(ei[1])
 
 

@@ -1,7 +1,9 @@
 """Serving until told to stop: the listening socket, signals, graceful shutdown.
 
-:func:`serve` opens the app (and with it the proxy and its backend), listens, and on SIGINT
-or SIGTERM:
+:func:`serve` checks the TLS settings (:mod:`daxproxy.edge.tls`), opens the app (and with it
+the proxy and its backend), listens (HTTPS with TLS settings) through
+:class:`~daxproxy.edge.limits.EdgeRunner`, which bounds client connections, headers and read
+and idle times, and on SIGINT or SIGTERM:
 
 1. stops listening: new connections are refused;
 2. closes idle keep-alive connections at once, and lets each request in flight finish and
@@ -32,6 +34,8 @@ from aiohttp import web
 from daxproxy import __version__
 from daxproxy.core.config import Settings
 from daxproxy.edge.app import PROXY, SERVER_OPTIONS, create_app
+from daxproxy.edge.limits import EdgeLimits, EdgeRunner
+from daxproxy.edge.tls import server_context
 
 log = logging.getLogger("daxproxy")
 
@@ -70,16 +74,33 @@ async def serve(settings: Settings) -> None:
 
 async def _serve(settings: Settings, stop: _Stop) -> None:
     timeout = max(settings.shutdown_timeout_millis / 1000, _SHORTEST_WAIT)
+    tls = server_context(settings)  # a bad certificate or key stops here, before anything runs
     app = create_app(settings)
-    runner = web.AppRunner(app, **SERVER_OPTIONS, handle_signals=False, shutdown_timeout=timeout)
+
+    def refused() -> None:
+        proxy = app.get(PROXY)
+        if proxy is not None and proxy.metrics is not None:
+            proxy.metrics.client_connection_refused()
+
+    runner = EdgeRunner(
+        app,
+        EdgeLimits.of(settings),
+        on_refused=refused,
+        **SERVER_OPTIONS,
+        handle_signals=False,
+        shutdown_timeout=timeout,
+    )
     log.debug("daxproxy %s starting", __version__)
     try:
         if not await _start(runner, stop):
             log.info("daxproxy stopping on %s while starting", _name(stop))
             return
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        site = web.TCPSite(
+            runner, settings.host, settings.port, ssl_context=tls, reuse_address=True
+        )
         await site.start()
-        addresses = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
+        scheme = "http" if tls is None else "https"
+        addresses = ", ".join(f"{scheme}://{a[0]}:{a[1]}" for a in runner.addresses)
         log.info("daxproxy %s listening on %s", __version__, addresses)
         await stop.event.wait()
         log.info(

@@ -4,6 +4,7 @@ A :class:`Call` is a request that passed the wire checks: its target, its operat
 decoded JSON, and its body and headers exactly as the client sent them. :func:`forward`
 sends it upstream unchanged; :func:`relay` turns the upstream's answer into the client's,
 labelled with what the cache did (``x-daxproxy-cache``: hit, miss or bypass).
+:func:`stale` labels a cached answer served past its TTL because the upstream failed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from daxproxy.service.upstream import Upstream, UpstreamResponse
 
 CACHE_HEADER = "x-daxproxy-cache"
 HIT, MISS, BYPASS = "hit", "miss", "bypass"
+# A cached answer served past its TTL (within stale_grace_millis) because the upstream
+# failed; the other header says how many milliseconds past its TTL.
+STALE = "stale"
+STALE_HEADER = "x-daxproxy-stale-millis"
 # Headers for the proxy's own upstream requests: plain JSON both ways.
 OWN_HEADERS: Headers = (
     ("Content-Type", wire.JSON_CONTENT_TYPE),
@@ -86,4 +91,18 @@ def built(body: bytes, cache: str, request_id: str | None = None) -> WireRespons
     came from one upstream call whose id it carries."""
     response = wire.json_response(body, request_id=request_id)
     response.headers.append((CACHE_HEADER, cache))
+    return response
+
+
+def upstream_failed(answer: UpstreamResponse) -> bool:
+    """An answer that may be replaced by a stale entry: a 5xx, never a client error."""
+    return answer.status >= 500
+
+
+def stale(response: WireResponse, expired_for: float) -> WireResponse:
+    """A built answer relabelled as served stale, ``expired_for`` seconds past its TTL."""
+    headers = [h for h in response.headers if h[0] != CACHE_HEADER]
+    headers.append((STALE_HEADER, str(int(expired_for * 1000))))
+    headers.append((CACHE_HEADER, STALE))
+    response.headers = headers
     return response

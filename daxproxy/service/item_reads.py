@@ -6,7 +6,10 @@ reads the full item upstream (projection costs nothing extra: DynamoDB charges b
 size), stores it or its absence, and answers with the projection applied. Concurrent misses
 for one key share one upstream call. A read the cache cannot model (ConsistentRead, an
 unusual member, a key or projection DynamoDB would reject) is forwarded unchanged: a
-*bypass*, whose answer is DynamoDB's, byte for byte.
+*bypass*, whose answer is DynamoDB's, byte for byte. With ``stale_grace_millis``, a miss
+whose upstream call fails (no answer, the breaker open, or a 5xx; never a client error) is
+answered from an entry past its TTL but within the grace, labelled ``stale`` (a
+BatchGetItem only when every key it fetched has one).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import orjson
 
 from daxproxy.core import item_requests as requests
 from daxproxy.core.cache import NOT_FOUND, ItemCache, WriteTracker
+from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.item_requests import TableRead, Uncacheable
 from daxproxy.core.keys import ItemKey, NotCanonical, item_key, key_of_item
 from daxproxy.core.wire import WireResponse
@@ -26,12 +30,15 @@ from daxproxy.service.calls import (
     BYPASS,
     HIT,
     MISS,
+    STALE,
     Call,
     built,
     forward,
     relay,
     request_id_of,
     send_own,
+    stale,
+    upstream_failed,
 )
 from daxproxy.service.tables import TableInfo, TableRegistry
 from daxproxy.service.upstream import Upstream, UpstreamResponse
@@ -78,6 +85,20 @@ class ItemReads:
         cached = self._cache.get(key)
         if cached is not None:
             return self._get_item_answer(read, cached, capacity, HIT)
+        try:
+            response = await self._get_item_fill(call, read, key, capacity)
+        except DynamoDBError as error:
+            fallback = None if error.is_client_error else self._get_item_stale(read, key, capacity)
+            if fallback is None:
+                raise
+            return fallback
+        if response.status >= 500:
+            return self._get_item_stale(read, key, capacity) or response
+        return response
+
+    async def _get_item_fill(
+        self, call: Call, read: TableRead, key: ItemKey, capacity: str
+    ) -> WireResponse:
         shared = self._fills.get(key)
         if shared is not None:
             value = await asyncio.shield(shared)
@@ -85,6 +106,14 @@ class ItemReads:
                 return relay(await forward(self._upstream, call), BYPASS)
             return self._get_item_answer(read, value, capacity, MISS)
         return await self._get_item_miss(call, read, key)
+
+    def _get_item_stale(self, read: TableRead, key: ItemKey, capacity: str) -> WireResponse | None:
+        found = self._cache.get_stale(key)
+        if found is None:
+            return None
+        value, expired_for = found
+        self._cache.stats.stale_served += 1
+        return stale(self._get_item_answer(read, value, capacity, STALE), expired_for)
 
     def _get_item_answer(
         self,
@@ -199,9 +228,16 @@ class _BatchPlan:
         consumed: list[dict[str, Any]] = []
         request_id = None
         if self._fetch or self.passthrough:
-            answer = await self._fetch_misses()
+            try:
+                answer = await self._fetch_misses()
+            except DynamoDBError as error:
+                fallback = None if error.is_client_error else await self._stale()
+                if fallback is None:
+                    raise
+                return fallback
             if answer.status != 200:
-                return relay(answer, MISS)
+                fallback = await self._stale() if upstream_failed(answer) else None
+                return fallback or relay(answer, MISS)
             consumed = orjson.loads(answer.body).get("ConsumedCapacity", [])
             if not self.hits and not self._waits:
                 request_id = request_id_of(answer)
@@ -213,6 +249,31 @@ class _BatchPlan:
                 self._keep(table, value)
         outcome = HIT if not self._fetch and not self.passthrough else MISS
         return built(self._body(consumed), outcome, request_id)
+
+    async def _stale(self) -> WireResponse | None:
+        """The answer from stale entries when the fetch failed: only when every fetched key
+        has one and no table was to be read consistently."""
+        cache = self.reads._cache
+        if self.passthrough or not cache.stale_grace:
+            return None
+        fallback: list[tuple[str, bytes, float]] = []
+        for table, keys in self._fetch.items():
+            for key, _ in keys:
+                found = cache.get_stale(key)
+                if found is None:
+                    return None
+                fallback.append((table, *found))
+        for table, entry, _ in fallback:
+            self._keep(table, entry)
+        for table, raw, fill in self._waits:
+            value = await asyncio.shield(fill)
+            if value is None:
+                self.unprocessed.setdefault(table, []).append(raw)
+            else:
+                self._keep(table, value)
+        cache.stats.stale_served += len(fallback)
+        expired_for = max(expired for _, _, expired in fallback)
+        return stale(built(self._body([]), STALE), expired_for)
 
     async def _fetch_misses(self) -> UpstreamResponse:
         reads = self.reads

@@ -110,7 +110,13 @@ class ItemWrites:
         if call.operation.name != "UpdateItem" or asked not in _UPDATE_RETURNS_NEW:
             answer = await forward(self._upstream, call)
             return answer, relay(answer)
-        answer = await send_own(self._upstream, call, {**call.payload, "ReturnValues": "ALL_NEW"})
+        try:
+            answer = await send_own(
+                self._upstream, call, {**call.payload, "ReturnValues": "ALL_NEW"}
+            )
+        except orjson.JSONEncodeError:  # nested deeper than JSON is written: sent as it came
+            answer = await forward(self._upstream, call)
+            return answer, relay(answer)
         if answer.status != 200 or asked == "ALL_NEW":
             return answer, relay(answer)
         body = answer_json(answer)
@@ -135,7 +141,7 @@ class ItemWrites:
             elif entry.after is After.ABSENT:
                 self._cache.put(key, NOT_FOUND)
             else:
-                self._cache.put(key, orjson.dumps(entry.item))
+                self._put(key, entry.item)
         if call.operation.name == "UpdateItem" and "Attributes" in body:
             # Only ALL_NEW carries the whole item: the proxy asked for it when it could.
             asked = call.payload.get("ReturnValues")
@@ -145,8 +151,16 @@ class ItemWrites:
                 and asked in _UPDATE_RETURNS_NEW
                 and updated not in ticket.contended
             ):
-                self._cache.put(updated, orjson.dumps(body["Attributes"]))
+                self._put(updated, body["Attributes"])
         self._drop_tables(unknown)
+
+    def _put(self, key: ItemKey, item: Any) -> None:
+        """Store the item as written; one nested too deep to write as JSON is evicted (only
+        a lenient upstream accepts it: DynamoDB refuses items nested over 32 levels)."""
+        try:
+            self._cache.put(key, orjson.dumps(item))
+        except orjson.JSONEncodeError:
+            self._cache.evict(key)
 
     def _unprocessed(
         self, body: dict[str, Any], keyed: list[tuple[ItemKey, Written]]

@@ -5,7 +5,8 @@ one, so that several proxies in one process do not clash); the edge serves it at
 ``GET /metrics``. :meth:`Metrics.observed` is the proxy's observer (requests, errors,
 throttles, latency by operation and cache outcome, requests per table when
 ``metrics_per_table`` is on); :meth:`Metrics.upstream_answered` and
-:meth:`Metrics.upstream_failed` are the upstream client's.
+:meth:`Metrics.upstream_failed` are the upstream client's, :meth:`Metrics.breaker_changed`
+and :meth:`Metrics.breaker_rejected` the circuit breaker's.
 
 Everything is read at scrape time by one collector. Per-request facts are plain integers and
 bucket counts, not prometheus_client's instruments: those take a lock for every increment,
@@ -106,11 +107,15 @@ class Metrics:
         self.tables: Counter[tuple[str, str, str]] = Counter()  # (table, operation, cache)
         self.upstream_durations: dict[str, _Histogram] = {}  # operation
         self.upstream_failures: Counter[tuple[str, str]] = Counter()  # (operation, reason)
+        self.breaker_open: bool | None = None  # None: no breaker
+        self.breaker_opens = 0
+        self.breaker_rejected_requests: Counter[str] = Counter()  # operation
         # Read at scrape time.
         self.item_cache: ItemCache | None = None
         self.query_cache: QueryCache | None = None
         self.in_flight: Callable[[], int] | None = None
         self.client_connections: int | None = None
+        self.client_connections_refused = 0  # past max_client_connections
         self.registry = CollectorRegistry()
         self.registry.register(_Collector(self))
 
@@ -129,6 +134,10 @@ class Metrics:
     def set_client_connections(self, count: int | None) -> None:
         """Open client connections, as the edge's server knows them (None: unknown)."""
         self.client_connections = count
+
+    def client_connection_refused(self) -> None:
+        """A client connection closed on accept: ``max_client_connections`` were open."""
+        self.client_connections_refused += 1
 
     # Per request ------------------------------------------------------------------------
 
@@ -157,6 +166,14 @@ class Metrics:
 
     def upstream_failed(self, target: Target, reason: str) -> None:
         self.upstream_failures[operation_name(operations.lookup(target)), reason] += 1
+
+    def breaker_changed(self, is_open: bool) -> None:
+        if is_open and not self.breaker_open:
+            self.breaker_opens += 1
+        self.breaker_open = is_open
+
+    def breaker_rejected(self, target: Target) -> None:
+        self.breaker_rejected_requests[operation_name(operations.lookup(target))] += 1
 
 
 class _Collector:
@@ -241,6 +258,25 @@ class _Collector:
         for labels, count in sorted(m.upstream_failures.items()):
             failures.add_metric(list(labels), count)
         yield failures
+        breaker_open = GaugeMetricFamily(
+            "daxproxy_upstream_breaker_open",
+            "1 while the circuit breaker fails upstream requests fast (open, or half-open with "
+            "its one probe), else 0; absent with no breaker",
+        )
+        opens = CounterMetricFamily(
+            "daxproxy_upstream_breaker_opens", "Times the circuit breaker opened"
+        )
+        rejected = CounterMetricFamily(
+            "daxproxy_upstream_breaker_rejected",
+            "Requests failed fast with ServiceUnavailable because the circuit breaker was open",
+            labels=["operation"],
+        )
+        if m.breaker_open is not None:
+            breaker_open.add_metric([], int(m.breaker_open))
+            opens.add_metric([], m.breaker_opens)
+        for operation, count in sorted(m.breaker_rejected_requests.items()):
+            rejected.add_metric([operation], count)
+        yield from (breaker_open, opens, rejected)
 
     def _state(self) -> Iterator[Metric]:
         m = self._metrics
@@ -257,6 +293,12 @@ class _Collector:
         if m.client_connections is not None:
             connections.add_metric([], m.client_connections)
         yield connections
+        refused = CounterMetricFamily(
+            "daxproxy_client_connections_refused",
+            "Client connections closed as soon as accepted: max_client_connections were open",
+        )
+        refused.add_metric([], m.client_connections_refused)
+        yield refused
         info = GaugeMetricFamily(
             "daxproxy_build_info", "The running daxproxy's version", labels=["version"]
         )
@@ -327,6 +369,12 @@ class _Collector:
             "Bytes of the entries removed from the cache (DAX: EvictedSize)",
             labels=labels,
         )
+        stale = CounterMetricFamily(
+            "daxproxy_stale_served",
+            "Entries served past their TTL, within stale_grace_millis, because the upstream "
+            "failed (x-daxproxy-cache: stale)",
+            labels=labels,
+        )
         for name, cache in caches:
             stats = cache.stats
             size.add_metric([name], cache.bytes)
@@ -336,4 +384,5 @@ class _Collector:
             for reason in Eviction:
                 evictions.add_metric([name, reason.value], stats.evicted[reason])
             evicted_bytes.add_metric([name], stats.evicted_bytes)
-        yield from (size, budget, entries, utilization, evictions, evicted_bytes)
+            stale.add_metric([name], stats.stale_served)
+        yield from (size, budget, entries, utilization, evictions, evicted_bytes, stale)

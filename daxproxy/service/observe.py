@@ -2,11 +2,12 @@
 
 After every request :class:`daxproxy.service.proxy.Proxy` hands each of its observers one
 :class:`Outcome`: the operation (a name from :mod:`daxproxy.core.operations`' table, or
-``"Unknown"``), the table of a single-table request, what the cache did (``hit``, ``miss``
-or ``bypass``: the cache was not consulted), the status sent, the short DynamoDB error name
-of an error, and the time spent. Outcomes are built only when someone observes, so a proxy
-without observers pays nothing for them. An observer is called on the request's own task:
-it must be quick and must not raise.
+``"Unknown"``), the table of a single-table request, what the cache did (``hit``, ``miss``,
+``bypass``: the cache was not consulted, or ``stale``: served past its TTL because the
+upstream failed), the status sent, the short DynamoDB error name of an error, and the time
+spent. Outcomes are built only when someone observes, so a proxy without observers pays
+nothing for them. An observer is called on the request's own task: it must be quick and
+must not raise.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from daxproxy.core import operations, wire
 from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.operations import Kind, Operation
 from daxproxy.core.wire import WireResponse
-from daxproxy.service.calls import BYPASS, CACHE_HEADER, HIT, MISS
+from daxproxy.service.calls import BYPASS, CACHE_HEADER, HIT, MISS, STALE
 
 UNKNOWN = "Unknown"
 _UNKNOWN_KIND = Kind.UNKNOWN  # a module global is found faster than an enum member
-CACHE_OUTCOMES = (HIT, MISS, BYPASS)
+CACHE_OUTCOMES = (HIT, MISS, BYPASS, STALE)
 _OUTCOMES = frozenset(CACHE_OUTCOMES)
 # An error body is a few hundred bytes; this only bounds a broken upstream's compressed one.
 _MAX_ERROR_BYTES = 1024 * 1024
@@ -34,7 +35,7 @@ _MAX_ERROR_BYTES = 1024 * 1024
 class Outcome:
     operation: str  # "GetItem", ... or "Unknown"
     table: str | None  # TableName of single-table requests
-    cache: str  # "hit" | "miss" | "bypass"
+    cache: str  # "hit" | "miss" | "bypass" | "stale"
     status: int  # HTTP status sent to the client
     error_type: str | None  # short DynamoDB error name (after '#') for status >= 400
     seconds: float  # time spent handling

@@ -8,7 +8,9 @@ and otherwise forwards it unchanged and relays the upstream's answer unchanged. 
 becomes a DynamoDB-shaped error here, so nothing below the edge puts a traceback on the wire.
 With ``max_in_flight``, a request that arrives while that many are being handled is shed at
 once with a ThrottlingException (400), which every SDK retries with backoff, so a slow
-upstream cannot queue requests without bound.
+upstream cannot queue requests without bound. With ``access`` (the ``auth_file`` setting),
+each call's SigV4 signature and its key's grant are checked once the body and target are
+read and before dispatch, so a refused request reaches neither a cache nor the upstream.
 
 After each request every observer hears its :class:`~daxproxy.service.observe.Outcome`
 (built only when there are observers); :class:`~daxproxy.service.metrics.Metrics`, when
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from daxproxy.core import operations, wire
+from daxproxy.core.access import Access
 from daxproxy.core.errors import DynamoDBError, SerializationException, ThrottlingException
 from daxproxy.core.operations import Kind
 from daxproxy.core.wire import Headers, WireResponse
@@ -61,6 +64,8 @@ class ClientRequest:
     body: bytes
     target: str | None
     content_encoding: str | None = None
+    # The path and query string as sent (percent-encoded): a signature covers them.
+    raw_path: str = "/"
 
 
 class Proxy:
@@ -76,6 +81,7 @@ class Proxy:
         observers: Sequence[Observer] = (),
         metrics: Metrics | None = None,
         max_in_flight: int = 0,
+        access: Access | None = None,
     ) -> None:
         self.upstream = upstream
         self.admin = admin
@@ -85,6 +91,7 @@ class Proxy:
         # Past this many requests in flight a new one is shed at once (0: no cap).
         self._max_in_flight = max_in_flight or None
         self._max_body_bytes = max_body_bytes
+        self._access = access  # None: no auth_file, no checks
         self._handlers: dict[Kind, Handler] = {}
         if item_reads is not None:
             self._handlers[Kind.ITEM_READ] = item_reads.get_item
@@ -107,6 +114,14 @@ class Proxy:
             if self._max_in_flight is not None and self.in_flight > self._max_in_flight:
                 raise ThrottlingException(_SHED_MESSAGE)
             call = self._call(request)
+            if self._access is not None:  # before any cache or upstream sees the call
+                self._access.admit(
+                    raw_path=request.raw_path,
+                    headers=request.headers,
+                    body=request.body,
+                    operation=call.operation,
+                    payload=call.payload,
+                )
             response = await self._dispatch(call)
         except DynamoDBError as error:
             response = wire.error_response(error)
@@ -123,6 +138,13 @@ class Proxy:
     def add_observer(self, observer: Observer) -> None:
         """Let ``observer`` hear every later request's outcome too."""
         self._observers = (observer, *self._observers)
+
+    def refused(self, target: str | None, response: WireResponse, seconds: float) -> None:
+        """A request the edge answered itself, before :meth:`handle` (a method other than
+        POST, a body too large, too slow or unreadable): observed as any other."""
+        if self._observers:
+            operation, error_type = operation_of_target(target), error_type_of(response)
+            self._notify(Outcome(operation, None, BYPASS, response.status, error_type, seconds))
 
     def _notify(self, outcome: Outcome) -> None:
         for observer in self._observers:

@@ -11,6 +11,11 @@ DAX never invalidates cached queries on writes, and neither does ``mode = "dax"`
 can miss a write for up to its TTL. ``mode = "strict"`` drops a table's cached pages
 whenever the proxy sees a write to it start or end. In both modes DeleteTable, UpdateTable
 and PartiQL writes drop the table's pages. A fill that a drop overlapped is not stored.
+
+With ``stale_grace_millis``, a miss whose upstream call fails (no answer, the breaker open,
+or a 5xx; never a client error) is answered with the page past its TTL but within the
+grace, exactly as cached, labelled ``stale``; in both modes, never a page stored before a
+write to its table that the proxy saw.
 """
 
 from __future__ import annotations
@@ -18,10 +23,24 @@ from __future__ import annotations
 import orjson
 
 from daxproxy.core.cache import ItemCache
+from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.item_requests import Uncacheable, capacity_of
+from daxproxy.core.keys import ItemKey
 from daxproxy.core.query_requests import query_key, table_of, zero_capacity
 from daxproxy.core.wire import WireResponse
-from daxproxy.service.calls import BYPASS, HIT, MISS, Call, answer_json, built, forward, relay
+from daxproxy.service.calls import (
+    BYPASS,
+    HIT,
+    MISS,
+    STALE,
+    Call,
+    answer_json,
+    built,
+    forward,
+    relay,
+    stale,
+    upstream_failed,
+)
 from daxproxy.service.upstream import Upstream
 
 
@@ -34,6 +53,8 @@ class QueryCache:
         # and DAX reports them apart (QueryCacheHits, ScanCacheHits...).
         self.hits = {"Query": 0, "Scan": 0}
         self.misses = {"Query": 0, "Scan": 0}
+        # With a stale grace: when the proxy last saw a write to each table start or end.
+        self._written_at: dict[str, float] = {}
 
     async def read(self, call: Call) -> WireResponse:
         try:
@@ -46,7 +67,15 @@ class QueryCache:
             return built(cached, HIT)
         self.misses[call.operation.name] += 1
         epoch = self.cache.epoch(key[0])
-        answer = await forward(self._upstream, call)
+        try:
+            answer = await forward(self._upstream, call)
+        except DynamoDBError as error:
+            fallback = None if error.is_client_error else self._stale(key)
+            if fallback is None:
+                raise
+            return fallback
+        if upstream_failed(answer):
+            return self._stale(key) or relay(answer, MISS)
         if answer.status == 200 and self.cache.epoch(key[0]) == epoch:
             page = answer_json(answer)
             if capacity_of(call.payload) != "NONE" and "ConsumedCapacity" in page:
@@ -54,10 +83,26 @@ class QueryCache:
             self.cache.put(key, orjson.dumps(page))
         return relay(answer, MISS)
 
+    def _stale(self, key: ItemKey) -> WireResponse | None:
+        found = self.cache.get_stale(key)
+        if found is None:
+            return None
+        page, expired_for = found
+        written_at = self._written_at.get(key[0])
+        ttl = self.cache.ttl
+        if written_at is not None and ttl is not None and expired_for > 0:
+            stored_at = self.cache.now() - expired_for - ttl
+            if written_at >= stored_at:
+                return None  # the page may predate a write the proxy saw
+        self.cache.stats.stale_served += 1
+        return stale(built(page, STALE), expired_for)
+
     def table_written(self, table: str) -> None:
         """A write to the table started or ended: only ``strict`` forgets its pages."""
         if self.strict:
             self.cache.drop_table(_name(table))
+        elif self.cache.stale_grace:
+            self._written_at[_name(table)] = self.cache.now()
 
     def table_changed(self, table: str) -> None:
         """The table was deleted or changed, or a PartiQL statement wrote to it."""

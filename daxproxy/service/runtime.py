@@ -2,9 +2,10 @@
 
 :func:`open_proxy` is an async context manager: on entry it starts the embedded moto server
 when no upstream is configured, finds credentials and the region, and opens the pooled
-upstream client; on exit it closes them in reverse order. A configuration it cannot run
-with raises :class:`SettingError` naming the setting, before the proxy takes any traffic.
-Each proxy has its own :class:`Metrics`, fed by the request handler, the upstream client
+upstream client (behind the circuit breaker unless ``breaker_failures`` is 0); on exit
+it closes them in reverse order. A configuration it cannot run with raises
+:class:`SettingError` naming the setting, before the proxy takes any traffic. Each proxy
+has its own :class:`Metrics`, fed by the request handler, the upstream client, the breaker
 and the caches.
 """
 
@@ -16,9 +17,12 @@ from collections.abc import AsyncIterator, Sequence
 
 from aiobotocore.session import AioSession
 
+from daxproxy.core.access import Access
+from daxproxy.core.access import from_settings as access_from_settings
 from daxproxy.core.cache import ItemCache, WriteTracker
 from daxproxy.core.config import AWS_UPSTREAM, SettingError, Settings, resolve_endpoints
 from daxproxy.service.admin import CacheAdmin
+from daxproxy.service.breaker import Breaker
 from daxproxy.service.embedded import EmbeddedBackendError, start_embedded_moto
 from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
@@ -60,6 +64,9 @@ async def _credentials(session: AioSession, upstream: str | None) -> CredentialS
 async def open_proxy(settings: Settings) -> AsyncIterator[Proxy]:
     session = AioSession()
     region = settings.region or default_region(session)
+    access = access_from_settings(settings, region)  # read before anything starts
+    if access is not None:
+        log.info("auth_file: %d access keys; every request's signature is checked", len(access))
     async with contextlib.AsyncExitStack() as stack:
         upstream_setting = settings.upstream
         if upstream_setting is None:
@@ -87,7 +94,21 @@ async def open_proxy(settings: Settings) -> AsyncIterator[Proxy]:
         )
         stack.push_async_callback(upstream.close)
         log.info("upstream %s, region %s", described, region)
-        yield build_proxy(settings, upstream, metrics)
+        yield build_proxy(
+            settings, with_breaker(settings, upstream, metrics), metrics, access=access
+        )
+
+
+def with_breaker(settings: Settings, upstream: Upstream, metrics: Metrics) -> Upstream:
+    """``upstream`` behind a circuit breaker, unless ``breaker_failures`` is 0."""
+    if not settings.breaker_failures:
+        return upstream
+    return Breaker(
+        upstream,
+        failures=settings.breaker_failures,
+        cooldown=settings.breaker_cooldown_millis / 1000,
+        observer=metrics,
+    )
 
 
 def build_proxy(
@@ -95,51 +116,49 @@ def build_proxy(
     upstream: Upstream,
     metrics: Metrics | None = None,
     observers: Sequence[Observer] = (),
+    access: Access | None = None,
 ) -> Proxy:
     """The proxy for these settings: each cache unless its budget or TTL is 0.
 
     ``metrics``: the proxy's, when the upstream already reports to them; else new ones.
     ``observers``: who else hears each request's outcome (the metrics always do).
+    ``access``: the check of each request's signature and grant (``auth_file``), loaded by
+    :func:`open_proxy`; None: none.
     """
     if metrics is None:
         metrics = Metrics(per_table=settings.metrics_per_table)
     items_on = settings.item_cache_max_bytes > 0
     queries_on = settings.query_cache_max_bytes > 0 and settings.query_ttl_millis > 0
-    if not items_on and not queries_on:
-        proxy = Proxy(
-            upstream,
-            max_body_bytes=settings.max_body_bytes,
-            admin=CacheAdmin(None, None, TableRegistry(upstream), settings.mode),
-            observers=observers,
-            metrics=metrics,
-            max_in_flight=settings.max_in_flight,
-        )
-        metrics.watch(in_flight=lambda: proxy.in_flight)
-        return proxy
-    queries = None
-    if queries_on:
-        pages = ItemCache(settings.query_cache_max_bytes, settings.query_ttl_millis / 1000)
-        queries = QueryCache(upstream, pages, strict=settings.mode == "strict")
-    ttl = settings.record_ttl_millis / 1000 if settings.record_ttl_millis else None
-    # With the item cache off, writes still pass through it (to tell the query cache), but
-    # a zero budget stores nothing.
-    cache = ItemCache(settings.item_cache_max_bytes, ttl)
+    grace = settings.stale_grace_millis / 1000
     tables = TableRegistry(upstream)
-    tracker = WriteTracker()
+    queries = item_reads = item_writes = None
+    cache = None
+    if queries_on:
+        pages = ItemCache(
+            settings.query_cache_max_bytes, settings.query_ttl_millis / 1000, stale_grace=grace
+        )
+        queries = QueryCache(upstream, pages, strict=settings.mode == "strict")
+    if items_on or queries_on:
+        ttl = settings.record_ttl_millis / 1000 if settings.record_ttl_millis else None
+        # With the item cache off, writes still pass through it (to tell the query cache),
+        # but a zero budget stores nothing.
+        writes_cache = ItemCache(settings.item_cache_max_bytes, ttl, stale_grace=grace)
+        tracker = WriteTracker()
+        item_writes = ItemWrites(upstream, writes_cache, tables, tracker, queries)
+        if items_on:
+            cache = writes_cache
+            item_reads = ItemReads(upstream, cache, tables, tracker)
     proxy = Proxy(
         upstream,
         max_body_bytes=settings.max_body_bytes,
-        item_reads=ItemReads(upstream, cache, tables, tracker) if items_on else None,
-        item_writes=ItemWrites(upstream, cache, tables, tracker, queries),
+        item_reads=item_reads,
+        item_writes=item_writes,
         queries=queries,
-        admin=CacheAdmin(cache if items_on else None, queries, tables, settings.mode),
+        admin=CacheAdmin(cache, queries, tables, settings.mode),
         observers=observers,
         metrics=metrics,
         max_in_flight=settings.max_in_flight,
+        access=access,
     )
-    metrics.watch(
-        item_cache=cache if items_on else None,
-        query_cache=queries,
-        in_flight=lambda: proxy.in_flight,
-    )
+    metrics.watch(item_cache=cache, query_cache=queries, in_flight=lambda: proxy.in_flight)
     return proxy

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -45,12 +46,14 @@ S = TypeVar("S", bound="CountedStack")
 
 
 class ProxyProcess:
-    """``python -m daxproxy`` with the given options on a free loopback port."""
+    """``python -m daxproxy`` with the given options on a free loopback port; with
+    ``ca_file`` (the options then set up TLS) it serves, and is polled, over HTTPS."""
 
-    def __init__(self, *options: str) -> None:
+    def __init__(self, *options: str, ca_file: str | None = None) -> None:
         self.options = options
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = None if ca_file is None else ssl.create_default_context(cafile=ca_file)
+        self.url = f"{'http' if ca_file is None else 'https'}://127.0.0.1:{self.port}"
         descriptor, self.log_path = tempfile.mkstemp(prefix="daxproxy-", suffix=".log")
         os.close(descriptor)
         self.process: subprocess.Popen[bytes] | None = None
@@ -68,9 +71,10 @@ class ProxyProcess:
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daxproxy exited with {self.process.returncode}:\n{self.log()}")
+            health = f"{self.url}/healthz"
             with (
                 contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as answer,
+                urllib.request.urlopen(health, timeout=1, context=self.tls) as answer,
             ):
                 if answer.status == 200:
                     return
@@ -98,8 +102,8 @@ class ProxyProcess:
 
 
 @contextlib.contextmanager
-def running_proxy(*options: str) -> Iterator[ProxyProcess]:
-    proxy = ProxyProcess(*options)
+def running_proxy(*options: str, ca_file: str | None = None) -> Iterator[ProxyProcess]:
+    proxy = ProxyProcess(*options, ca_file=ca_file)
     proxy.start()
     try:
         yield proxy

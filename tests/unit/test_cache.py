@@ -189,3 +189,76 @@ def test_a_write_naming_one_key_twice_is_not_contended_with_itself() -> None:
     assert ticket.contended == set()
     tracker.write_finished(ticket)
     assert tracker.idle
+
+
+# Stale entries (stale_grace) --------------------------------------------------------------
+
+
+def stale_cache(
+    max_bytes: int = 1_000_000, ttl: float = 10.0, grace: float = 5.0
+) -> tuple[ItemCache, FakeClock]:
+    clock = FakeClock()
+    return ItemCache(max_bytes, ttl, clock, stale_grace=grace), clock
+
+
+def test_an_expired_entry_is_a_miss_but_stays_stale_within_the_grace() -> None:
+    c, clock = stale_cache(ttl=10.0, grace=5.0)
+    c.put(k(1), ITEM)
+    c.put(k(2), NOT_FOUND)
+    assert c.get_stale(k(1)) == (ITEM, 0.0)  # fresh: given, not past its TTL
+    clock.now += 12.0
+    assert c.get(k(1)) is None and c.get(k(2)) is None
+    assert c.get_stale(k(1)) == (ITEM, pytest.approx(2.0))
+    assert c.get_stale(k(2)) == (NOT_FOUND, pytest.approx(2.0))
+    assert len(c) == 2 and c.stats.evicted[Eviction.TTL] == 0
+    assert (c.stats.hits, c.stats.misses) == (0, 2)  # get_stale counts neither
+    clock.now += 3.0  # past TTL + grace
+    assert c.get_stale(k(1)) is None
+    assert c.get(k(1)) is None
+    assert c.stats.evicted[Eviction.TTL] == 1 and len(c) == 1
+
+
+def test_without_a_grace_nothing_is_stale_and_expired_entries_go_on_read() -> None:
+    c, clock = cache(ttl=10.0)
+    c.put(k(1), ITEM)
+    assert c.get_stale(k(1)) is None
+    clock.now += 10.0
+    assert c.get(k(1)) is None
+    assert c.get_stale(k(1)) is None and len(c) == 0
+
+
+def test_a_fill_or_a_write_replaces_a_stale_entry_and_an_eviction_removes_it() -> None:
+    c, clock = stale_cache(ttl=10.0, grace=5.0)
+    c.put(k(1), ITEM)
+    c.put(k(2), ITEM)
+    clock.now += 11.0
+    assert c.get(k(1)) is None
+    c.put(k(1), NOT_FOUND)  # a write through the proxy: the new state, with a fresh TTL
+    assert c.get(k(1)) == NOT_FOUND
+    assert c.get_stale(k(1)) == (NOT_FOUND, 0.0)
+    c.evict(k(2))  # a write that may have happened
+    assert c.get_stale(k(2)) is None
+
+
+def test_a_dropped_table_has_no_stale_entries() -> None:
+    c, clock = stale_cache()
+    c.put(k(1), ITEM)
+    clock.now += 11.0
+    c.drop_table("t")
+    assert c.get_stale(k(1)) is None
+    assert c.get(k(1)) is None
+    assert len(c) == 0 and c.stats.evicted[Eviction.TABLE] == 1
+
+
+def test_stale_entries_count_against_the_budget_and_lru_evicts_them() -> None:
+    size = entry_size(k(1), ITEM)
+    c, clock = stale_cache(max_bytes=2 * size)
+    c.put(k(1), ITEM)
+    c.put(k(2), ITEM)
+    clock.now += 11.0
+    assert c.get(k(1)) is None  # a miss leaves its LRU place alone
+    assert c.bytes == 2 * size
+    c.put(k(3), ITEM)
+    assert c.get_stale(k(1)) is None  # the least recently used went first
+    assert c.get_stale(k(2)) is not None
+    assert c.bytes == 2 * size and c.stats.evicted[Eviction.SIZE] == 1

@@ -171,3 +171,11 @@ def test_written_items_of_each_write() -> None:
 def test_writes_whose_keys_cannot_be_read(operation: str, payload: dict[str, Any]) -> None:
     with pytest.raises(Uncacheable):
         list(written_items(operation, payload))
+
+
+@pytest.mark.parametrize("returns", [[], [""], {}, {"a": 1}, 0, 1, False, True])
+def test_an_update_whose_return_values_is_not_a_name_is_uncacheable(returns: Any) -> None:
+    # Found by the fuzz test: the item writer looked an unhashable ReturnValues up in a set.
+    payload = {"TableName": "t", "Key": {"pk": {"S": "1"}}, "ReturnValues": returns}
+    with pytest.raises(Uncacheable):
+        list(written_items("UpdateItem", payload))

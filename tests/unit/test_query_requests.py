@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from daxproxy.core.item_requests import Uncacheable
@@ -132,3 +133,10 @@ def test_zero_capacity_keeps_the_shape() -> None:
         "Table": {"CapacityUnits": 0.0},
         "GlobalSecondaryIndexes": {"g": {"CapacityUnits": 0.0}},
     }
+
+
+def test_a_value_nested_past_pythons_recursion_limit_is_uncacheable() -> None:
+    # DynamoDB nests 32 levels at most and judges deeper values itself; found by the fuzz test.
+    deep = orjson.loads('{"L":[' * 500 + '{"S":"x"}' + "]}" * 500)
+    with pytest.raises(Uncacheable):
+        query_key("Query", {"TableName": "t", "ExpressionAttributeValues": {":v": deep}})

@@ -1,0 +1,349 @@
+"""The client edge's bounds and TLS, on a real proxy process, with raw sockets.
+
+One proxy with small bounds (header size, read and idle timeouts, a cap of a few
+connections) in front of the suite's moto server: an over-long header, a broken body, a
+client that stalls half-way through its headers or its body, an idle keep-alive connection
+and a connection past the cap each get what config/README.md (Limits) says, and the
+connections within the bounds keep working. Then a proxy serving HTTPS with a throwaway
+certificate authority: boto3 round-trips through it, plain HTTP to its port fails cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import orjson
+import pytest
+import trustme
+
+from tests.integration.conftest import Endpoints
+from tests.integration.harness import NO_RETRIES, REGION, ProxyProcess, running_proxy
+
+READ_TIMEOUT = 0.3  # seconds
+IDLE_TIMEOUT = 0.8
+CAP = 4
+MAX_HEADER = 1024
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@pytest.fixture(scope="module")
+def bounded(endpoints: Endpoints) -> Iterator[ProxyProcess]:
+    with running_proxy(
+        "--upstream",
+        endpoints.upstream,
+        "--client-read-timeout-millis",
+        str(int(READ_TIMEOUT * 1000)),
+        "--client-idle-timeout-millis",
+        str(int(IDLE_TIMEOUT * 1000)),
+        "--max-client-connections",
+        str(CAP),
+        "--max-header-bytes",
+        str(MAX_HEADER),
+    ) as proxy:
+        yield proxy
+        assert "Traceback" not in proxy.log()
+
+
+async def connect(proxy: ProxyProcess, tls: ssl.SSLContext | None = None) -> Stream:
+    return await asyncio.open_connection("127.0.0.1", proxy.port, ssl=tls)
+
+
+async def read_all(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
+    """Everything until the proxy closes the connection (a reset counts as closing)."""
+    chunks = []
+    with contextlib.suppress(ConnectionResetError):
+        async with asyncio.timeout(timeout):
+            while chunk := await reader.read(65536):
+                chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP answer with a Content-Length, leaving the connection open."""
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        return parse_head(head, await reader.readexactly(content_length(head)))
+
+
+def content_length(head: bytes) -> int:
+    return int(parse_head(head, b"")[1]["content-length"])
+
+
+def parse_head(head: bytes, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+def parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return parse_head(head, body)
+
+
+def dynamodb_error(answer: bytes, status: int, code: str) -> str:
+    """The message of a DynamoDB-shaped error answer with this status and code."""
+    got_status, headers, body = parse(answer)
+    assert got_status == status, answer
+    assert headers["content-type"] == "application/x-amz-json-1.0"
+    error = orjson.loads(body)
+    assert error["__type"].rpartition("#")[2] == code
+    assert isinstance(error["message"], str)
+    return str(error["message"])
+
+
+def list_tables(extra_headers: bytes = b"") -> bytes:
+    body = b"{}"
+    return (
+        b"POST / HTTP/1.1\r\nHost: proxy\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n"
+        b"Content-Type: application/x-amz-json-1.0\r\n" + extra_headers + b"Content-Length: "
+        b"%d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n"
+
+
+async def test_an_over_long_header_field_is_a_dynamodb_error(bounded: ProxyProcess) -> None:
+    reader, writer = await connect(bounded)
+    writer.write(list_tables(b"X-Long: " + b"a" * (MAX_HEADER + 1) + b"\r\n"))
+    message = dynamodb_error(await read_all(reader), 400, "SerializationException")
+    assert f"{MAX_HEADER} bytes" in message
+    writer.close()
+
+
+async def test_an_over_long_request_line_is_a_dynamodb_error(bounded: ProxyProcess) -> None:
+    reader, writer = await connect(bounded)
+    writer.write(b"POST /" + b"p" * MAX_HEADER + b" HTTP/1.1\r\nHost: proxy\r\n\r\n")
+    dynamodb_error(await read_all(reader), 400, "SerializationException")
+    writer.close()
+
+
+async def test_a_header_within_the_limit_is_served(bounded: ProxyProcess) -> None:
+    reader, writer = await connect(bounded)
+    writer.write(list_tables(b"X-Long: " + b"a" * (MAX_HEADER - 100) + b"\r\n"))
+    status, _, body = await read_answer(reader)
+    assert status == 200, body
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: proxy\r\nBad Header\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: proxy\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    ],
+    ids=["garbage", "header-without-colon", "two-content-lengths"],
+)
+async def test_a_malformed_request_is_a_dynamodb_error(
+    bounded: ProxyProcess, request_bytes: bytes
+) -> None:
+    reader, writer = await connect(bounded)
+    writer.write(request_bytes)
+    dynamodb_error(await read_all(reader), 400, "SerializationException")
+    writer.close()
+
+
+async def test_a_broken_chunked_body_is_a_dynamodb_error(bounded: ProxyProcess) -> None:
+    reader, writer = await connect(bounded)
+    writer.write(
+        b"POST / HTTP/1.1\r\nHost: proxy\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\nZZ\r\n\r\n"
+    )
+    dynamodb_error(await read_all(reader), 400, "SerializationException")
+    writer.close()
+
+
+async def test_a_client_stalling_in_its_headers_gets_408_and_is_closed(
+    bounded: ProxyProcess,
+) -> None:
+    reader, writer = await connect(bounded)
+    began = time.monotonic()
+    writer.write(b"POST / HTTP/1.1\r\nHost: proxy\r\nX-Amz-Target: DynamoDB_2012")
+    answer = await read_all(reader)
+    took = time.monotonic() - began
+    message = dynamodb_error(answer, 408, "RequestTimeoutException")
+    assert "client_read_timeout_millis" in message
+    assert parse(answer)[1]["connection"] == "close"
+    assert READ_TIMEOUT * 0.9 <= took < READ_TIMEOUT + 1.0
+    writer.close()
+
+
+async def test_a_client_stalling_in_its_body_gets_408_and_is_closed(
+    bounded: ProxyProcess,
+) -> None:
+    reader, writer = await connect(bounded)
+    began = time.monotonic()
+    writer.write(list_tables().replace(b"Content-Length: 2", b"Content-Length: 20"))
+    answer = await read_all(reader)
+    took = time.monotonic() - began
+    dynamodb_error(answer, 408, "RequestTimeoutException")
+    assert READ_TIMEOUT * 0.9 <= took < READ_TIMEOUT + 1.0
+    writer.close()
+
+
+async def test_a_slow_client_within_the_read_timeout_is_served(bounded: ProxyProcess) -> None:
+    reader, writer = await connect(bounded)
+    request = list_tables()
+    pieces = [request[:20], request[20:-1], request[-1:]]
+    for piece in pieces:  # all of it in about half the timeout
+        writer.write(piece)
+        await asyncio.sleep(READ_TIMEOUT / 4)
+    status, _, body = await read_answer(reader)
+    assert status == 200, body
+    # The clock starts again with each request: a second one, begun past the first's
+    # deadline, on the same connection, is served too.
+    for piece in pieces:
+        writer.write(piece)
+        await asyncio.sleep(READ_TIMEOUT / 4)
+    status, _, body = await read_answer(reader)
+    assert status == 200, body
+    writer.close()
+
+
+async def test_an_idle_keep_alive_connection_is_closed(bounded: ProxyProcess) -> None:
+    reader, writer = await connect(bounded)
+    writer.write(HEALTH)
+    assert (await read_answer(reader))[0] == 200
+    await asyncio.sleep(IDLE_TIMEOUT / 2)  # idle, but not for long enough
+    writer.write(HEALTH)
+    assert (await read_answer(reader))[0] == 200
+    began = time.monotonic()
+    assert await read_all(reader) == b""  # closed, no answer
+    assert IDLE_TIMEOUT * 0.9 <= time.monotonic() - began < IDLE_TIMEOUT + 1.0
+    writer.close()
+
+
+async def test_a_connection_that_sends_nothing_is_closed(bounded: ProxyProcess) -> None:
+    reader, writer = await connect(bounded)
+    began = time.monotonic()
+    assert await read_all(reader) == b""
+    assert IDLE_TIMEOUT * 0.9 <= time.monotonic() - began < IDLE_TIMEOUT + 1.0
+    writer.close()
+
+
+async def test_connections_past_the_cap_are_closed_at_once(bounded: ProxyProcess) -> None:
+    await asyncio.sleep(IDLE_TIMEOUT + 0.2)  # earlier tests' connections are gone
+    held = [await connect(bounded) for _ in range(CAP)]
+    for reader, writer in held:  # each is served, and stays open
+        writer.write(HEALTH)
+        assert (await read_answer(reader))[0] == 200
+    reader, writer = await connect(bounded)
+    began = time.monotonic()
+    writer.write(HEALTH)
+    with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+        assert await read_all(reader) == b""
+    assert time.monotonic() - began < 0.5
+    writer.close()
+    for reader, writer in held:  # those under the cap still work
+        writer.write(HEALTH)
+        assert (await read_answer(reader))[0] == 200
+    reader, writer = held[0]
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: proxy\r\n\r\n")
+    _, _, metrics = await read_answer(reader)
+    assert b"\ndaxproxy_client_connections_refused_total 1.0\n" in metrics
+    for _, writer in held:
+        writer.close()
+    await asyncio.sleep(0.2)  # closed connections free their places
+    reader, writer = await connect(bounded)
+    writer.write(HEALTH)
+    assert (await read_answer(reader))[0] == 200
+    writer.close()
+
+
+# TLS -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A throwaway CA, and a certificate and key it issued for 127.0.0.1 and localhost."""
+    directory = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    files = {
+        "ca": directory / "ca.pem",
+        "cert": directory / "cert.pem",
+        "key": directory / "key.pem",
+        "other_key": directory / "other-key.pem",
+    }
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    issued.private_key_pem.write_to_path(str(files["key"]))
+    issued.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    ca.issue_cert("localhost").private_key_pem.write_to_path(str(files["other_key"]))
+    return {name: str(path) for name, path in files.items()}
+
+
+@pytest.fixture(scope="module")
+def https_proxy(endpoints: Endpoints, certificates: dict[str, str]) -> Iterator[ProxyProcess]:
+    with running_proxy(
+        "--upstream",
+        endpoints.upstream,
+        "--tls-cert-file",
+        certificates["cert"],
+        "--tls-key-file",
+        certificates["key"],
+        ca_file=certificates["ca"],
+    ) as proxy:
+        yield proxy
+        assert "Traceback" not in proxy.log()
+
+
+def test_boto3_round_trips_through_https(
+    https_proxy: ProxyProcess, certificates: dict[str, str]
+) -> None:
+    assert https_proxy.url.startswith("https://")
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=https_proxy.url,
+        region_name=REGION,
+        config=NO_RETRIES,
+        verify=certificates["ca"],
+    )
+    table = f"tls-{uuid.uuid4().hex[:8]}"
+    client.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    item = {"id": {"S": "42"}, "name": {"S": "Ada"}}
+    client.put_item(TableName=table, Item=item)
+    assert client.get_item(TableName=table, Key={"id": {"S": "42"}})["Item"] == item
+    answer = client.get_item(TableName=table, Key={"id": {"S": "42"}})  # the cache's, over TLS
+    assert answer["Item"] == item
+    assert answer["ResponseMetadata"]["HTTPHeaders"]["x-daxproxy-cache"] == "hit"
+
+
+async def test_plain_http_to_the_https_port_fails_cleanly(
+    https_proxy: ProxyProcess, certificates: dict[str, str]
+) -> None:
+    reader, writer = await connect(https_proxy)
+    writer.write(HEALTH)
+    answer = await read_all(reader)
+    assert not answer.startswith(b"HTTP/")  # a TLS alert at most, then closed
+    writer.close()
+    # and the proxy still serves HTTPS
+    reader, writer = await connect(
+        https_proxy, ssl.create_default_context(cafile=certificates["ca"])
+    )
+    writer.write(HEALTH)
+    assert (await read_answer(reader))[0] == 200
+    writer.close()
+
+
+async def test_a_client_not_trusting_the_certificate_is_refused(
+    https_proxy: ProxyProcess,
+) -> None:
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await connect(https_proxy, ssl.create_default_context())
