@@ -22,6 +22,7 @@ from daxproxy import __version__
 from daxproxy.core import settings_sources as sources
 from daxproxy.core.config import LOG_FORMATS, LOG_LEVELS, SettingError, Settings
 from daxproxy.edge.logs import configure_logging
+from daxproxy.edge.memory import tune_malloc
 from daxproxy.edge.server import serve
 
 log = logging.getLogger("daxproxy")
@@ -256,6 +257,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if ignored:
         log.info("ignoring Kubernetes service variables, not settings: %s", ", ".join(ignored))
     log.debug("settings: %s", sources.describe(settings, *layers))
+    log.debug(tune_malloc())
     try:
         asyncio.run(serve(settings))
     except SettingError as exc:  # found while starting: credentials, the embedded backend
