@@ -69,6 +69,12 @@ bench-full: install
 	@sh bench/setup.sh
 	$(BIN)/python -m bench.run --set full $(ARGS)
 
+# Memory under churn: 10 minutes of mixed load with small caches (bench/README.md, "Soak").
+.PHONY: soak
+soak: install
+	@sh bench/setup.sh
+	$(BIN)/python -m bench.soak $(ARGS)
+
 clean:
 	rm -rf $(VENV) $(AWSCLI_VENV) tests/js/node_modules bench/node_modules bench/results \
 		.pytest_cache .mypy_cache .ruff_cache
