@@ -241,14 +241,19 @@ class _BatchPlan:
             consumed = orjson.loads(answer.body).get("ConsumedCapacity", [])
             if not self.hits and not self._waits:
                 request_id = request_id_of(answer)
+        await self._join_waits()
+        outcome = HIT if not self._fetch and not self.passthrough else MISS
+        return built(self._body(consumed), outcome, request_id)
+
+    async def _join_waits(self) -> None:
+        """Take the items of the fills this batch waited on (a key no fill found stays
+        unprocessed, to be asked again)."""
         for table, raw, fill in self._waits:
             value = await asyncio.shield(fill)
             if value is None:
                 self.unprocessed.setdefault(table, []).append(raw)
             else:
                 self._keep(table, value)
-        outcome = HIT if not self._fetch and not self.passthrough else MISS
-        return built(self._body(consumed), outcome, request_id)
 
     async def _stale(self) -> WireResponse | None:
         """The answer from stale entries when the fetch failed: only when every fetched key
@@ -265,12 +270,7 @@ class _BatchPlan:
                 fallback.append((table, *found))
         for table, entry, _ in fallback:
             self._keep(table, entry)
-        for table, raw, fill in self._waits:
-            value = await asyncio.shield(fill)
-            if value is None:
-                self.unprocessed.setdefault(table, []).append(raw)
-            else:
-                self._keep(table, value)
+        await self._join_waits()
         cache.stats.stale_served += len(fallback)
         expired_for = max(expired for _, _, expired in fallback)
         return stale(built(self._body([]), STALE), expired_for)

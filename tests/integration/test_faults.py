@@ -14,9 +14,11 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from daxproxy.service.embedded import MotoServer, free_port
@@ -129,20 +131,34 @@ class StallingLink:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._connection, "127.0.0.1", self.port)
+        connections: set[asyncio.Task[None]] = set()
+
+        def accepted(client: asyncio.StreamReader, back: asyncio.StreamWriter) -> None:
+            task = asyncio.ensure_future(self._connection(client, back))
+            connections.add(task)
+            task.add_done_callback(connections.discard)
+
+        server = await asyncio.start_server(accepted, "127.0.0.1", self.port)
         self._ready.set()
         async with server:
             await self._stop.wait()
+            for task in list(connections):  # those still open: closed, not left pending
+                task.cancel()
+            await asyncio.gather(*connections, return_exceptions=True)
 
     async def _connection(self, client: asyncio.StreamReader, back: asyncio.StreamWriter) -> None:
+        writers = [back]
         try:
             upstream, forth = await asyncio.open_connection("127.0.0.1", self.target)
+            writers.append(forth)
+            await asyncio.gather(self._pipe(client, forth), self._pipe(upstream, back))
         except OSError:
-            back.close()
-            return
-        await asyncio.gather(self._pipe(client, forth), self._pipe(upstream, back))
-        for writer in (forth, back):
-            writer.close()
+            pass
+        finally:
+            for writer in writers:
+                writer.close()
+                with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+                    await writer.wait_closed()
 
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
@@ -356,3 +372,48 @@ def test_stale_on_error_serves_an_expired_entry_only_when_enabled(
             assert failure(lambda: c.query(**query))[0] >= 500
         # A key never cached has nothing to fall back on.
         assert failure(lambda: c.get_item(TableName=table, Key=key("z")))[0] >= 500
+
+
+def test_past_max_in_flight_requests_are_throttled_at_once_and_sdks_retry(
+    moto: MotoServer,
+) -> None:
+    table = new_table(moto.url, "hot", "cold")
+    with (
+        StallingLink(moto.port) as link,
+        running_proxy(
+            "--upstream", link.url, "--max-in-flight", "2", "--request-timeout-millis", "3000"
+        ) as proxy,
+    ):
+        c = dynamodb_client(proxy.url)
+        c.get_item(TableName=table, Key=key("hot"))  # cached
+        link.stalled = True
+        with ThreadPoolExecutor(2) as pool:  # two misses wait on the stalled upstream
+            held = [
+                pool.submit(
+                    lambda: dynamodb_client(proxy.url).get_item(TableName=table, Key=key("cold"))
+                )
+                for _ in range(2)
+            ]
+            deadline = time.monotonic() + 5
+            while metric(proxy, "daxproxy_requests_in_flight") != 2:
+                assert time.monotonic() < deadline, "the two misses never got in flight"
+                time.sleep(0.02)
+            # The third request, even a would-be hit, is shed at once in DynamoDB's words.
+            status, code, message, seconds = failure(
+                lambda: c.get_item(TableName=table, Key=key("hot"))
+            )
+            assert (status, code) == (400, "ThrottlingException")
+            assert message == "Rate of requests exceeds the allowed throughput."
+            assert seconds < FAST
+            # An SDK with retries backs off and tries again: it is a throttle to botocore.
+            retrying = dynamodb_client(
+                proxy.url, Config(retries={"total_max_attempts": 3, "mode": "standard"})
+            )
+            with pytest.raises(ClientError) as raised:
+                retrying.get_item(TableName=table, Key=key("hot"))
+            assert raised.value.response["ResponseMetadata"]["RetryAttempts"] == 2
+            link.stalled = False
+            assert [f.result()["Item"] for f in held] == [item("cold", "one")] * 2
+        # Room again: served, and the shed requests were counted as throttles.
+        assert c.get_item(TableName=table, Key=key("hot"))["Item"] == item("hot", "one")
+        assert metric(proxy, "daxproxy_throttled_requests_total") == 4
