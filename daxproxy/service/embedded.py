@@ -137,6 +137,9 @@ async def start_embedded_moto() -> MotoServer:
             if attempt == _START_ATTEMPTS:
                 raise
             continue
+        except BaseException:  # cancelled (a signal during start-up): no child left behind
+            server.stop()
+            raise
         log.info("embedded moto server started on %s", server.url)
         return server
     raise AssertionError("unreachable")  # pragma: no cover

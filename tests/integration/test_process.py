@@ -7,6 +7,7 @@ within the configured timeout, never a hang; ``/readyz`` follows the upstream wh
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -27,7 +28,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from daxproxy.service.embedded import MotoServer, free_port
+from daxproxy.service.embedded import MotoServer, free_port, start_embedded_moto
 from tests.integration.harness import NO_RETRIES, REGION, TEST_ENV, get, running_proxy
 from tests.integration.harness import dynamodb_client as client
 
@@ -315,3 +316,34 @@ def exercise(url: str, authorizations: list[str]) -> None:
         urllib.request.urlopen(bad, timeout=5)
     caught.value.close()
     assert get(url + "/readyz")[0] == 200
+
+
+def moto_children() -> list[int]:
+    """The pids of this process's live children running moto's server."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        if parent == os.getpid() and b"moto.server" in command and " Z " not in stat:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+async def test_a_start_cancelled_while_moto_starts_leaves_no_moto_behind() -> None:
+    assert moto_children() == []
+    starting = asyncio.create_task(start_embedded_moto())
+    deadline = time.monotonic() + 10
+    while not moto_children():  # launched; its server takes about a second to listen
+        assert time.monotonic() < deadline and not starting.done()
+        await asyncio.sleep(0.01)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert moto_children() == []
