@@ -27,7 +27,6 @@ table and every action it could be. Pure: no I/O but the file read by :func:`loa
 from __future__ import annotations
 
 import enum
-import itertools
 import os
 import re
 import time
@@ -36,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from daxproxy.core import sigv4_verify
+from daxproxy.core import partiql, sigv4_verify
 from daxproxy.core.config import SettingError, Settings
 from daxproxy.core.errors import AccessDeniedException
 from daxproxy.core.operations import Kind, Operation, known
@@ -246,91 +245,29 @@ def _table_of_iterator(value: object) -> str | None:
     return _table_of_arn(value.partition("|")[0]) if isinstance(value, str) else None
 
 
-_TOKEN = re.compile(r"""\s*(?:'(?:[^']|'')*'|"((?:[^"]|"")*)"|([A-Za-z0-9_-]+)|(\S))""")
 _STATEMENT_ACTIONS = {
-    "SELECT": PARTIQL_SELECT,
-    "EXISTS": PARTIQL_SELECT,
-    "INSERT": PARTIQL_INSERT,
-    "UPDATE": PARTIQL_UPDATE,
-    "DELETE": PARTIQL_DELETE,
+    partiql.SELECT: PARTIQL_SELECT,
+    partiql.INSERT: PARTIQL_INSERT,
+    partiql.UPDATE: PARTIQL_UPDATE,
+    partiql.DELETE: PARTIQL_DELETE,
 }
 
 
 def statement_needs(payload: Mapping[str, Any]) -> list[Need]:
     """ExecuteStatement, BatchExecuteStatement, ExecuteTransaction: each statement's action
-    on its table. One the proxy cannot read needs every PartiQL action on every table."""
-    statements: Any
-    if "Statement" in payload:
-        statements = [payload]
-    else:
-        statements = payload.get("Statements", payload.get("TransactStatements"))
-    if not isinstance(statements, list) or not statements:
-        return [(action, Unknown.TABLE) for action in PARTIQL_ACTIONS]
+    on its tables (:mod:`daxproxy.core.partiql`). One the proxy cannot read needs every
+    PartiQL action on every table."""
+    everything: list[Need] = [(action, Unknown.TABLE) for action in PARTIQL_ACTIONS]
+    statements = partiql.statements(payload)
+    if not statements:
+        return everything
     out: list[Need] = []
-    for entry in statements:
-        text = entry.get("Statement") if isinstance(entry, dict) else None
-        need = _statement_need(text) if isinstance(text, str) else None
-        if need is None:
-            return [(action, Unknown.TABLE) for action in PARTIQL_ACTIONS]
-        out.extend(need)
+    for statement in statements:
+        if statement.verb is None or statement.tables is None:
+            return everything
+        action = _STATEMENT_ACTIONS[statement.verb]
+        out.extend((action, table) for table in statement.tables)
     return out
-
-
-def _statement_need(text: str) -> list[Need] | None:
-    # Tokens: (quoted identifier or None, word or None, other character or None); string
-    # literals are skipped, so a "FROM" inside one is never read as a keyword.
-    tokens: list[tuple[str | None, str | None]] = []
-    for match in _TOKEN.finditer(text):
-        quoted, word, other = match.groups()
-        if quoted is not None:
-            tokens.append((quoted.replace('""', '"'), None))
-        elif word is not None:
-            tokens.append((None, word))
-        elif other is not None:
-            tokens.append((None, other))
-    words = [(word or "").upper() for _, word in tokens]
-    if any("--" in word or word.startswith("/*") for word in _joined(words)):
-        return None  # a comment: what it hides from this reading, DynamoDB might not
-    action = _STATEMENT_ACTIONS.get(words[0]) if words else None
-    starts = _table_positions(action, words)
-    if action is None or not starts:
-        return None
-    out: list[Need] = []
-    for start in starts:
-        table = _identifier(tokens, start)
-        if table is None:
-            return None
-        out.append((action, table))
-    return out
-
-
-def _joined(words: list[str]) -> Iterator[str]:
-    """Each word, and each pair of adjacent one-character tokens ("/" then "*")."""
-    yield from words
-    yield from (a + b for a, b in itertools.pairwise(words))
-
-
-def _table_positions(action: str | None, words: list[str]) -> list[int]:
-    """Where the statement's tables are: after each FROM of a SELECT, after INSERT INTO,
-    UPDATE, DELETE FROM."""
-    if action == PARTIQL_SELECT:
-        return [i + 1 for i, word in enumerate(words) if word == "FROM"]
-    if action == PARTIQL_INSERT:
-        return [2] if words[1:2] == ["INTO"] else []
-    if action == PARTIQL_DELETE:
-        return [2] if words[1:2] == ["FROM"] else []
-    return [1] if action == PARTIQL_UPDATE else []
-
-
-def _identifier(tokens: list[tuple[str | None, str | None]], index: int) -> str | None:
-    if index >= len(tokens):
-        return None
-    quoted, word = tokens[index]
-    if quoted is not None:
-        return quoted or None
-    if word is not None and re.fullmatch(r"[A-Za-z0-9_-]+", word):
-        return word
-    return None
 
 
 # --- The check -----------------------------------------------------------------------

@@ -16,13 +16,12 @@ The query cache hears of each (see :class:`daxproxy.service.query_cache.QueryCac
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
-from daxproxy.core import wire
+from daxproxy.core import partiql, wire
 from daxproxy.core.cache import NOT_FOUND, ItemCache, WriteTicket, WriteTracker
 from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.item_requests import After, Uncacheable, Written, written_items
@@ -250,30 +249,17 @@ class ItemWrites:
         return self._after_unknown(answer, tables)
 
 
-_READ_ONLY = re.compile(r"\s*(?:SELECT|EXISTS)\b", re.IGNORECASE)
-_WRITE_TARGET = re.compile(
-    r"""\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(?:"((?:[^"]|"")+)"|([A-Za-z0-9_.-]+))""",
-    re.IGNORECASE,
-)
-
-
 def statement_tables(payload: dict[str, Any]) -> set[str] | None:
     """The tables the PartiQL statements of a request can write: empty for reads only,
     None when some statement cannot be read (then every table counts as written)."""
-    statements: list[Any]
-    if "Statement" in payload:
-        statements = [payload]
-    else:
-        statements = payload.get("Statements") or payload.get("TransactStatements") or []
+    statements = partiql.statements(payload)
+    if statements is None:
+        return None
     tables: set[str] = set()
-    for entry in statements:
-        text = entry.get("Statement") if isinstance(entry, dict) else None
-        if not isinstance(text, str):
-            return None
-        if _READ_ONLY.match(text):
+    for statement in statements:
+        if statement.verb == partiql.SELECT:
             continue
-        match = _WRITE_TARGET.match(text)
-        if match is None:
+        if statement.verb is None or statement.tables is None:
             return None
-        tables.add(match.group(1).replace('""', '"') if match.group(1) else match.group(2))
+        tables.update(statement.tables)
     return tables

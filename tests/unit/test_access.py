@@ -144,6 +144,7 @@ EVERYTHING = [(action, Unknown.TABLE) for action in access.PARTIQL_ACTIONS]
             [(SELECT, "Orders"), (INSERT, "Users")],
         ),
         ({"Statement": "UPSERT something"}, EVERYTHING),
+        ({"Statement": "UPDATE Users.x SET a = 1 WHERE pk = ?"}, EVERYTHING),
         ({"Statement": "SELECT 1"}, EVERYTHING),
         ({"Statement": 'SELECT * FROM "Orders" /* "x" */'}, EVERYTHING),
         ({"Statement": 'SELECT * FROM "Orders" -- comment'}, EVERYTHING),

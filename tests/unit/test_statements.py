@@ -38,6 +38,10 @@ from daxproxy.service.item_writes import statement_tables
             {"c"},
         ),
         ({"Statement": "UPSERT something"}, None),
+        # Which table an unquoted dotted name is written to is DynamoDB's guess, not ours.
+        ({"Statement": "UPDATE my.table SET a = 1"}, None),
+        ({"Statement": 'DELETE FROM "t" -- a comment may hide more'}, None),
+        ({"Statement": 'SELECT * FROM "t" -- a read stays a read'}, set()),
         ({"Statement": 42}, None),
         ({"Statements": ["not a map"]}, None),
     ],
