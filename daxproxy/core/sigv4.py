@@ -27,6 +27,17 @@ def signing_key(secret_key: str, date: str, region: str, service: str = SERVICE)
     return key
 
 
+def signature_of(canonical_request: str, amz_date: str, scope: str, secret_key: str) -> str:
+    """The hex signature of a canonical request, for a ``date/region/service/aws4_request``
+    credential scope: what the proxy signs with upstream and checks clients' against."""
+    date, region, service, _ = scope.split("/")
+    to_sign = "\n".join(
+        [ALGORITHM, amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest()]
+    )
+    key = signing_key(secret_key, date, region, service)
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
 def sign(
     *,
     host: str,
@@ -59,14 +70,8 @@ def sign(
             hashlib.sha256(body).hexdigest(),
         ]
     )
-    date = amz_date[:8]
-    scope = f"{date}/{region}/{SERVICE}/aws4_request"
-    to_sign = "\n".join(
-        [ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    signature = hmac.new(
-        signing_key(secret_key, date, region), to_sign.encode(), hashlib.sha256
-    ).hexdigest()
+    scope = f"{amz_date[:8]}/{region}/{SERVICE}/aws4_request"
+    signature = signature_of(canonical, amz_date, scope, secret_key)
     out = [("X-Amz-Date", amz_date)]
     if token:
         out.append(("X-Amz-Security-Token", token))

@@ -18,7 +18,7 @@ gives, with DynamoDB's words, checked in DynamoDB's order (dynalite's index.js r
 6. a session token: UnrecognizedClient, since the proxy knows long-term keys only.
 
 Presigned (query-string) signatures are not accepted. The secret never leaves this module
-except into :func:`daxproxy.core.sigv4.signing_key`; no message carries it.
+except into :func:`daxproxy.core.sigv4.signature_of`; no message carries it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from daxproxy.core.errors import (
     MissingAuthenticationTokenException,
     UnrecognizedClientException,
 )
-from daxproxy.core.sigv4 import ALGORITHM, SERVICE, signing_key
+from daxproxy.core.sigv4 import ALGORITHM, SERVICE, signature_of
 
 SecretOf = Callable[[str], str | None]
 
@@ -126,12 +126,7 @@ def verify(
         ]
     )
     scope = f"{scope_date}/{scope_region}/{scope_service}/{terminator}"
-    to_sign = "\n".join([ALGORITHM, stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    expected = hmac.new(
-        signing_key(secret, scope_date, scope_region, scope_service),
-        to_sign.encode(),
-        hashlib.sha256,
-    ).hexdigest()
+    expected = signature_of(canonical, stamp, scope, secret)
     matches = hmac.compare_digest(expected.encode(), params["Signature"].encode())
     if not matches or (declared is not None and declared.strip().lower() != payload_hash):
         raise InvalidSignatureException(MISMATCH)
