@@ -252,7 +252,7 @@ class EdgeHandler(RequestHandler):
             raise ConnectionError("an answer was already being sent")
         error: DynamoDBError
         if status == 400:
-            log.debug("unparsable request from %s: %s", request.remote, exc)
+            log.debug("unparsable request from %s: %s", request.remote, type(exc).__name__)
             if isinstance(exc, LineTooLong):
                 error = SerializationException(
                     "A request line or header field is longer than "

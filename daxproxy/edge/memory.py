@@ -19,7 +19,6 @@ sets ``MALLOC_MMAP_THRESHOLD_`` (the operator's choice wins).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 from collections.abc import Mapping
@@ -36,7 +35,7 @@ def tune_malloc(environ: Mapping[str, str] = os.environ) -> str:
     if not sys.platform.startswith("linux"):
         return "malloc: not glibc, left as it is"
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process's own symbols: its C library's among them
         mallopt = libc.mallopt
         libc.gnu_get_libc_version  # noqa: B018 - present in glibc only (not musl)
     except (OSError, AttributeError):
