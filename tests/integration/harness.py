@@ -164,9 +164,19 @@ def dynamodb_client(url: str, config: Config = NO_RETRIES) -> Any:
     return boto3.client("dynamodb", endpoint_url=url, region_name=REGION, config=config)
 
 
-def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+def get(
+    url: str,
+    timeout: float = 5.0,
+    *,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    method: str | None = None,
+) -> tuple[int, bytes]:
+    """The status and body of a plain HTTP request (a GET unless ``data`` or ``method``
+    says otherwise), error statuses included."""
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, answer.read()
     except urllib.error.HTTPError as error:
         with error:

@@ -16,8 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +36,7 @@ from tests.integration.harness import (
     TEST_ENV,
     CountedStack,
     dynamodb_client,
+    get,
     serving,
 )
 
@@ -146,13 +145,8 @@ def signed(
 
 
 def post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(f"{url}/", data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read())
+    status, answer = get(f"{url}/", 10, data=body, headers=headers, method="POST")
+    return status, json.loads(answer)
 
 
 def get_body(table: str, pk: str = "a") -> bytes:

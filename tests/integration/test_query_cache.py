@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import PK_SK_TABLE, CountedStack, serving
+from tests.integration.harness import PK_SK_TABLE, CountedStack, get, serving
 from tests.integration.harness import dynamodb_client as client
 
 QUERY_TTL_MILLIS = 1500
@@ -177,13 +177,8 @@ def test_partiql_writes_and_table_deletion_drop_pages_in_dax_mode_too(
 
 def admin(stack: Stack, method: str, path: str, body: object = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(stack.dax.url + path, data=data, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read())
+    status, answer = get(stack.dax.url + path, 10, data=data, method=method)
+    return status, json.loads(answer)
 
 
 def test_the_admin_view_shows_each_cache(stack: Stack, table: str) -> None:
