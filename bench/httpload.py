@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from bench.pyload import RESULT_MARKER, percentile
+from bench.pyload import RESULT_MARKER, latency_summary
 from bench.workloads import WRITE, Workload, stream
 
 WINDOW_MARKER = "BENCH_WINDOW "
@@ -299,20 +299,6 @@ class Generator:
 def _mark(what: str) -> None:
     sys.stdout.write(f"{WINDOW_MARKER}{what}\n")
     sys.stdout.flush()
-
-
-def latency_summary(values: list[int]) -> dict[str, float]:
-    ordered = sorted(values)
-    count = len(ordered)
-    return {
-        "count": count,
-        "p50_us": percentile(ordered, 50),
-        "p90_us": percentile(ordered, 90),
-        "p99_us": percentile(ordered, 99),
-        "p999_us": percentile(ordered, 99.9),
-        "mean_us": round(sum(ordered) / count, 1) if count else 0.0,
-        "max_us": ordered[-1] if ordered else 0,
-    }
 
 
 def summarize(tally: Tally, seconds: float, cpu_seconds: float) -> dict[str, object]:

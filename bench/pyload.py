@@ -94,20 +94,30 @@ async def run(
     return summarize(tally, seconds)
 
 
-def summarize(tally: Tally, seconds: float) -> dict[str, object]:
-    ordered = sorted(tally.latencies_us)
+def latency_summary(values: list[int]) -> dict[str, float]:
+    """Count, percentiles, mean and maximum of latencies in microseconds."""
+    ordered = sorted(values)
     count = len(ordered)
     return {
-        "requests": count,
-        "seconds": round(seconds, 6),
-        "rps": round(count / seconds, 2) if seconds > 0 else 0.0,
-        "bytes": tally.bytes,
+        "count": count,
         "p50_us": percentile(ordered, 50),
         "p90_us": percentile(ordered, 90),
         "p99_us": percentile(ordered, 99),
         "p999_us": percentile(ordered, 99.9),
         "mean_us": round(sum(ordered) / count, 1) if count else 0.0,
         "max_us": ordered[-1] if ordered else 0,
+    }
+
+
+def summarize(tally: Tally, seconds: float) -> dict[str, object]:
+    latencies = latency_summary(tally.latencies_us)
+    count = int(latencies.pop("count"))
+    return {
+        "requests": count,
+        "seconds": round(seconds, 6),
+        "rps": round(count / seconds, 2) if seconds > 0 else 0.0,
+        "bytes": tally.bytes,
+        **latencies,
         "errors_connect": tally.errors_connect,
         "errors_read": tally.errors_read,
         "errors_write": 0,
