@@ -8,9 +8,11 @@ The auth file is TOML, one ``[[keys]]`` table per access key::
     tables = ["Orders", "Orders-*"]                # globs with *; "*": every table
     operations = ["read", "write", "describe"]    # groups, operation names, or "*"
 
-:func:`load_grants` reads it once, at start-up, and raises :class:`SettingError` naming
-``auth_file`` and the problem (the file, bad TOML, an unknown field or operation, a secret's
-missing environment variable, a repeated key id); no message ever carries a secret.
+:func:`parse_grants` reads its text once, at start-up, and raises :class:`SettingError`
+naming ``auth_file`` and the problem (bad TOML, an unknown field or operation, a secret's
+missing environment variable, a repeated key id); no message ever carries a secret. The
+file and the environment are read at the edge (:mod:`daxproxy.edge.auth`), which hands
+the text and the variables here; :func:`from_settings` builds the check from the grants.
 
 :class:`Access` checks one request: its SigV4 signature
 (:func:`daxproxy.core.sigv4_verify.verify`), then every (action, table) pair it needs
@@ -18,16 +20,17 @@ missing environment variable, a repeated key id); no message ever carries a secr
 An action is the operation's name, except for PartiQL, where it is IAM's per statement:
 ``PartiQLSelect``, ``PartiQLInsert``, ``PartiQLUpdate`` or ``PartiQLDelete``. The tables
 are every table the request names (TableName, RequestItems, TransactItems, the table of an
-ARN, the tables of PartiQL statements); a request that names none is allowed when its
-operation is one that takes no table (ListTables, ...), and a request the proxy cannot read
-fully (an unknown operation, a statement it cannot parse) only to a key that may use every
-table and every action it could be. Pure: no I/O but the file read by :func:`load_grants`.
+ARN (:mod:`daxproxy.core.tables`), the tables of PartiQL statements, read from the one
+member the operation runs); a request that names none is allowed when its operation is one
+that takes no table (ListTables, ...), and a request the proxy cannot read fully (an
+unknown operation, whatever tables it names elsewhere; a statement it cannot parse, which
+could write anywhere) only to a key that may use every table and every action it could be.
+Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import enum
-import os
 import re
 import time
 import tomllib
@@ -39,6 +42,7 @@ from daxproxy.core import partiql, sigv4_verify
 from daxproxy.core.config import SettingError, Settings
 from daxproxy.core.errors import AccessDeniedException
 from daxproxy.core.operations import Kind, Operation, known
+from daxproxy.core.tables import table_of_arn
 
 SETTING = "auth_file"
 
@@ -93,7 +97,6 @@ _ARN_FIELDS = (
     "ImportArn",
     "StreamArn",
 )
-_TABLE_ARN = re.compile(r"arn:[^:]+:dynamodb:[^:]*:[^:]*:(?:global-)?table/([^/]+)")
 _KEY_ID = re.compile(r"[A-Za-z0-9_+=.@-]{1,128}\Z")
 _FIELDS = frozenset(
     {"access_key_id", "secret_access_key", "secret_access_key_env", "tables", "operations"}
@@ -176,14 +179,18 @@ def _known_operation(name: str) -> bool:
 def needs(operation: Operation, payload: Mapping[str, Any]) -> list[Need]:
     """Every (action, table) pair the request needs a grant for."""
     if operation.kind is Kind.PARTIQL:
-        return statement_needs(payload)
-    tables = tables_of(payload)
+        return statement_needs(operation.name, payload)
     name = operation.name
-    if tables is None:
+    if operation.kind is Kind.UNKNOWN:
+        # Which members name its tables (or what it does to them) is not known: a
+        # TableName beside them proves nothing.
         return [(name, Unknown.TABLE)]
-    if not tables:
+    named = tables_of(payload)
+    if named is None:
+        return [(name, Unknown.TABLE)]
+    if not named:
         return [(name, None if name in _TABLELESS else Unknown.TABLE)]
-    return [(name, table) for table in sorted(tables)]
+    return [(name, table) for table in sorted(named)]
 
 
 def tables_of(payload: Mapping[str, Any]) -> set[str] | None:
@@ -234,10 +241,7 @@ def _table_name(value: object) -> str | None:
 
 
 def _table_of_arn(value: object) -> str | None:
-    if not isinstance(value, str):
-        return None
-    match = _TABLE_ARN.match(value)
-    return match.group(1) if match else None
+    return table_of_arn(value) if isinstance(value, str) else None
 
 
 def _table_of_iterator(value: object) -> str | None:
@@ -253,12 +257,13 @@ _STATEMENT_ACTIONS = {
 }
 
 
-def statement_needs(payload: Mapping[str, Any]) -> list[Need]:
+def statement_needs(operation: str, payload: Mapping[str, Any]) -> list[Need]:
     """ExecuteStatement, BatchExecuteStatement, ExecuteTransaction: each statement's action
-    on its tables (:mod:`daxproxy.core.partiql`). One the proxy cannot read needs every
-    PartiQL action on every table."""
+    on its tables (:mod:`daxproxy.core.partiql`), read from the member ``operation`` runs,
+    as the cache reads them. A statement the proxy cannot read could be a write to any
+    table: it needs every PartiQL action on every table."""
     everything: list[Need] = [(action, Unknown.TABLE) for action in PARTIQL_ACTIONS]
-    statements = partiql.statements(payload)
+    statements = partiql.statements(operation, payload)
     if not statements:
         return everything
     out: list[Need] = []
@@ -342,21 +347,21 @@ class Access:
 
 
 def from_settings(
-    settings: Settings, region: str, environ: Mapping[str, str] | None = None
+    settings: Settings, region: str, grants: Mapping[str, Grant] | None
 ) -> Access | None:
-    """The proxy's access check, or None without ``auth_file``."""
+    """The proxy's access check from the grants loaded at start-up; None without
+    ``auth_file``. An ``auth_file`` whose grants were not loaded fails closed: the proxy
+    must not start without the check it was told to make."""
     if settings.auth_file is None:
         return None
-    grants = load_grants(settings.auth_file, os.environ if environ is None else environ)
+    if grants is None:
+        raise SettingError(SETTING, f"{settings.auth_file} was set but not loaded at start-up")
     return Access(grants, region=region, skew_seconds=settings.auth_clock_skew_millis / 1000)
 
 
-def load_grants(path: str, environ: Mapping[str, str]) -> dict[str, Grant]:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise SettingError(SETTING, f"cannot read {path}: {exc.strerror}") from None
+def parse_grants(raw: bytes, path: str, environ: Mapping[str, str]) -> dict[str, Grant]:
+    """The grants of an auth file's bytes (read from ``path``, named in messages);
+    ``environ``: the variables ``secret_access_key_env`` may name."""
     try:
         document = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:

@@ -8,6 +8,13 @@ With a ``stale_grace``, an expired entry is a miss but stays (in its LRU place, 
 the budget) until the grace runs out, so that :meth:`ItemCache.get_stale` can still give it
 when the upstream fails; writes and table drops remove it exactly as they remove a fresh one.
 
+Dropping a table is O(1): the cache counts drops in one *generation* and stamps each entry
+with the generation it was stored in; an entry older than its table's last drop is dead and
+is freed when met. A fill passes the generation it started in (``since``) to :meth:`put`,
+which refuses it when its table was dropped meanwhile, so a drop retires the fills in flight
+too. After a write whose outcome is unknown (no answer, a 5xx) its keys or tables are *held*
+(:meth:`ItemCache.hold`): nothing is stored for them until the write can no longer land.
+
 :class:`WriteTracker` is the bookkeeping that keeps fills honest: a fill (a miss being
 loaded from upstream) may only be installed when no write to its key was in flight at any
 moment of the fill, and a write may only install its result when no other write to the
@@ -30,9 +37,12 @@ NOT_FOUND = b""  # a negative entry: DynamoDB said there is no such item
 # strings' headers, the stored bytes object's header and its expiry header, and the
 # OrderedDict's slot and link. Measured by bench/memory.py (RSS per entry on CPython 3.11).
 ENTRY_OVERHEAD = 300
-# Each stored value starts with its expiry time and its table's epoch: one object per entry
-# instead of three (an entry object, a float and the value) saves 68 bytes an entry.
-_HEADER = struct.Struct("<dI")
+# Each stored value starts with its expiry time and the generation it was stored in: one
+# object per entry instead of three (an entry object, a float and the value) saves 68 bytes.
+_HEADER = struct.Struct("<dQ")
+# Tables whose last drop the cache remembers; past this many it frees every dead entry and
+# forgets them all (a fill that started before then is refused, at the cost of one miss).
+MAX_DROPPED_TABLES = 1024
 
 Clock = Callable[[], float]
 
@@ -88,7 +98,15 @@ class ItemCache:
         self.stale_grace = stale_grace
         self._clock = clock
         self._entries: OrderedDict[ItemKey, bytes] = OrderedDict()
-        self._epochs: dict[str, int] = {}
+        self._generation = 0  # counts drops; each entry is stamped with the one it was stored in
+        # Each table's last drop; a table not here was last dropped at most at ``_cleared``
+        # (drop_all) as far as entries go, and at most at ``_forgotten`` as far as fills go.
+        self._dropped: dict[str, int] = {}
+        self._cleared = 0
+        self._forgotten = 0
+        # Item keys and tables nothing may be stored for, until their deadline (cache clock);
+        # held in deadline order, since every hold lasts as long.
+        self._held: OrderedDict[ItemKey | str, float] = OrderedDict()
         self.bytes = 0
         self.stats = CacheStats()
 
@@ -101,16 +119,16 @@ class ItemCache:
         if entry is None:
             self.stats.misses += 1
             return None
-        expires, epoch = _HEADER.unpack_from(entry)
+        expires, stamp = _HEADER.unpack_from(entry)
         now = self._clock()
         if expires <= now:
             if expires + self.stale_grace <= now:
                 self._remove(key, Eviction.TTL)
-            elif epoch != self._epochs.get(key[0], 0):
+            elif stamp < self._dropped.get(key[0], self._cleared):
                 self._remove(key, Eviction.TABLE)
             self.stats.misses += 1  # within the grace it stays, for get_stale
             return None
-        if epoch != self._epochs.get(key[0], 0):
+        if stamp < self._dropped.get(key[0], self._cleared):
             self._remove(key, Eviction.TABLE)
             self.stats.misses += 1
             return None
@@ -134,18 +152,26 @@ class ItemCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        expires, epoch = _HEADER.unpack_from(entry)
+        expires, stamp = _HEADER.unpack_from(entry)
         expired_for = self._clock() - expires
-        if expired_for >= self.stale_grace or epoch != self._epochs.get(key[0], 0):
+        if expired_for >= self.stale_grace or stamp < self._dropped.get(key[0], self._cleared):
             return None
         return entry[_HEADER.size :], max(expired_for, 0.0)
 
-    def put(self, key: ItemKey, value: bytes) -> None:
-        """Store an item (or :data:`NOT_FOUND`) with a fresh TTL, then evict down to budget."""
+    def put(self, key: ItemKey, value: bytes, *, since: int | None = None) -> bool:
+        """Store an item (or :data:`NOT_FOUND`) with a fresh TTL, then evict down to budget;
+        whether it was stored.
+
+        ``since``: the :meth:`generation` a fill started in; the fill is refused when its
+        table was dropped after that. Nothing is stored for a held key or table (what the
+        cache held for the key is evicted).
+        """
+        if since is not None and self.dropped_since(key[0], since):
+            return False
         size = entry_size(key, value)
-        if size > self.max_bytes:
+        if size > self.max_bytes or (self._held and self._is_held(key)):
             self.evict(key)
-            return
+            return False
         old = self._entries.pop(key, None)
         if old is not None:
             self.bytes -= _charged(key, len(old) - _HEADER.size)
@@ -153,27 +179,72 @@ class ItemCache:
         # A new object of exactly the entry's size: orjson builds its output in a larger
         # buffer and shrinks it, and a kept shrunken buffer pins the whole allocation
         # (4 KiB for a 200-byte item, measured by bench/memory.py).
-        self._entries[key] = _HEADER.pack(expires, self._epochs.get(key[0], 0)) + value
+        self._entries[key] = _HEADER.pack(expires, self._generation) + value
         self.bytes += size
         while self.bytes > self.max_bytes:
             oldest = next(iter(self._entries))
             self._remove(oldest, Eviction.SIZE)
+        return True
 
     def evict(self, key: ItemKey, reason: Eviction = Eviction.WRITE) -> None:
         if key in self._entries:
             self._remove(key, reason)
 
-    def epoch(self, table: str) -> int:
-        """Changes whenever the table is dropped: a fill that saw it change must not store."""
-        return self._epochs.get(table, 0)
+    def generation(self) -> int:
+        """The current generation: what a fill starting now passes to :meth:`put` as
+        ``since``, and to :meth:`dropped_since`."""
+        return self._generation
+
+    def dropped_since(self, table: str, since: int) -> bool:
+        """Whether ``table`` may have been dropped after generation ``since``."""
+        return self._dropped.get(table, self._forgotten) > since
+
+    @property
+    def tracked_tables(self) -> int:
+        """How many tables' drops the cache remembers (at most :data:`MAX_DROPPED_TABLES`)."""
+        return len(self._dropped)
 
     def drop_table(self, table: str) -> None:
         """Forget every entry of a table at once; entries are freed as they are met."""
-        self._epochs[table] = self._epochs.get(table, 0) + 1
+        self._generation += 1
+        self._dropped[table] = self._generation
+        if len(self._dropped) > MAX_DROPPED_TABLES:
+            self._free_dropped()
 
     def drop_all(self) -> None:
+        """Forget every entry, and retire every fill in flight."""
+        self._generation += 1
+        self._cleared = self._forgotten = self._generation
+        self._dropped.clear()
         for key in list(self._entries):
             self._remove(key, Eviction.TABLE)
+
+    def hold(self, keys: Iterable[ItemKey | str], seconds: float) -> None:
+        """Evict these item keys (and forget these tables' entries), and store nothing for
+        any of them for ``seconds``: a write that may land until then could outdate it."""
+        until = self._clock() + seconds
+        for key in keys:
+            if isinstance(key, str):
+                self.drop_table(key)
+            else:
+                self.evict(key)
+            self._held.pop(key, None)
+            self._held[key] = until
+
+    def _is_held(self, key: ItemKey) -> bool:
+        held, now = self._held, self._clock()
+        while held and next(iter(held.values())) <= now:
+            held.popitem(last=False)
+        never = float("-inf")
+        return held.get(key, never) > now or held.get(key[0], never) > now
+
+    def _free_dropped(self) -> None:
+        """Free every dead entry, then forget the tables' drops (bounds their memory)."""
+        for key, entry in list(self._entries.items()):
+            if _HEADER.unpack_from(entry)[1] < self._dropped.get(key[0], self._cleared):
+                self._remove(key, Eviction.TABLE)
+        self._dropped.clear()
+        self._forgotten = self._generation
 
     def _remove(self, key: ItemKey, reason: Eviction) -> None:
         entry = self._entries.pop(key)
@@ -184,13 +255,15 @@ class ItemCache:
 
 
 class FillTicket:
-    """One fill in flight; ``clean`` turns False when a write to its key overlaps it."""
+    """One fill in flight; ``clean`` turns False when a write to its key overlaps it.
+    ``since`` is the cache generation it started in (see :meth:`ItemCache.put`)."""
 
-    __slots__ = ("clean", "key")
+    __slots__ = ("clean", "key", "since")
 
-    def __init__(self, key: ItemKey, clean: bool) -> None:
+    def __init__(self, key: ItemKey, clean: bool, since: int) -> None:
         self.key = key
         self.clean = clean
+        self.since = since
 
 
 class WriteTicket:
@@ -228,8 +301,8 @@ class WriteTracker:
                 del self._writes[key]
             self._dirty(key)
 
-    def fill_started(self, key: ItemKey) -> FillTicket:
-        ticket = FillTicket(key, clean=key not in self._writes)
+    def fill_started(self, key: ItemKey, since: int = 0) -> FillTicket:
+        ticket = FillTicket(key, clean=key not in self._writes, since=since)
         self._fills.setdefault(key, []).append(ticket)
         return ticket
 

@@ -1,7 +1,10 @@
 """What a PartiQL request does, read without running it: each statement's verb and tables.
 
 ExecuteStatement carries one ``Statement``, BatchExecuteStatement ``Statements`` and
-ExecuteTransaction ``TransactStatements``. :func:`statements` reads each statement's verb
+ExecuteTransaction ``TransactStatements``, and each is read from its own member only: the
+upstream runs that one, so another member beside it (an ExecuteTransaction's decoy
+``"Statement": "SELECT ..."``) must not pass its writes off as a read. :func:`statements`
+reads each statement's verb
 (``SELECT``, with ``EXISTS`` read as one; ``INSERT``, ``UPDATE``, ``DELETE``) and the tables
 it names: after each ``FROM`` of a SELECT (``FROM "Orders"."byDate"`` names the table
 ``Orders``, DynamoDB's ``table[.index]``), after ``INSERT INTO``, ``UPDATE`` and ``DELETE
@@ -12,8 +15,9 @@ it knows of every table; the access check needs every action on every table): a 
 not know is None, and so are the tables of a statement that names none where one belongs,
 has a comment (what a comment hides from this reading, DynamoDB might not), or writes to an
 unquoted dotted name (``UPDATE a.b``: no index can be written, so which table it means is
-DynamoDB's guess, not ours). One reading serves the item cache and the access check, so the
-tables one drops are the tables the other checks.
+DynamoDB's guess, not ours). A table named by its ARN is read as its name
+(:func:`daxproxy.core.tables.table_name`). One reading serves the item cache and the access
+check, so the tables one drops are the tables the other checks.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from daxproxy.core.tables import table_name
 
 SELECT, INSERT, UPDATE, DELETE = "SELECT", "INSERT", "UPDATE", "DELETE"
 _VERBS = {"SELECT": SELECT, "EXISTS": SELECT, "INSERT": INSERT, "UPDATE": UPDATE, "DELETE": DELETE}
@@ -37,14 +43,27 @@ class Statement:
     tables: tuple[str, ...] | None  # None: not read with certainty
 
 
-def statements(payload: Mapping[str, Any]) -> list[Statement] | None:
-    """Each statement of the request, in order; None when the request holds something that
-    is not a statement. A request with no statements at all gives ``[]``."""
+# The member each PartiQL operation runs its statements from.
+MEMBERS = {
+    "ExecuteStatement": "Statement",
+    "BatchExecuteStatement": "Statements",
+    "ExecuteTransaction": "TransactStatements",
+}
+
+
+def statements(operation: str, payload: Mapping[str, Any]) -> list[Statement] | None:
+    """Each statement ``operation`` runs, in order, read from its member (:data:`MEMBERS`)
+    alone; None when that member holds something that is not a statement, or ``operation``
+    is not PartiQL's. A request without the member (or with an empty list) gives ``[]``."""
+    member = MEMBERS.get(operation)
+    if member is None:
+        return None
     entries: Any
-    if "Statement" in payload:
-        entries = [payload]
+    if member == "Statement":
+        entries = [payload] if payload.get(member) is not None else []
     else:
-        entries = payload.get("Statements") or payload.get("TransactStatements") or []
+        entries = payload.get(member)
+        entries = [] if entries is None else entries
     if not isinstance(entries, list):
         return None
     out: list[Statement] = []
@@ -78,7 +97,7 @@ def _statement(text: str) -> Statement:
         dotted = tokens[start][0] is None and words[start + 1 : start + 2] == ["."]
         if verb != SELECT and dotted:
             return Statement(verb, None)
-        tables.append(table)
+        tables.append(table_name(table))
     return Statement(verb, tuple(tables) if tables else None)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from daxproxy.core import tables
 from daxproxy.core.item_requests import Uncacheable, capacity_of
 from daxproxy.core.keys import NotCanonical, canonical_number
 
@@ -48,11 +49,11 @@ _CONDITION_MAPS = frozenset({"KeyConditions", "QueryFilter", "ScanFilter"})
 
 
 def table_of(payload: Mapping[str, Any]) -> str:
-    """The table's name: a table ARN names the same table (``...:table/NAME``)."""
+    """The table's name: a table ARN names the same table (:func:`tables.table_name`)."""
     table = payload.get("TableName")
     if not isinstance(table, str) or not table:
         raise Uncacheable("TableName")
-    return table.rsplit(":table/", 1)[-1]
+    return tables.table_name(table)
 
 
 def query_key(operation: str, payload: Mapping[str, Any]) -> bytes:
@@ -103,7 +104,10 @@ def _conditions(value: object) -> dict[str, Any]:
 
 
 def _attribute(value: object) -> dict[str, Any]:
-    """One attribute value in canonical form: numbers by value, sets sorted, binary re-encoded."""
+    """One attribute value in canonical form: numbers by value, sets sorted, binary re-encoded.
+    Wherever a value sits (ExpressionAttributeValues, ExclusiveStartKey, a legacy condition's
+    AttributeValueList, nested in L or M), a value the cache cannot read, or a set DynamoDB
+    refuses, is Uncacheable."""
     if not isinstance(value, dict) or len(value) != 1:
         raise Uncacheable("an attribute value must have one type")
     ((kind, raw),) = value.items()
@@ -147,15 +151,30 @@ def _binary(raw: object) -> str:
         raise TypeError("binary is not base64") from None
 
 
+def _set(member: Callable[[str], str]) -> Callable[[Any], list[str]]:
+    """A set's members in canonical form, sorted. A set DynamoDB refuses (empty, or with two
+    members equal once canonical: ``["x", "x"]``, NS ``["1", "1.0"]``, BS members with the
+    same bytes) is its to judge, never a key that a valid request's page answers."""
+
+    def canonical(raw: Any) -> list[str]:
+        members = [member(m) for m in _strings(raw)]
+        unique = set(members)
+        if not members or len(unique) != len(members):
+            raise TypeError("a set must be non-empty, without duplicates")
+        return sorted(unique)
+
+    return canonical
+
+
 _CANONICAL: dict[str, Callable[[Any], Any]] = {
     "S": _same,
     "BOOL": _same,
     "NULL": _same,
     "N": canonical_number,
     "B": _binary,
-    "SS": lambda raw: sorted(set(_strings(raw))),
-    "NS": lambda raw: sorted({canonical_number(n) for n in _strings(raw)}),
-    "BS": lambda raw: sorted({_binary(b) for b in _strings(raw)}),
+    "SS": _set(_same),
+    "NS": _set(canonical_number),
+    "BS": _set(_binary),
     "L": _list,
     "M": _map,
 }

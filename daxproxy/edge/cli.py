@@ -2,8 +2,9 @@
 
 Builds :class:`Settings` from, in rising precedence, the defaults, a TOML file (``--config``
 or ``DAXPROXY_CONFIG``), ``DAXPROXY_*`` environment variables and the flags (see
-:mod:`daxproxy.core.settings_sources`). A bad value, an unknown key or an unreadable file
-exits 2 with one line naming the setting or the file, before anything starts. Then it sets
+:mod:`daxproxy.core.settings_sources`), and loads the ``auth_file`` (:mod:`daxproxy.edge.auth`).
+A bad value, an unknown key or an unreadable file exits 2 with one line naming the setting
+or the file, before anything starts. Then it sets
 up logging (:mod:`daxproxy.edge.logs`) and serves (:mod:`daxproxy.edge.server`) until
 SIGINT or SIGTERM: exit 0 after a graceful stop, 2 when it cannot listen or the settings
 cannot run, 1 on a fault, logged as one line.
@@ -21,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from daxproxy import __version__
 from daxproxy.core import settings_sources as sources
 from daxproxy.core.config import LOG_FORMATS, LOG_LEVELS, SettingError, Settings
+from daxproxy.edge.auth import grants_of
 from daxproxy.edge.logs import configure_logging
 from daxproxy.edge.memory import tune_malloc
 from daxproxy.edge.server import serve
@@ -247,8 +249,10 @@ def _read(path: str) -> str:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the proxy; the exit code. ``environ``: the variables to read (the process's)."""
     args = build_parser().parse_args(argv)
+    variables = os.environ if environ is None else environ
     try:
-        settings, layers = _load(args, os.environ if environ is None else environ)
+        settings, layers = _load(args, variables)
+        grants = grants_of(settings, variables)  # the auth_file, before anything starts
     except (SettingError, sources.ConfigFileError) as exc:
         print(f"daxproxy: {exc}", file=sys.stderr)
         return 2
@@ -259,7 +263,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     log.debug("settings: %s", sources.describe(settings, *layers))
     log.debug(tune_malloc())
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, grants))
     except SettingError as exc:  # found while starting: credentials, the embedded backend
         log.error("daxproxy cannot start: %s", exc)
         return 2

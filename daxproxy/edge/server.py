@@ -24,18 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import signal
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
 
 from daxproxy import __version__
+from daxproxy.core.access import Grant
 from daxproxy.core.config import Settings
 from daxproxy.edge.app import PROXY, SERVER_OPTIONS, create_app
 from daxproxy.edge.limits import EdgeLimits, EdgeRunner
 from daxproxy.edge.tls import server_context
+from daxproxy.service.runtime import open_proxy
 
 log = logging.getLogger("daxproxy")
 
@@ -60,22 +64,23 @@ class _Stop:
         self.event.set()
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, grants: Mapping[str, Grant] | None = None) -> None:
+    """``grants``: the ``auth_file``'s, loaded by the command line (:mod:`daxproxy.edge.auth`)."""
     loop = asyncio.get_running_loop()
     stop = _Stop()
     for sig in _SIGNALS:
         loop.add_signal_handler(sig, stop.received, sig)
     try:
-        await _serve(settings, stop)
+        await _serve(settings, grants, stop)
     finally:
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
 
 
-async def _serve(settings: Settings, stop: _Stop) -> None:
+async def _serve(settings: Settings, grants: Mapping[str, Grant] | None, stop: _Stop) -> None:
     timeout = max(settings.shutdown_timeout_millis / 1000, _SHORTEST_WAIT)
     tls = server_context(settings)  # a bad certificate or key stops here, before anything runs
-    app = create_app(settings)
+    app = create_app(settings, functools.partial(open_proxy, grants=grants))
 
     def refused() -> None:
         proxy = app.get(PROXY)

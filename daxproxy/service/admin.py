@@ -1,11 +1,11 @@
 """The operator's view of the caches, and the means to fix staleness without a restart.
 
 :meth:`CacheAdmin.stats` reports, per cache, its entries, bytes and budget, hits, misses,
-hit rate, TTL and evictions by reason. :meth:`CacheAdmin.invalidate` drops one item
-(``{"table": T, "key": K}``), everything known of one table (``{"table": T}``: its items,
-its query pages and its key schema) or everything (``{"all": true}``). A request it cannot
-read raises ValidationException. The edge serves both under ``/admin/`` when the ``admin``
-setting is on.
+hit rate, TTL, evictions by reason and the tables whose drops it tracks.
+:meth:`CacheAdmin.invalidate` drops one item (``{"table": T, "key": K}``), everything
+known of one table (``{"table": T}``: its items, its query pages and its key schema) or
+everything (``{"all": true}``). A request it cannot read raises ValidationException. The
+edge serves both under ``/admin/`` when the ``admin`` setting is on.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def _cache_stats(cache: ItemCache) -> dict[str, Any]:
         "ttl_millis": None if cache.ttl is None else round(cache.ttl * 1000),
         "evicted": {reason.value: count for reason, count in stats.evicted.items()},
         "evicted_bytes": stats.evicted_bytes,
+        # Tables whose drop the cache still remembers (bounded; see core/cache.py).
+        "tracked_tables": cache.tracked_tables,
     }
 
 
@@ -69,11 +71,7 @@ class CacheAdmin:
             )
         if "key" in request:
             return await self._invalidate_key(table, request["key"])
-        for arn in self._tables.forget(table):
-            if self._items is not None:
-                self._items.drop_table(arn)
-        if self._queries is not None:
-            self._queries.table_changed(table)
+        self._tables.forget(table)  # its listeners drop the table's items and pages
         return {"invalidated": "table", "table": table}
 
     async def _invalidate_key(self, table: str, key: object) -> dict[str, Any]:
@@ -92,6 +90,6 @@ class CacheAdmin:
         if self._items is not None:
             self._items.drop_all()
         if self._queries is not None:
-            self._queries.cache.drop_all()
+            self._queries.drop_all()
         for arn in self._tables.arns():
             self._tables.forget(arn)

@@ -4,7 +4,10 @@ An eventually consistent read of a key the cache holds is answered from memory (
 the cached item, projected as asked, zero consumed capacity, a fresh request id. A *miss*
 reads the full item upstream (projection costs nothing extra: DynamoDB charges by item
 size), stores it or its absence, and answers with the projection applied. Concurrent misses
-for one key share one upstream call. A read the cache cannot model (ConsistentRead, an
+for one key share one upstream call, as long as nothing has happened to the key since that
+call started: a later miss never joins a fill that a write to its key, or a drop of its
+table, has overtaken, since that fill may have read the value from before a write whose
+answer has already gone out. A read the cache cannot model (ConsistentRead, an
 unusual member, a key or projection DynamoDB would reject) is forwarded unchanged: a
 *bypass*, whose answer is DynamoDB's, byte for byte. With ``stale_grace_millis``, a miss
 whose upstream call fails (no answer, the breaker open, or a 5xx; never a client error) is
@@ -21,10 +24,11 @@ from typing import Any
 import orjson
 
 from daxproxy.core import item_requests as requests
-from daxproxy.core.cache import NOT_FOUND, ItemCache, WriteTracker
+from daxproxy.core.cache import NOT_FOUND, FillTicket, ItemCache, WriteTracker
 from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.item_requests import TableRead, Uncacheable
 from daxproxy.core.keys import ItemKey, NotCanonical, item_key, key_of_item
+from daxproxy.core.tables import table_name
 from daxproxy.core.wire import WireResponse
 from daxproxy.service.calls import (
     BYPASS,
@@ -60,7 +64,8 @@ class ItemReads:
         self._cache = cache
         self._tables = tables
         self._tracker = tracker
-        self._fills: dict[ItemKey, Fill] = {}
+        # The fill in flight for each key (the latest, when an overtaken one still runs).
+        self._fills: dict[ItemKey, tuple[Fill, FillTicket]] = {}
 
     async def _resolve(self, read: TableRead) -> TableInfo:
         info = self._tables.known(read.table) or await self._tables.get(read.table)
@@ -69,6 +74,36 @@ class ItemReads:
         if read.projection is not None and read.projection.dereferenced & info.index_keys:
             raise Uncacheable("the projection steps into an index key: DynamoDB refuses it")
         return info
+
+    # Fills ------------------------------------------------------------------------------
+
+    def _joinable(self, key: ItemKey) -> Fill | None:
+        """The fill in flight for ``key`` that a miss starting now may share: none once a
+        write to the key or a drop of its table overtook it (it may answer with the value
+        from before a write that has been answered)."""
+        found = self._fills.get(key)
+        if found is None:
+            return None
+        fill, ticket = found
+        if not ticket.clean or self._cache.dropped_since(key[0], ticket.since):
+            return None
+        return fill
+
+    def _fill_started(self, key: ItemKey) -> tuple[Fill, FillTicket]:
+        fill: Fill = asyncio.get_running_loop().create_future()
+        ticket = self._tracker.fill_started(key, self._cache.generation())
+        self._fills[key] = (fill, ticket)
+        return fill, ticket
+
+    def _fill_finished(self, fill: Fill, ticket: FillTicket, value: bytes | None) -> None:
+        """Store the fill's value unless a write or a drop overtook it; wake its waiters."""
+        key = ticket.key
+        if self._fills.get(key, (None,))[0] is fill:
+            del self._fills[key]
+        clean = self._tracker.fill_finished(ticket)
+        if value is not None and clean:
+            self._cache.put(key, value, since=ticket.since)
+        fill.set_result(value)
 
     # GetItem ---------------------------------------------------------------------------
 
@@ -99,7 +134,7 @@ class ItemReads:
     async def _get_item_fill(
         self, call: Call, read: TableRead, key: ItemKey, capacity: str
     ) -> WireResponse:
-        shared = self._fills.get(key)
+        shared = self._joinable(key)
         if shared is not None:
             value = await asyncio.shield(shared)
             if value is None:
@@ -131,9 +166,7 @@ class ItemReads:
         return built(requests.get_item_body(item, consumed), outcome, request_id)
 
     async def _get_item_miss(self, call: Call, read: TableRead, key: ItemKey) -> WireResponse:
-        fill: Fill = asyncio.get_running_loop().create_future()
-        self._fills[key] = fill
-        ticket = self._tracker.fill_started(key)
+        fill, ticket = self._fill_started(key)
         value: bytes | None = None
         try:
             fetch = {"TableName": call.payload["TableName"], "Key": call.payload["Key"]}
@@ -146,11 +179,7 @@ class ItemReads:
             item = body.get("Item")
             value = NOT_FOUND if item is None else orjson.dumps(item)
         finally:
-            del self._fills[key]
-            clean = self._tracker.fill_finished(ticket)
-            if value is not None and clean:
-                self._cache.put(key, value)
-            fill.set_result(value)
+            self._fill_finished(fill, ticket, value)
         return self._get_item_answer(
             read,
             value,
@@ -208,14 +237,14 @@ class _BatchPlan:
     ) -> None:
         self.tables[table] = (read, info)
         self.found[table] = []
-        cache, fills = self.reads._cache, self.reads._fills
+        cache = self.reads._cache
         for key, raw in keys:
             cached = cache.get(key)
             if cached is not None:
                 self.hits += 1
                 self._keep(table, cached)
-            elif key in fills:
-                self._waits.append((table, raw, fills[key]))
+            elif (shared := self.reads._joinable(key)) is not None:
+                self._waits.append((table, raw, shared))
             else:
                 self._fetch.setdefault(table, []).append((key, raw))
 
@@ -277,13 +306,11 @@ class _BatchPlan:
 
     async def _fetch_misses(self) -> UpstreamResponse:
         reads = self.reads
-        tickets = []
+        fills: list[tuple[Fill, FillTicket]] = []
         items: dict[str, Any] = dict(self.passthrough)
         for table, keys in self._fetch.items():
             items[table] = {"Keys": [raw for _, raw in keys]}
-            for key, _ in keys:
-                reads._fills[key] = asyncio.get_running_loop().create_future()
-                tickets.append(reads._tracker.fill_started(key))
+            fills.extend(reads._fill_started(key) for key, _ in keys)
         values: dict[ItemKey, bytes | None] = {}
         fetch: dict[str, Any] = {"RequestItems": items}
         if "ReturnConsumedCapacity" in self.call.payload:
@@ -293,12 +320,8 @@ class _BatchPlan:
             if answer.status == 200:
                 values = self._merge(orjson.loads(answer.body))
         finally:
-            for ticket in tickets:
-                value = values.get(ticket.key)
-                clean = reads._tracker.fill_finished(ticket)
-                if value is not None and clean:
-                    reads._cache.put(ticket.key, value)
-                reads._fills.pop(ticket.key).set_result(value)
+            for fill, ticket in fills:
+                reads._fill_finished(fill, ticket, values.get(ticket.key))
         return answer
 
     def _merge(self, body: Mapping[str, Any]) -> dict[ItemKey, bytes | None]:
@@ -346,4 +369,4 @@ class _BatchPlan:
 
 def _plain_name(table: str) -> str:
     """The name DynamoDB reports in ConsumedCapacity: the name, for an ARN too."""
-    return table.rsplit(":table/", 1)[-1]
+    return table_name(table)

@@ -5,8 +5,10 @@ written key: the item a PutItem wrote (as written, as DAX does), the item an Upd
 returned (the proxy asks for ALL_NEW when the caller asked for NONE or ALL_NEW, and answers
 with what the caller asked for), a negative entry for a delete; a transaction's keys are
 evicted. A client error (a failed condition, validation, throttling) leaves the cache as it
-was; no answer or a 5xx evicts the touched keys, because the write may have happened. Two
-writes to one key in flight at once evict it: their order upstream is unknown.
+was. No answer, a 5xx or a call abandoned in flight evicts the touched keys, because the
+write may have happened, and may yet happen: nothing is stored for those keys until it can
+no longer land (``hold_seconds``, the upstream request timeout). Two writes to one key in
+flight at once evict it: their order upstream is unknown.
 
 DeleteTable and UpdateTable drop the table's items and key schema; a PartiQL statement
 that can write drops the items of the tables it names (all tables when it cannot tell).
@@ -23,7 +25,6 @@ import orjson
 
 from daxproxy.core import partiql, wire
 from daxproxy.core.cache import NOT_FOUND, ItemCache, WriteTicket, WriteTracker
-from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.item_requests import After, Uncacheable, Written, written_items
 from daxproxy.core.keys import ItemKey, NotCanonical, item_key, key_of_item
 from daxproxy.core.wire import WireResponse
@@ -52,35 +53,36 @@ class ItemWrites:
         tables: TableRegistry,
         tracker: WriteTracker,
         queries: QueryCache | None = None,
+        *,
+        hold_seconds: float = 0.0,
     ) -> None:
         self._upstream = upstream
         self._cache = cache
         self._tables = tables
         self._tracker = tracker
         self._queries = queries
+        self._hold_seconds = hold_seconds
 
     async def write(self, call: Call) -> WireResponse:
         try:
             written = list(written_items(call.operation.name, call.payload))
         except Uncacheable:
             # DynamoDB will almost surely reject it; if it does not, nothing may go stale.
-            return self._after_unknown(await forward(self._upstream, call), None)
+            return await self._unread(call, None)
         keyed, unknown = await self._keys(written)
         tables = {entry.table for entry in written}
         self._tables_written(tables)
         ticket = self._tracker.write_started(key for key, _ in keyed)
+        answer = None
         try:
             answer, response = await self._send(call)
-        except DynamoDBError:
-            self._forget(keyed, unknown)
-            raise
         finally:
             self._tracker.write_finished(ticket)
             self._tables_written(tables)
+            if answer is None or answer.status >= 500:  # no answer, or a fault
+                self._unsure(keyed, unknown, tables)
         if answer.status == 200:
             self._apply(call, answer, keyed, unknown, ticket)
-        elif answer.status >= 500:
-            self._forget(keyed, unknown)
         return response
 
     async def _keys(self, written: list[Written]) -> tuple[list[tuple[ItemKey, Written]], set[str]]:
@@ -97,7 +99,8 @@ class ItemWrites:
                     key = key_of_item(info.arn, entry.key, info.schema)
                 else:
                     key = item_key(info.arn, entry.key, info.schema)
-            except NotCanonical:
+            except NotCanonical:  # DynamoDB will refuse it, unless the schema changed
+                self._tables.suspect(entry.table)
                 unknown.add(entry.table)
                 continue
             keyed.append((key, entry))
@@ -185,34 +188,57 @@ class ItemWrites:
             for table in tables:
                 self._queries.table_written(table)
 
-    def _forget(self, keyed: Iterable[tuple[ItemKey, Written]], unknown: set[str]) -> None:
-        """The write may or may not have happened: forget all it touched."""
-        for key, _ in keyed:
-            self._cache.evict(key)
-        self._drop_tables(unknown)
+    def _unsure(
+        self, keyed: Iterable[tuple[ItemKey, Written]], unknown: set[str], tables: set[str]
+    ) -> None:
+        """The write may or may not have happened, and may yet: hold all it touched, the
+        keys, the tables whose keys could not be read (whole), and in strict mode the
+        tables' pages."""
+        held: list[ItemKey | str] = [key for key, _ in keyed]
+        for table in unknown:
+            held.extend(self._tables.matching(table))
+        self._cache.hold(held, self._hold_seconds)
+        if self._queries is not None:
+            for table in tables:
+                self._queries.write_unsure(table)
 
     def _drop_tables(self, tables: Iterable[str]) -> None:
         for table in tables:
             for arn in self._tables.matching(table):
                 self._cache.drop_table(arn)
 
-    def _drop(self, tables: set[str] | None) -> None:
-        """Drop the items and query pages of these tables; of all when ``tables`` is None."""
+    def _drop(self, tables: set[str] | None, *, unsure: bool) -> None:
+        """Drop the items and query pages of these tables; of all when ``tables`` is None.
+        ``unsure``: the write may yet land, so hold them too."""
         if tables is None:
             log.info("a write the proxy could not read went upstream; dropping every cached item")
-            for arn in self._tables.arns():
-                self._cache.drop_table(arn)
-            if self._queries is not None:
-                self._queries.cache.drop_all()
+            arns = self._tables.arns()
         else:
-            self._drop_tables(tables)
-            if self._queries is not None:
-                for table in tables:
-                    self._queries.table_changed(table)
+            arns = {arn for table in tables for arn in self._tables.matching(table)}
+        if unsure:
+            self._cache.hold(arns, self._hold_seconds)  # which drops them too
+        else:
+            for arn in arns:
+                self._cache.drop_table(arn)
+        if self._queries is None:
+            return
+        if tables is None:
+            self._queries.drop_all(unsure=unsure)
+        else:
+            for arn in arns:
+                self._queries.dropped(arn, unsure=unsure)
 
-    def _after_unknown(self, answer: UpstreamResponse, tables: set[str] | None) -> WireResponse:
-        if not 400 <= answer.status < 500:
-            self._drop(tables)
+    async def _unread(self, call: Call, tables: set[str] | None) -> WireResponse:
+        """Forward a write the cache cannot follow key by key; once it may have happened,
+        drop what it may have changed (``tables``; every table when None)."""
+        answer = None
+        try:
+            answer = await forward(self._upstream, call)
+        finally:
+            if answer is None or answer.status >= 500:
+                self._drop(tables, unsure=True)
+            elif answer.status < 400:
+                self._drop(tables, unsure=False)
         return relay(answer)
 
     # Table changes and PartiQL ---------------------------------------------------------
@@ -220,39 +246,36 @@ class ItemWrites:
     async def table_change(self, call: Call) -> WireResponse:
         """DeleteTable, UpdateTable: once DynamoDB takes it, forget the table."""
         table = call.payload.get("TableName")
+        answer = None
         try:
             answer = await forward(self._upstream, call)
-        except DynamoDBError:
-            self._forget_table(table)
-            raise
-        if not 400 <= answer.status < 500:
-            self._forget_table(table)
+        finally:
+            if isinstance(table, str) and (answer is None or not 400 <= answer.status < 500):
+                self._forget_table(table, unsure=answer is None or answer.status >= 500)
         return relay(answer)
 
-    def _forget_table(self, table: object) -> None:
-        if isinstance(table, str):
-            for arn in self._tables.forget(table):
-                self._cache.drop_table(arn)
+    def _forget_table(self, table: str, *, unsure: bool) -> None:
+        """Forget the table's schema; the registry's listeners drop its items and pages."""
+        arns = self._tables.forget(table)
+        if unsure:
+            self._cache.hold(arns, self._hold_seconds)
             if self._queries is not None:
-                self._queries.table_changed(table)
+                for arn in arns:
+                    self._queries.dropped(arn, unsure=True)
 
     async def statement(self, call: Call) -> WireResponse:
         """ExecuteStatement, BatchExecuteStatement, ExecuteTransaction."""
-        tables = statement_tables(call.payload)
+        tables = statement_tables(call.operation.name, call.payload)
         if tables is not None and not tables:  # reads only
             return relay(await forward(self._upstream, call))
-        try:
-            answer = await forward(self._upstream, call)
-        except DynamoDBError:
-            self._drop(tables)
-            raise
-        return self._after_unknown(answer, tables)
+        return await self._unread(call, tables)
 
 
-def statement_tables(payload: dict[str, Any]) -> set[str] | None:
+def statement_tables(operation: str, payload: dict[str, Any]) -> set[str] | None:
     """The tables the PartiQL statements of a request can write: empty for reads only,
-    None when some statement cannot be read (then every table counts as written)."""
-    statements = partiql.statements(payload)
+    None when some statement cannot be read (then every table counts as written). Only the
+    member ``operation`` runs is read (:func:`partiql.statements`)."""
+    statements = partiql.statements(operation, payload)
     if statements is None:
         return None
     tables: set[str] = set()

@@ -36,6 +36,7 @@ from prometheus_client.metrics_core import (
 from daxproxy import __version__
 from daxproxy.core import operations
 from daxproxy.core.cache import Eviction, ItemCache
+from daxproxy.core.tables import table_name
 from daxproxy.core.wire import Target
 from daxproxy.service.observe import Outcome, operation_name
 from daxproxy.service.query_cache import QueryCache
@@ -154,7 +155,7 @@ class Metrics:
                 self.throttled[operation] += 1
         if self.per_table:
             table = outcome.table
-            name = "" if table is None else table.rsplit(":table/", 1)[-1]
+            name = "" if table is None else table_name(table)
             self.tables[name, operation, cache] += 1
 
     def upstream_answered(self, target: Target, seconds: float) -> None:

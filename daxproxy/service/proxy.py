@@ -11,6 +11,9 @@ once with a ThrottlingException (400), which every SDK retries with backoff, so 
 upstream cannot queue requests without bound. With ``access`` (the ``auth_file`` setting),
 each call's SigV4 signature and its key's grant are checked once the body and target are
 read and before dispatch, so a refused request reaches neither a cache nor the upstream.
+A ResourceNotFoundException or ValidationException for a request naming a table makes the
+table registry look the table up again (:meth:`TableRegistry.suspect`): it may have been
+deleted or re-created behind the proxy's back.
 
 After each request every observer hears its :class:`~daxproxy.service.observe.Outcome`
 (built only when there are observers); :class:`~daxproxy.service.metrics.Metrics`, when
@@ -44,6 +47,7 @@ from daxproxy.service.observe import (
     table_of,
 )
 from daxproxy.service.query_cache import QueryCache
+from daxproxy.service.tables import TableRegistry
 from daxproxy.service.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,10 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Call], Awaitable[WireResponse]]
 # The cache reads request shapes of the current API version only.
 _CACHED_PREFIX = "DynamoDB_20120810"
+# The reads whose every answer says what the cache did (x-daxproxy-cache).
+_CACHE_READS = frozenset({Kind.ITEM_READ, Kind.BATCH_READ, Kind.QUERY, Kind.SCAN})
+# Errors that can mean a table changed behind the proxy's back.
+_SUSPICIOUS = frozenset({"ResourceNotFoundException", "ValidationException"})
 # The answer to a request past the cap on requests in flight: DynamoDB's own words.
 _SHED_MESSAGE = "Rate of requests exceeds the allowed throughput."
 
@@ -82,8 +90,10 @@ class Proxy:
         metrics: Metrics | None = None,
         max_in_flight: int = 0,
         access: Access | None = None,
+        tables: TableRegistry | None = None,
     ) -> None:
         self.upstream = upstream
+        self._tables = tables
         self.admin = admin
         self.metrics = metrics
         self._observers = (*observers, metrics) if metrics is not None else tuple(observers)
@@ -171,8 +181,26 @@ class Proxy:
             else None
         )
         if handler is not None:
-            return await handler(call)
-        return relay(await forward(self.upstream, call))
+            response = await handler(call)
+            if response.status == 400 and self._tables is not None:
+                self._suspect(call, response)
+            return response
+        # A read a cache would serve, forwarded because that cache is off (or the API version
+        # is one it does not read): still labelled, as the README promises for every one.
+        cache = BYPASS if call.operation.kind in _CACHE_READS else None
+        return relay(await forward(self.upstream, call), cache)
+
+    def _suspect(self, call: Call, response: WireResponse) -> None:
+        """Have the tables the call names looked up again, when its error says they may
+        have changed."""
+        assert self._tables is not None
+        if error_type_of(response) not in _SUSPICIOUS:
+            return
+        self._tables.suspect(call.payload.get("TableName"))
+        items = call.payload.get("RequestItems")
+        if isinstance(items, dict):
+            for table in items:
+                self._tables.suspect(table)
 
 
 def _outcome(

@@ -7,10 +7,16 @@ id. A miss goes upstream and stores the page for ``query_ttl_millis``. Each page
 paginated read is its own entry; empty pages are cached too. Hits and misses are counted
 per operation (:attr:`QueryCache.hits`, :attr:`QueryCache.misses`), as DAX reports them.
 
+Pages are keyed by the table's ARN (from the :class:`TableRegistry`), so every spelling of
+a table shares its drops, and a request naming a table the upstream cannot describe (a
+foreign ARN, a missing table) is forwarded, never answered from another table's pages.
+
 DAX never invalidates cached queries on writes, and neither does ``mode = "dax"``: a page
 can miss a write for up to its TTL. ``mode = "strict"`` drops a table's cached pages
-whenever the proxy sees a write to it start or end. In both modes DeleteTable, UpdateTable
-and PartiQL writes drop the table's pages. A fill that a drop overlapped is not stored.
+whenever the proxy sees a write to it start or end, and after a write whose outcome is
+unknown stores none of the table's pages until that write can no longer land
+(``hold_seconds``). In both modes DeleteTable, UpdateTable, PartiQL writes and a table the
+registry finds changed drop the table's pages. A fill that a drop overlapped is not stored.
 
 With ``stale_grace_millis``, a miss whose upstream call fails (no answer, the breaker open,
 or a 5xx; never a client error) is answered with the page past its TTL but within the
@@ -26,7 +32,7 @@ from daxproxy.core.cache import ItemCache
 from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.item_requests import Uncacheable, capacity_of
 from daxproxy.core.keys import ItemKey
-from daxproxy.core.query_requests import query_key, table_of, zero_capacity
+from daxproxy.core.query_requests import query_key, zero_capacity
 from daxproxy.core.wire import WireResponse
 from daxproxy.service.calls import (
     BYPASS,
@@ -41,32 +47,48 @@ from daxproxy.service.calls import (
     stale,
     upstream_failed,
 )
+from daxproxy.service.tables import TableRegistry
 from daxproxy.service.upstream import Upstream
 
 
 class QueryCache:
-    def __init__(self, upstream: Upstream, cache: ItemCache, *, strict: bool) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        cache: ItemCache,
+        tables: TableRegistry,
+        *,
+        strict: bool,
+        hold_seconds: float = 0.0,
+    ) -> None:
         self._upstream = upstream
         self.cache = cache
+        self._tables = tables
         self.strict = strict
+        self._hold_seconds = hold_seconds
         # Look-ups by operation: the cache's own statistics count Query and Scan together,
         # and DAX reports them apart (QueryCacheHits, ScanCacheHits...).
         self.hits = {"Query": 0, "Scan": 0}
         self.misses = {"Query": 0, "Scan": 0}
-        # With a stale grace: when the proxy last saw a write to each table start or end.
+        # With a stale grace: when the proxy last saw a write to each table (ARN) start or end.
         self._written_at: dict[str, float] = {}
 
     async def read(self, call: Call) -> WireResponse:
         try:
-            key = (table_of(call.payload), query_key(call.operation.name, call.payload), None)
+            canonical = query_key(call.operation.name, call.payload)
         except Uncacheable:
             return relay(await forward(self._upstream, call), BYPASS)
+        table = call.payload["TableName"]  # a non-empty string, as query_key checked
+        info = self._tables.known(table) or await self._tables.get(table)
+        if info is None:  # DynamoDB cannot describe it: its own error, or a foreign table
+            return relay(await forward(self._upstream, call), BYPASS)
+        key = (info.arn, canonical, None)
         cached = self.cache.get(key)
         if cached is not None:
             self.hits[call.operation.name] += 1
             return built(cached, HIT)
         self.misses[call.operation.name] += 1
-        epoch = self.cache.epoch(key[0])
+        since = self.cache.generation()
         try:
             answer = await forward(self._upstream, call)
         except DynamoDBError as error:
@@ -76,11 +98,11 @@ class QueryCache:
             return fallback
         if upstream_failed(answer):
             return self._stale(key) or relay(answer, MISS)
-        if answer.status == 200 and self.cache.epoch(key[0]) == epoch:
+        if answer.status == 200 and not self.cache.dropped_since(key[0], since):
             page = answer_json(answer)
             if capacity_of(call.payload) != "NONE" and "ConsumedCapacity" in page:
                 page["ConsumedCapacity"] = zero_capacity(page["ConsumedCapacity"])
-            self.cache.put(key, orjson.dumps(page))
+            self.cache.put(key, orjson.dumps(page), since=since)
         return relay(answer, MISS)
 
     def _stale(self, key: ItemKey) -> WireResponse | None:
@@ -100,14 +122,31 @@ class QueryCache:
     def table_written(self, table: str) -> None:
         """A write to the table started or ended: only ``strict`` forgets its pages."""
         if self.strict:
-            self.cache.drop_table(_name(table))
+            for arn in self._tables.matching(table):
+                self.cache.drop_table(arn)
         elif self.cache.stale_grace:
-            self._written_at[_name(table)] = self.cache.now()
+            for arn in self._tables.matching(table):
+                self._written_at[arn] = self.cache.now()
 
-    def table_changed(self, table: str) -> None:
-        """The table was deleted or changed, or a PartiQL statement wrote to it."""
-        self.cache.drop_table(_name(table))
+    def write_unsure(self, table: str) -> None:
+        """A write to the table may land later: in ``strict`` mode, store none of its pages
+        until it can no longer."""
+        if self.strict:
+            self.cache.hold(self._tables.matching(table), self._hold_seconds)
 
+    def dropped(self, arn: str, *, unsure: bool = False) -> None:
+        """Forget the pages of the table with this ARN: it was deleted or changed, or a
+        PartiQL statement wrote to it (``unsure``: may still write to it, so store none of
+        its pages until it can no longer)."""
+        if unsure:
+            self.cache.hold([arn], self._hold_seconds)
+        else:
+            self.cache.drop_table(arn)
+        self._written_at.pop(arn, None)
 
-def _name(table: str) -> str:
-    return table.rsplit(":table/", 1)[-1]
+    def drop_all(self, *, unsure: bool = False) -> None:
+        """Forget every page (a write the proxy could not read went upstream)."""
+        self.cache.drop_all()
+        if unsure:
+            self.cache.hold(self._tables.arns(), self._hold_seconds)
+        self._written_at.clear()

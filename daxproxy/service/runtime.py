@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from aiobotocore.session import AioSession
 
-from daxproxy.core.access import Access
+from daxproxy.core.access import Access, Grant
 from daxproxy.core.access import from_settings as access_from_settings
 from daxproxy.core.cache import ItemCache, WriteTracker
 from daxproxy.core.config import AWS_UPSTREAM, SettingError, Settings, resolve_endpoints
@@ -61,10 +62,13 @@ async def _credentials(session: AioSession, upstream: str | None) -> CredentialS
 
 
 @contextlib.asynccontextmanager
-async def open_proxy(settings: Settings) -> AsyncIterator[Proxy]:
+async def open_proxy(
+    settings: Settings, grants: Mapping[str, Grant] | None = None
+) -> AsyncIterator[Proxy]:
+    """``grants``: the ``auth_file``'s, loaded at the edge (:mod:`daxproxy.edge.auth`)."""
     session = AioSession()
     region = settings.region or default_region(session)
-    access = access_from_settings(settings, region)  # read before anything starts
+    access = access_from_settings(settings, region, grants)  # before anything starts
     if access is not None:
         log.info("auth_file: %d access keys; every request's signature is checked", len(access))
     async with contextlib.AsyncExitStack() as stack:
@@ -117,6 +121,8 @@ def build_proxy(
     metrics: Metrics | None = None,
     observers: Sequence[Observer] = (),
     access: Access | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Proxy:
     """The proxy for these settings: each cache unless its budget or TTL is 0.
 
@@ -124,27 +130,40 @@ def build_proxy(
     ``observers``: who else hears each request's outcome (the metrics always do).
     ``access``: the check of each request's signature and grant (``auth_file``), loaded by
     :func:`open_proxy`; None: none.
+    ``clock``: the caches' and the table registry's (tests tick a fake one).
     """
     if metrics is None:
         metrics = Metrics(per_table=settings.metrics_per_table)
     items_on = settings.item_cache_max_bytes > 0
     queries_on = settings.query_cache_max_bytes > 0 and settings.query_ttl_millis > 0
     grace = settings.stale_grace_millis / 1000
-    tables = TableRegistry(upstream)
+    # How long a write whose outcome is unknown may still land: nothing it could outdate is
+    # stored until then.
+    hold = settings.request_timeout_millis / 1000
+    tables = TableRegistry(upstream, clock=clock)
     queries = item_reads = item_writes = None
     cache = None
     if queries_on:
         pages = ItemCache(
-            settings.query_cache_max_bytes, settings.query_ttl_millis / 1000, stale_grace=grace
+            settings.query_cache_max_bytes,
+            settings.query_ttl_millis / 1000,
+            clock,
+            stale_grace=grace,
         )
-        queries = QueryCache(upstream, pages, strict=settings.mode == "strict")
+        queries = QueryCache(
+            upstream, pages, tables, strict=settings.mode == "strict", hold_seconds=hold
+        )
+        tables.on_change(queries.dropped)
     if items_on or queries_on:
         ttl = settings.record_ttl_millis / 1000 if settings.record_ttl_millis else None
         # With the item cache off, writes still pass through it (to tell the query cache),
         # but a zero budget stores nothing.
-        writes_cache = ItemCache(settings.item_cache_max_bytes, ttl, stale_grace=grace)
+        writes_cache = ItemCache(settings.item_cache_max_bytes, ttl, clock, stale_grace=grace)
+        tables.on_change(writes_cache.drop_table)
         tracker = WriteTracker()
-        item_writes = ItemWrites(upstream, writes_cache, tables, tracker, queries)
+        item_writes = ItemWrites(
+            upstream, writes_cache, tables, tracker, queries, hold_seconds=hold
+        )
         if items_on:
             cache = writes_cache
             item_reads = ItemReads(upstream, cache, tables, tracker)
@@ -159,6 +178,7 @@ def build_proxy(
         metrics=metrics,
         max_in_flight=settings.max_in_flight,
         access=access,
+        tables=tables,
     )
     metrics.watch(item_cache=cache, query_cache=queries, in_flight=lambda: proxy.in_flight)
     return proxy

@@ -45,6 +45,8 @@ ORDERS_SECRET = "orders-secret-7Jq2/wXyZ+daxproxy-auth-test-1"
 OTHER_KEY = "AKIAAUTHOTHER00002"
 OTHER_SECRET = "other-secret-Vb91/kLmN+daxproxy-auth-test-2"
 OTHER_SECRET_ENV = "AUTH_TEST_OTHER_SECRET"
+READER_KEY = "AKIAAUTHREADER0003"
+READER_SECRET = "reader-secret-Qc55/pRsT+daxproxy-auth-test-3"
 AUTH_FILE = f"""
 [[keys]]
 access_key_id = "{ORDERS_KEY}"
@@ -57,6 +59,12 @@ access_key_id = "{OTHER_KEY}"
 secret_access_key_env = "{OTHER_SECRET_ENV}"
 tables = ["auth-other-*"]
 operations = ["read", "write", "describe"]
+
+[[keys]]
+access_key_id = "{READER_KEY}"
+secret_access_key = "{READER_SECRET}"
+tables = ["auth-orders-*"]
+operations = ["read", "describe"]
 """
 GET = "DynamoDB_20120810.GetItem"
 
@@ -131,14 +139,14 @@ def refusal(call: Any) -> tuple[str, int, str]:
 
 
 def signed(
-    url: str, body: bytes, key: str = ORDERS_KEY, secret: str = ORDERS_SECRET
+    url: str, body: bytes, key: str = ORDERS_KEY, secret: str = ORDERS_SECRET, target: str = GET
 ) -> dict[str, str]:
-    """The headers botocore's SigV4Auth gives a GetItem with this body."""
+    """The headers botocore's SigV4Auth gives a request (a GetItem) with this body."""
     request = AWSRequest(
         method="POST",
         url=f"{url}/",
         data=body,
-        headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": GET},
+        headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target},
     )
     SigV4Auth(Credentials(key, secret), "dynamodb", REGION).add_auth(request)
     return dict(request.headers.items())
@@ -242,10 +250,76 @@ def test_no_secret_from_the_auth_file_reaches_the_log(stack: Stack, table: str) 
     refusal(lambda: client(stack.proxy.url, ORDERS_KEY, "wrong").get_item(TableName=table, Key=key))
     refusal(lambda: other(stack).get_item(TableName=table, Key=key))
     log = stack.proxy.log()
-    assert "auth_file: 2 access keys" in log
+    assert "auth_file: 3 access keys" in log
     assert "AccessDeniedException" in log  # the request log saw the refusals
-    for secret in (ORDERS_SECRET, OTHER_SECRET):
+    for secret in (ORDERS_SECRET, OTHER_SECRET, READER_SECRET):
         assert secret not in log
+
+
+def test_a_decoy_select_does_not_let_a_read_only_key_write(stack: Stack, table: str) -> None:
+    """An ExecuteTransaction runs its TransactStatements: a SELECT beside them in
+    "Statement" (which the upstream ignores) must not make the writes pass as a read."""
+    key = {"pk": {"S": "a"}, "sk": {"N": "1"}}
+    update = {
+        "Statement": f'UPDATE "{table}" SET v = ? WHERE pk = ? AND sk = ?',
+        "Parameters": [{"S": "written"}, {"S": "a"}, {"N": "1"}],
+    }
+    decoy = f"SELECT * FROM \"{table}\" WHERE pk = 'a'"
+    url = stack.proxy.url
+    reader = client(url, READER_KEY, READER_SECRET)
+    assert reader.get_item(TableName=table, Key=key)["Item"]["v"] == {"S": "x"}  # may read
+    before = upstream_calls(stack)
+    bodies = {
+        "ExecuteTransaction": {"Statement": decoy, "TransactStatements": [update]},
+        "BatchExecuteStatement": {"Statement": decoy, "Statements": [update]},
+    }
+    for operation, payload in bodies.items():
+        body = json.dumps(payload).encode()
+        target = f"DynamoDB_20120810.{operation}"
+        status, answer = post(url, signed(url, body, READER_KEY, READER_SECRET, target), body)
+        assert status == 400, (operation, answer)
+        assert answer["__type"] == "com.amazon.coral.service#AccessDeniedException"
+        assert "dynamodb:PartiQLUpdate" in answer["message"]
+    assert upstream_calls(stack) == before
+    straight = dynamodb_client(stack.moto.url).get_item(TableName=table, Key=key)
+    assert straight["Item"]["v"] == {"S": "x"}
+    # The same transaction from a key that may write goes through: the refusal was the key's.
+    body = json.dumps(bodies["ExecuteTransaction"]).encode()
+    target = "DynamoDB_20120810.ExecuteTransaction"
+    status, answer = post(url, signed(url, body, target=target), body)
+    assert status == 200, answer
+    straight = dynamodb_client(stack.moto.url).get_item(TableName=table, Key=key)
+    assert straight["Item"]["v"] == {"S": "written"}
+
+
+def test_a_partiql_write_beside_a_decoy_select_drops_the_cached_item(
+    stack: Stack, table: str
+) -> None:
+    key = {"pk": {"S": "a"}, "sk": {"N": "1"}}
+    proxy = orders(stack)
+    cache = [
+        proxy.get_item(TableName=table, Key=key)["ResponseMetadata"]["HTTPHeaders"][
+            "x-daxproxy-cache"
+        ]
+        for _ in range(2)
+    ]
+    assert cache == ["miss", "hit"]
+    update = {
+        "Statement": f'UPDATE "{table}" SET v = ? WHERE pk = ? AND sk = ?',
+        "Parameters": [{"S": "new"}, {"S": "a"}, {"N": "1"}],
+    }
+    payload = {
+        "Statement": f"SELECT * FROM \"{table}\" WHERE pk = 'a'",
+        "Statements": [update],
+    }
+    body = json.dumps(payload).encode()
+    url = stack.proxy.url
+    target = "DynamoDB_20120810.BatchExecuteStatement"
+    status, answer = post(url, signed(url, body, target=target), body)
+    assert status == 200, answer
+    assert "Error" not in answer["Responses"][0], answer
+    assert stack.forwarder.count("BatchExecuteStatement") == 1
+    assert proxy.get_item(TableName=table, Key=key)["Item"]["v"] == {"S": "new"}
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,11 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from daxproxy.core import access, wire
-from daxproxy.core.access import Access, Unknown, grant, load_grants, needs, statement_needs
+from daxproxy.core.access import Access, Unknown, grant, needs, statement_needs
 from daxproxy.core.config import SettingError, Settings
 from daxproxy.core.errors import AccessDeniedException
 from daxproxy.core.operations import Kind, Operation, lookup
+from daxproxy.edge.auth import grants_of, load_grants
 from daxproxy.service.proxy import ClientRequest, Proxy
 from tests.fakes import FakeUpstream
 
@@ -98,8 +99,29 @@ def op(name: str) -> Operation:
             {"StreamArn": "arn:aws:dynamodb:us-east-1:1:table/Orders/stream/2026"},
             [("DescribeStream", "Orders")],
         ),
-        ("FutureOperation", {"TableName": "Orders"}, [("FutureOperation", "Orders")]),
+        # An operation the proxy does not know needs every table, whatever it names.
+        ("FutureOperation", {"TableName": "Orders"}, [("FutureOperation", Unknown.TABLE)]),
+        (
+            "FutureOperation",
+            {"TableName": "Orders", "OtherTables": ["Secrets"]},
+            [("FutureOperation", Unknown.TABLE)],
+        ),
         ("FutureOperation", {}, [("FutureOperation", Unknown.TABLE)]),
+        (
+            "GetItem",
+            {"TableName": "arn:aws:dynamodb::1:global-table/Orders"},
+            [("GetItem", "Orders")],
+        ),
+        (
+            "GetItem",
+            {"TableName": "arn:aws-cn:dynamodb:cn-north-1:1:table/Orders"},
+            [("GetItem", "Orders")],
+        ),
+        (
+            "GetItem",
+            {"TableName": "arn:aws:dynamodb:us-east-1:1:table/"},
+            [("GetItem", Unknown.TABLE)],
+        ),
     ],
 )
 def test_needs(operation: str, payload: dict[str, Any], expected: list[object]) -> None:
@@ -110,22 +132,33 @@ SELECT, INSERT, UPDATE, DELETE = access.PARTIQL_ACTIONS
 EVERYTHING = [(action, Unknown.TABLE) for action in access.PARTIQL_ACTIONS]
 
 
+EXECUTE, BATCH, TRANSACTION = "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"
+
+
 @pytest.mark.parametrize(
-    ("payload", "expected"),
+    ("operation", "payload", "expected"),
     [
-        ({"Statement": 'SELECT * FROM "Orders" WHERE pk = ?'}, [(SELECT, "Orders")]),
-        ({"Statement": 'select a FROM "Orders"."byDate"'}, [(SELECT, "Orders")]),
-        ({"Statement": "SELECT * FROM Orders WHERE a = 'x'"}, [(SELECT, "Orders")]),
-        ({"Statement": 'SELECT * FROM "we""ird"'}, [(SELECT, 'we"ird')]),
-        ({"Statement": "INSERT INTO \"Users\" VALUE {'pk': 'a'}"}, [(INSERT, "Users")]),
-        ({"Statement": 'UPDATE "Users" SET a = 1 WHERE pk = ?'}, [(UPDATE, "Users")]),
-        ({"Statement": 'DELETE FROM "Users" WHERE pk = ?'}, [(DELETE, "Users")]),
+        (EXECUTE, {"Statement": 'SELECT * FROM "Orders" WHERE pk = ?'}, [(SELECT, "Orders")]),
+        (EXECUTE, {"Statement": 'select a FROM "Orders"."byDate"'}, [(SELECT, "Orders")]),
+        (EXECUTE, {"Statement": "SELECT * FROM Orders WHERE a = 'x'"}, [(SELECT, "Orders")]),
+        (EXECUTE, {"Statement": 'SELECT * FROM "we""ird"'}, [(SELECT, 'we"ird')]),
+        (EXECUTE, {"Statement": "INSERT INTO \"Users\" VALUE {'pk': 'a'}"}, [(INSERT, "Users")]),
+        (EXECUTE, {"Statement": 'UPDATE "Users" SET a = 1 WHERE pk = ?'}, [(UPDATE, "Users")]),
+        (EXECUTE, {"Statement": 'DELETE FROM "Users" WHERE pk = ?'}, [(DELETE, "Users")]),
+        # A table named by its ARN is checked as that table.
+        (
+            EXECUTE,
+            {"Statement": 'UPDATE "arn:aws:dynamodb:us-east-1:1:table/Users" SET a = 1'},
+            [(UPDATE, "Users")],
+        ),
         # A FROM in a string literal is data, not a keyword.
         (
+            EXECUTE,
             {"Statement": 'SELECT * FROM "Orders" WHERE note = \'FROM "Secrets"\''},
             [(SELECT, "Orders")],
         ),
         (
+            BATCH,
             {
                 "Statements": [
                     {"Statement": 'SELECT * FROM "Orders"'},
@@ -135,6 +168,7 @@ EVERYTHING = [(action, Unknown.TABLE) for action in access.PARTIQL_ACTIONS]
             [(SELECT, "Orders"), (DELETE, "Users")],
         ),
         (
+            TRANSACTION,
             {
                 "TransactStatements": [
                     {"Statement": 'EXISTS(SELECT * FROM "Orders" WHERE pk = ?)'},
@@ -143,19 +177,115 @@ EVERYTHING = [(action, Unknown.TABLE) for action in access.PARTIQL_ACTIONS]
             },
             [(SELECT, "Orders"), (INSERT, "Users")],
         ),
-        ({"Statement": "UPSERT something"}, EVERYTHING),
-        ({"Statement": "UPDATE Users.x SET a = 1 WHERE pk = ?"}, EVERYTHING),
-        ({"Statement": "SELECT 1"}, EVERYTHING),
-        ({"Statement": 'SELECT * FROM "Orders" /* "x" */'}, EVERYTHING),
-        ({"Statement": 'SELECT * FROM "Orders" -- comment'}, EVERYTHING),
-        ({"Statement": 42}, EVERYTHING),
-        ({"Statements": ["not a map"]}, EVERYTHING),
-        ({}, EVERYTHING),
+        (EXECUTE, {"Statement": "UPSERT something"}, EVERYTHING),
+        (EXECUTE, {"Statement": "UPDATE Users.x SET a = 1 WHERE pk = ?"}, EVERYTHING),
+        (EXECUTE, {"Statement": "SELECT 1"}, EVERYTHING),
+        (EXECUTE, {"Statement": 'SELECT * FROM "Orders" /* "x" */'}, EVERYTHING),
+        (EXECUTE, {"Statement": 'SELECT * FROM "Orders" -- comment'}, EVERYTHING),
+        (EXECUTE, {"Statement": 42}, EVERYTHING),
+        (BATCH, {"Statements": ["not a map"]}, EVERYTHING),
+        (BATCH, {"Statements": {"Statement": 'SELECT * FROM "Orders"'}}, EVERYTHING),
+        (TRANSACTION, {"TransactStatements": "SELECT * FROM Orders"}, EVERYTHING),
+        (EXECUTE, {}, EVERYTHING),
+        (BATCH, {"Statements": []}, EVERYTHING),
     ],
 )
-def test_statement_needs(payload: dict[str, Any], expected: list[object]) -> None:
-    assert statement_needs(payload) == expected
-    assert needs(op("ExecuteStatement"), payload) == expected
+def test_statement_needs(operation: str, payload: dict[str, Any], expected: list[object]) -> None:
+    assert statement_needs(operation, payload) == expected
+    assert needs(op(operation), payload) == expected
+
+
+WRITES = [
+    {"Statement": 'UPDATE "Orders" SET v = 1 WHERE pk = ?'},
+    {"Statement": 'DELETE FROM "Users" WHERE pk = ?'},
+]
+DECOY = 'SELECT * FROM "Orders" WHERE pk = ?'
+
+
+@pytest.mark.parametrize(
+    ("operation", "payload", "expected"),
+    [
+        # The writes an ExecuteTransaction runs, beside a decoy SELECT in "Statement".
+        (
+            TRANSACTION,
+            {"Statement": DECOY, "TransactStatements": WRITES},
+            [(UPDATE, "Orders"), (DELETE, "Users")],
+        ),
+        (
+            BATCH,
+            {"Statement": DECOY, "Statements": WRITES},
+            [(UPDATE, "Orders"), (DELETE, "Users")],
+        ),
+        (
+            BATCH,
+            {"Statements": WRITES, "TransactStatements": [{"Statement": DECOY}]},
+            [(UPDATE, "Orders"), (DELETE, "Users")],
+        ),
+        # ExecuteStatement runs "Statement" only; the lists beside it are not its.
+        (
+            EXECUTE,
+            {
+                "Statement": "INSERT INTO \"Users\" VALUE {'pk': ?}",
+                "Statements": [{"Statement": DECOY}],
+                "TransactStatements": [{"Statement": DECOY}],
+            },
+            [(INSERT, "Users")],
+        ),
+        # A decoy member does not stand in for a missing one: no statements, every table.
+        (TRANSACTION, {"Statement": DECOY}, EVERYTHING),
+        (TRANSACTION, {"Statements": [{"Statement": DECOY}]}, EVERYTHING),
+        (EXECUTE, {"TransactStatements": [{"Statement": DECOY}]}, EVERYTHING),
+    ],
+)
+def test_only_the_member_the_operation_runs_is_read(
+    operation: str, payload: dict[str, Any], expected: list[object]
+) -> None:
+    assert needs(op(operation), payload) == expected
+
+
+def test_a_decoy_select_does_not_let_a_reader_write() -> None:
+    reader = grant("K", "s", ["*"], ["read", "describe"])
+    check = Access({"K": reader}, region=REGION, skew_seconds=300)
+    payload = {"Statement": DECOY, "TransactStatements": WRITES}
+    with pytest.raises(AccessDeniedException) as caught:
+        check.authorize("K", op(TRANSACTION), payload)
+    assert "dynamodb:PartiQLUpdate" in caught.value.message
+    with pytest.raises(AccessDeniedException):
+        check.authorize("K", op(BATCH), {"Statement": DECOY, "Statements": WRITES})
+    check.authorize("K", op(EXECUTE), {"Statement": DECOY, "Statements": WRITES})  # a read
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPSERT INTO Orders", "UPDATE Orders.x SET a = 1", 'DELETE FROM "Orders" -- x', "SELECT 1"],
+)
+def test_a_statement_the_proxy_cannot_read_needs_a_key_that_may_write_everywhere(
+    statement: str,
+) -> None:
+    payload = {"Statement": statement}
+    everywhere = grant("ALL", "s", ["*"], ["read", "write"])
+    writes_orders = grant("ORDERS", "s", ["Orders"], ["*"])
+    reads_all = grant("READER", "s", ["*"], ["read"])
+    writes_all = grant("WRITER", "s", ["*"], ["write"])
+    keys = {g.key_id: g for g in (everywhere, writes_orders, reads_all, writes_all)}
+    check = Access(keys, region=REGION, skew_seconds=300)
+    check.authorize("ALL", op(EXECUTE), payload)
+    for key in ("ORDERS", "READER", "WRITER"):
+        with pytest.raises(AccessDeniedException) as caught:
+            check.authorize(key, op(EXECUTE), payload)
+        assert "an unknown table (the proxy could not read which)" in caught.value.message
+
+
+def test_an_unknown_operation_needs_every_table_even_when_it_names_one() -> None:
+    orders_only = grant("ORDERS", "s", ["Orders"], ["*"])
+    everything = grant("ALL", "s", ["*"], ["*"])
+    check = Access({"ORDERS": orders_only, "ALL": everything}, region=REGION, skew_seconds=300)
+    payload = {"TableName": "Orders", "TargetTables": ["Secrets"]}
+    with pytest.raises(AccessDeniedException) as caught:
+        check.authorize("ORDERS", op("FutureOperation"), payload)
+    assert "dynamodb:FutureOperation on resource: an unknown table" in caught.value.message
+    check.authorize("ALL", op("FutureOperation"), payload)
+    check.authorize("ORDERS", op("GetItem"), {"TableName": "Orders", "Key": {}})
 
 
 # --- What a key may do ---------------------------------------------------------------
@@ -277,13 +407,37 @@ def test_a_missing_file_names_the_setting(tmp_path: Path) -> None:
 
 
 def test_no_auth_file_no_access_check() -> None:
-    assert access.from_settings(Settings(), REGION) is None
+    assert grants_of(Settings(), {}) is None
+    assert access.from_settings(Settings(), REGION, None) is None
 
 
 def test_from_settings_reads_the_skew(tmp_path: Path) -> None:
     settings = Settings(auth_file=write(tmp_path, GOOD), auth_clock_skew_millis=60_000)
-    checker = access.from_settings(settings, REGION, {"REPORTS_SECRET": ENV_SECRET})
+    grants = grants_of(settings, {"REPORTS_SECRET": ENV_SECRET})
+    checker = access.from_settings(settings, REGION, grants)
     assert checker is not None and len(checker) == 2
+
+
+def test_an_auth_file_whose_grants_were_not_loaded_fails_closed(tmp_path: Path) -> None:
+    settings = Settings(auth_file=write(tmp_path, GOOD))
+    with pytest.raises(SettingError) as caught:
+        access.from_settings(settings, REGION, None)
+    assert caught.value.setting == "auth_file"
+
+
+def test_the_core_reads_no_file_and_no_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The auth file's text and the secrets' variables are handed to the core."""
+    monkeypatch.setenv("REPORTS_SECRET", "from-the-process")
+    text = GOOD.encode()
+    grants = access.parse_grants(text, "given.toml", {"REPORTS_SECRET": ENV_SECRET})
+    assert grants["AKIAREPORTS"].secret == ENV_SECRET
+    with pytest.raises(SettingError) as caught:
+        access.parse_grants(text, "given.toml", {})
+    assert "'REPORTS_SECRET' is not set" in str(caught.value)
+    # The edge reads the process's environment when given none.
+    assert load_grants(write(tmp_path, GOOD))["AKIAREPORTS"].secret == "from-the-process"
 
 
 # --- The check, end to end -----------------------------------------------------------

@@ -6,6 +6,7 @@ import pytest
 
 from daxproxy.core.cache import (
     ENTRY_OVERHEAD,
+    MAX_DROPPED_TABLES,
     NOT_FOUND,
     Eviction,
     ItemCache,
@@ -262,3 +263,88 @@ def test_stale_entries_count_against_the_budget_and_lru_evicts_them() -> None:
     assert c.get_stale(k(1)) is None  # the least recently used went first
     assert c.get_stale(k(2)) is not None
     assert c.bytes == 2 * size and c.stats.evicted[Eviction.SIZE] == 1
+
+
+# Generations: drops retire fills; holds after writes whose outcome is unknown -----------
+
+
+def test_a_fill_that_a_drop_of_its_table_overtook_is_refused() -> None:
+    c, _ = cache()
+    since = c.generation()
+    c.drop_table("t")
+    assert c.put(k(1), ITEM, since=since) is False
+    assert c.get(k(1)) is None
+    assert c.put(k(1), ITEM, since=c.generation()) is True  # a fill started after it
+    assert c.get(k(1)) == ITEM
+
+
+def test_a_drop_of_another_table_leaves_a_fill_alone() -> None:
+    c, _ = cache()
+    since = c.generation()
+    c.drop_table("other")
+    assert c.put(k(1), ITEM, since=since) is True
+    assert c.get(k(1)) == ITEM
+
+
+def test_drop_all_retires_every_fill_in_flight() -> None:
+    c, _ = cache()
+    since = c.generation()
+    c.drop_all()
+    assert c.put(k(1, "a"), ITEM, since=since) is False
+    assert c.put(k(1, "b"), ITEM, since=since) is False
+    assert len(c) == 0
+
+
+def test_dropped_tables_are_bounded_and_forgetting_them_resurrects_nothing() -> None:
+    c, _ = cache()
+    c.put(k(1, "old"), ITEM)
+    before = c.generation()
+    c.drop_table("old")
+    c.put(k(2, "old"), ITEM)  # stored after the drop: stays
+    for n in range(MAX_DROPPED_TABLES):
+        c.drop_table(f"gone-{n}")
+    assert c.tracked_tables <= MAX_DROPPED_TABLES
+    assert c.get(k(1, "old")) is None  # dead before: still dead
+    assert c.get(k(2, "old")) == ITEM
+    # A fill that started before the drops were forgotten cannot tell: it is refused.
+    assert c.put(k(3, "old"), ITEM, since=before) is False
+    assert c.put(k(3, "never-dropped"), ITEM, since=before) is False
+    assert c.put(k(3, "old"), ITEM, since=c.generation()) is True
+
+
+def test_a_held_key_stores_nothing_until_its_deadline() -> None:
+    c, clock = cache()
+    c.put(k(1), ITEM)
+    c.hold([k(1)], 10.0)
+    assert c.get(k(1)) is None  # evicted
+    assert c.put(k(1), ITEM) is False  # a write's result
+    assert c.put(k(1), ITEM, since=c.generation()) is False  # a fill
+    assert c.put(k(2), ITEM) is True  # other keys are not held
+    clock.now += 9.9
+    assert c.put(k(1), ITEM) is False
+    clock.now += 0.1
+    assert c.put(k(1), ITEM) is True
+    assert c.get(k(1)) == ITEM
+
+
+def test_a_held_table_stores_nothing_until_its_deadline() -> None:
+    c, clock = cache()
+    c.put(k(1), ITEM)
+    c.hold(["t"], 5.0)
+    assert c.get(k(1)) is None  # its entries are dropped
+    assert c.put(k(2), ITEM) is False
+    assert c.put(k(2, "other"), ITEM) is True
+    clock.now += 5.0
+    assert c.put(k(2), ITEM) is True
+
+
+def test_a_hold_ends_at_its_own_deadline_whatever_the_order() -> None:
+    c, clock = cache()
+    c.hold([k(1)], 10.0)
+    c.hold([k(2)], 1.0)  # shorter, held after
+    clock.now += 1.0
+    assert c.put(k(2), ITEM) is True
+    assert c.put(k(1), ITEM) is False
+    c.hold([k(1)], 1.0)  # held again: the new deadline counts
+    clock.now += 1.0
+    assert c.put(k(1), ITEM) is True

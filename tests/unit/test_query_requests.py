@@ -140,3 +140,63 @@ def test_a_value_nested_past_pythons_recursion_limit_is_uncacheable() -> None:
     deep = orjson.loads('{"L":[' * 500 + '{"S":"x"}' + "]}" * 500)
     with pytest.raises(Uncacheable):
         query_key("Query", {"TableName": "t", "ExpressionAttributeValues": {":v": deep}})
+
+
+def values(**named: Any) -> dict[str, Any]:
+    return {**BASE, "ExpressionAttributeValues": {f":{n}": v for n, v in named.items()}}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"SS": ["x", "x"]},
+        {"SS": ["x", "y", "x"]},
+        {"NS": ["1", "1.0"]},
+        {"NS": ["1", "10E-1", "2"]},
+        {"NS": ["0", "-0.0"]},
+        {"BS": ["AAE=", "AAE="]},
+        {"BS": ["AAE=", "AAF="]},  # the same bytes: base64's unused low bits differ
+        {"SS": []},
+        {"NS": []},
+        {"BS": []},
+    ],
+)
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda v: values(p={"S": "a"}, s=v),
+        lambda v: values(p={"M": {"deep": {"L": [v]}}}),
+        lambda v: {**BASE, "ExclusiveStartKey": {"pk": {"S": "a"}, "sk": v}},
+        lambda v: {
+            "TableName": "t",
+            "KeyConditions": {"pk": {"ComparisonOperator": "EQ", "AttributeValueList": [v]}},
+        },
+        lambda v: {
+            **BASE,
+            "QueryFilter": {"v": {"ComparisonOperator": "CONTAINS", "AttributeValueList": [v]}},
+        },
+    ],
+    ids=["values", "nested", "start-key", "key-conditions", "query-filter"],
+)
+def test_a_set_dynamodb_refuses_is_never_a_key(value: dict[str, Any], where: Any) -> None:
+    # DynamoDB answers ValidationException ("Input collection contains duplicates"); were
+    # duplicates dropped from the key, the page of the valid set would answer it.
+    with pytest.raises(Uncacheable):
+        query_key("Query", where(value))
+
+
+def test_a_set_dynamodb_refuses_in_a_scan_filter_is_never_a_key() -> None:
+    condition = {"ComparisonOperator": "IN", "AttributeValueList": [{"NS": ["1", "1.00"]}]}
+    with pytest.raises(Uncacheable):
+        query_key("Scan", {"TableName": "t", "ScanFilter": {"v": condition}})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"SS": ["x", "X"]}, {"SS": ["x", "x "]}, {"NS": ["1", "1.1"]}, {"BS": ["AAE=", "AAI="]}],
+)
+def test_distinct_members_stay_cacheable(value: dict[str, Any]) -> None:
+    ((kind, members),) = value.items()
+    both = query_key("Query", values(s=value))
+    assert both == query_key("Query", values(s={kind: list(reversed(members))}))
+    assert both != query_key("Query", values(s={kind: members[:1]}))
