@@ -1,7 +1,8 @@
 """A counting, fault-injecting HTTP forwarder to put between the proxy and moto.
 
 The proxy's upstream is this forwarder; it forwards each request to moto unchanged and
-counts them by operation, so a test can prove how many upstream calls the proxy made. It
+counts them by operation, so a test can prove how many upstream calls the proxy made, and
+keeps the last request of each operation as it arrived (headers and body bytes). It
 can also hold an operation back for a while (to make misses overlap) or fail it with a 500
 (to show what the proxy does when a write may have happened). It runs on its own event loop
 in a thread, so synchronous SDK clients can drive the proxy from the test itself.
@@ -13,12 +14,40 @@ import asyncio
 import json
 import threading
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from daxproxy.service.embedded import free_port
+
+
+def run_to_the_end(loop: asyncio.AbstractEventLoop, main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on ``loop`` (a thread's own), then drain the loop before closing it, as
+    :func:`asyncio.run` does: cancel and await what still runs, finish async generators and
+    the executor, and give closed transports the loop turn in which they close their
+    sockets. A loop closed straight after ``run_until_complete`` leaves those sockets to
+    the garbage collector, which warns "unclosed transport" under some later test."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main)
+    finally:
+        try:
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.run_until_complete(asyncio.sleep(0))  # the close callbacks just queued
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+HOLD_LIMIT = 30.0  # seconds: a gate never set lets its requests go after this, not never
 
 
 @dataclass
@@ -29,6 +58,9 @@ class Faults:
     # BatchGetItem: report the last N keys of each table as unprocessed, as DynamoDB does
     # when it runs out of capacity or answer size.
     unprocess_batch_keys: int = 0
+    # operation -> a gate: its requests are held (counted, not yet forwarded) until the
+    # test sets it, so a test can make requests overlap by waiting for them, not by a delay.
+    hold: dict[str, threading.Event] = field(default_factory=dict)
 
 
 class CountingForwarder:
@@ -37,6 +69,8 @@ class CountingForwarder:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.counts: Counter[str] = Counter()
+        # operation -> the headers and body of its last request, as they reached us
+        self.received: dict[str, tuple[dict[str, str], bytes]] = {}
         self.faults = Faults()
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -59,15 +93,19 @@ class CountingForwarder:
         with self._lock:
             return self.counts[operation]
 
+    def last(self, operation: str) -> tuple[dict[str, str], bytes]:
+        """The headers and body of the last ``operation`` request the proxy sent us."""
+        with self._lock:
+            return self.received[operation]
+
     def reset(self) -> None:
         with self._lock:
             self.counts.clear()
+            self.received.clear()
             self.faults = Faults()
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
-        self._loop.close()
+        run_to_the_end(self._loop, self._serve())
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
@@ -90,12 +128,18 @@ class CountingForwarder:
         body = await request.read()
         with self._lock:
             self.counts[operation] += 1
+            self.received[operation] = (dict(request.headers), body)
             delay = self.faults.delay.get(operation, 0.0)
+            gate = self.faults.hold.get(operation)
             fail = self.faults.fail_next[operation] > 0
             if fail:
                 self.faults.fail_next[operation] -= 1
         if delay:
             await asyncio.sleep(delay)
+        if gate is not None:
+            deadline = asyncio.get_running_loop().time() + HOLD_LIMIT
+            while not gate.is_set() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.005)
         if fail and not self.faults.apply_then_fail:
             return _internal_error()
         headers = {

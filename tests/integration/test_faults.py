@@ -22,11 +22,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from daxproxy.service.embedded import MotoServer, free_port
+from tests.integration.counting import run_to_the_end
 from tests.integration.harness import ProxyProcess, dynamodb_client, get, running_proxy
 
 COOLDOWN_MILLIS = 1000
 TIMEOUT_MILLIS = 500
-FAST = 0.25  # a fast failure: well under the request timeout
+# A request the breaker (or the in-flight bound) refuses never goes upstream: the proxy's
+# upstream counters prove that. Its time is bounded only by what it would have waited for
+# had it gone (the request timeout), never by a guess at how fast a loaded machine is.
 BREAKER = (
     "--breaker-failures",
     "2",
@@ -88,6 +91,26 @@ def metric(proxy: ProxyProcess, name: str) -> float | None:
     return None
 
 
+def upstream_attempts(proxy: ProxyProcess, operation: str) -> float:
+    """How many calls of ``operation`` the proxy made upstream: answered or failed."""
+    status, body = get(proxy.url + "/metrics")
+    assert status == 200
+    answered = f'daxproxy_upstream_request_duration_seconds_count{{operation="{operation}"}} '
+    failed = f'daxproxy_upstream_failures_total{{operation="{operation}",'
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.decode().splitlines()
+        if line.startswith(answered) or line.startswith(failed)
+    )
+
+
+def wait_for(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
 def wait_until_served(call: Any, seconds: float) -> Any:
     """Retry ``call`` until it succeeds (the breaker closes by itself), at most ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -126,8 +149,7 @@ class StallingLink:
         self._thread.join(10)
 
     def _run(self) -> None:
-        self._loop.run_until_complete(self._serve())
-        self._loop.close()
+        run_to_the_end(self._loop, self._serve())
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
@@ -225,22 +247,29 @@ def test_moto_killed_mid_load_then_restarted(moto: MotoServer) -> None:
             c.get_item(TableName=table, Key=key(pk))  # fills the cache
         assert metric(proxy, "daxproxy_upstream_breaker_open") == 0
         with HotLoad(proxy.url, table, hot) as load:
-            time.sleep(0.2)
+            wait_for(lambda: load.served > 0, 10, "the load thread was never served")
             moto.stop()
             # Misses fail with a DynamoDB-shaped 5xx; after two, the breaker is open.
             for _ in range(2):
                 status, code, _, _ = failure(lambda: c.get_item(TableName=table, Key=key("cold-0")))
                 assert (status, code) == (503, "ServiceUnavailable")
+            tried = upstream_attempts(proxy, "GetItem"), upstream_attempts(proxy, "PutItem")
+            assert tried[0] >= 7  # the five fills and the two failures are counted
             for _ in range(5):
-                status, code, message, seconds = failure(
+                status, code, message, _ = failure(
                     lambda: c.get_item(TableName=table, Key=key("cold-0"))
                 )
                 assert (status, code) == (503, "ServiceUnavailable")
                 assert "circuit breaker is open" in message
-                assert seconds < FAST
             # A write fails fast too, certainly not sent: it must leave no value behind.
             put = failure(lambda: c.put_item(TableName=table, Item=item("cold-1", "two")))
-            assert put[:2] == (503, "ServiceUnavailable") and put[3] < FAST
+            assert put[:2] == (503, "ServiceUnavailable")
+            # None of them went upstream: failed at once, not after a try. (How long they
+            # took proves nothing here: a try at a dead port is refused as fast.)
+            assert (
+                upstream_attempts(proxy, "GetItem"),
+                upstream_attempts(proxy, "PutItem"),
+            ) == tried
             assert metric(proxy, "daxproxy_upstream_breaker_open") == 1
             rejected = 'daxproxy_upstream_breaker_rejected_total{operation="%s"}'
             assert metric(proxy, rejected % "GetItem") == 5
@@ -297,14 +326,19 @@ def test_a_stalling_upstream_trips_the_timeout_then_the_breaker(moto: MotoServer
         # A write that stalls: it may have happened, so the proxy must forget "written".
         put = lambda: c.put_item(TableName=table, Item=item("written", "two"))  # noqa: E731
         assert failure(put)[:2] == (500, "InternalServerError")
-        # Two failures in a row: open. Misses and writes fail fast; hits are still served.
+        # Two failures in a row: open. Misses and writes fail fast, without going upstream
+        # (where they would wait out the timeout); hits are still served.
+        tried = upstream_attempts(proxy, "GetItem"), upstream_attempts(proxy, "PutItem")
+        assert tried == (4, 1)  # three fills and the stalled read; the stalled write
         status, code, message, seconds = failure(
             lambda: c.get_item(TableName=table, Key=key("cold"))
         )
-        assert (status, code, seconds < FAST) == (503, "ServiceUnavailable", True)
+        assert (status, code) == (503, "ServiceUnavailable")
+        assert seconds < TIMEOUT_MILLIS / 1000
         assert "circuit breaker is open" in message
         refused = lambda: c.put_item(TableName=table, Item=item("refused", "two"))  # noqa: E731
         assert failure(refused)[:2] == (503, "ServiceUnavailable")
+        assert (upstream_attempts(proxy, "GetItem"), upstream_attempts(proxy, "PutItem")) == tried
         hit = c.get_item(TableName=table, Key=key("hot"))
         assert hit["Item"] == item("hot", "one") and cache_of(hit) == "hit"
         assert metric(proxy, "daxproxy_upstream_breaker_open") == 1
@@ -404,7 +438,7 @@ def test_past_max_in_flight_requests_are_throttled_at_once_and_sdks_retry(
             )
             assert (status, code) == (400, "ThrottlingException")
             assert message == "Rate of requests exceeds the allowed throughput."
-            assert seconds < FAST
+            assert seconds < 3.0  # shed, not queued behind the stalled two (3 s timeout)
             # An SDK with retries backs off and tries again: it is a throttle to botocore.
             retrying = dynamodb_client(
                 proxy.url, Config(retries={"total_max_attempts": 3, "mode": "standard"})

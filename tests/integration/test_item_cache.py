@@ -8,6 +8,7 @@ proxy's back"), to show DAX's staleness and to read the truth with ConsistentRea
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.integration.harness import PK_SK_TABLE, CountedStack, dynamodb_client, serving
+from tests.integration.harness import PK_SK_TABLE, CountedStack, dynamodb_client, get, serving
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=32)
 SHORT_TTL_MILLIS = 1500
@@ -57,6 +58,18 @@ def item(pk: str, sk: int, **attributes: str) -> dict[str, Any]:
 
 def outcome(answer: dict[str, Any]) -> str:
     return str(answer["ResponseMetadata"]["HTTPHeaders"]["x-daxproxy-cache"])
+
+
+def wait_for_gauge(url: str, name: str, value: float, seconds: float = 20) -> None:
+    """Poll the proxy's /metrics until the gauge ``name`` reads ``value``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status, body = get(url + "/metrics")
+        assert status == 200
+        if f"\n{name} {float(value)}\n".encode() in body:
+            return
+        assert time.monotonic() < deadline, f"{name} never reached {value}"
+        time.sleep(0.01)
 
 
 def truth(stack: Stack, table: str, k: dict[str, Any]) -> dict[str, Any] | None:
@@ -172,11 +185,18 @@ def test_concurrent_misses_share_one_upstream_call(stack: Stack, table: str) -> 
     stack.forwarder.reset()
     proxy = client(stack.proxy.url)
     proxy.describe_table(TableName=table)  # not cached; the schema look-up is separate
-    stack.forwarder.faults.delay["GetItem"] = 0.5
+    # The first miss is held upstream until all 16 requests are in the proxy at once (its
+    # in-flight gauge says so): then they can only have shared it, however slow the machine.
+    gate = stack.forwarder.faults.hold["GetItem"] = threading.Event()
     with ThreadPoolExecutor(16) as pool:
-        answers = list(
-            pool.map(lambda _: proxy.get_item(TableName=table, Key=key("hot", 1)), range(16))
-        )
+        pending = [
+            pool.submit(proxy.get_item, TableName=table, Key=key("hot", 1)) for _ in range(16)
+        ]
+        try:
+            wait_for_gauge(stack.proxy.url, "daxproxy_requests_in_flight", 16)
+        finally:
+            gate.set()
+        answers = [p.result() for p in pending]
     assert all(a["Item"]["v"] == {"S": "x"} for a in answers)
     assert stack.forwarder.count("GetItem") == 1
     assert {outcome(a) for a in answers} == {"miss"}

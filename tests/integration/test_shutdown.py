@@ -1,4 +1,5 @@
-"""Graceful shutdown of the real process: what SIGTERM does to requests and to the backend.
+"""Graceful shutdown of the real process: what SIGTERM (and SIGINT) does to requests and to
+the backend.
 
 The proxy runs with both caches off in front of a counting forwarder that holds GetItem
 back, so a GetItem is in flight upstream for as long as a test needs. On SIGTERM the proxy
@@ -140,29 +141,38 @@ def closed_by_server(connection: http.client.HTTPConnection) -> bool:
         return True
 
 
-def sigterm(proxy: ProxyProcess) -> subprocess.Popen[bytes]:
+def send_signal(
+    proxy: ProxyProcess, signum: signal.Signals = signal.SIGTERM
+) -> subprocess.Popen[bytes]:
     assert proxy.process is not None
-    proxy.process.send_signal(signal.SIGTERM)
+    proxy.process.send_signal(signum)
     return proxy.process
 
 
-def test_sigterm_lets_the_request_in_flight_finish_and_refuses_new_ones(
-    forwarder: CountingForwarder, table: str
+# The README: "On SIGTERM or SIGINT the proxy stops listening, closes idle connections,
+# lets requests in flight finish ..." (Ctrl-C in a terminal is SIGINT).
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_lets_the_request_in_flight_finish_and_refuses_new_ones(
+    forwarder: CountingForwarder, table: str, signum: signal.Signals
 ) -> None:
-    forwarder.faults.delay["GetItem"] = 2.0
+    # The upstream holds the GetItem until the checks below are done, however long they take.
+    upstream_answers = forwarder.faults.hold["GetItem"] = threading.Event()
     with running_proxy("--upstream", forwarder.url, *PASS_THROUGH) as proxy:
         idle = idle_keep_alive(proxy)
         request = InFlight(proxy.url, table)
         wait_for(lambda: forwarder.count("GetItem") == 1, 10, "the GetItem did not go upstream")
-        process = sigterm(proxy)
+        process = send_signal(proxy, signum)
 
         # While the request is still being answered: no new connection, no idle one.
-        wait_for(lambda: refuses(proxy.port), 1.5, "new connections were still accepted")
         try:
-            wait_for(lambda: closed_by_server(idle), 1.0, "the idle connection stayed open")
+            wait_for(lambda: refuses(proxy.port), 10, "new connections were still accepted")
+            try:
+                wait_for(lambda: closed_by_server(idle), 10, "the idle connection stayed open")
+            finally:
+                idle.close()
+            assert request.running(), "the request ended before the upstream answered"
         finally:
-            idle.close()
-        assert request.running(), "the upstream answered before the checks were done"
+            upstream_answers.set()
 
         request.wait(10)
         assert request.error is None, request.error
@@ -171,7 +181,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_refuses_new_ones(
         log = proxy.log()
     assert forwarder.count("GetItem") == 1
     assert "listening on" in log
-    assert "daxproxy stopping on SIGTERM; requests in flight: 1, given up to 10 s" in log
+    assert f"daxproxy stopping on {signum.name}; requests in flight: 1, given up to 10 s" in log
     assert re.search(r"daxproxy stopped in \d+\.\d\d s", log), log
     assert "cutting" not in log and "Traceback" not in log
 
@@ -231,7 +241,7 @@ def test_a_request_stuck_past_the_deadline_is_cut_and_the_process_exits_0(
         request = InFlight(proxy.url, "stuck")
         wait_for(lambda: stuck_upstream.requests == 1, 10, "the GetItem did not go upstream")
         signalled = time.monotonic()
-        process = sigterm(proxy)
+        process = send_signal(proxy)
         assert process.wait(5) == 0
         elapsed = time.monotonic() - signalled
         request.wait(5)
@@ -250,7 +260,7 @@ def test_sigterm_stops_the_embedded_moto_server() -> None:
         moto_port = int(match.group(1))
         (moto_pid,) = children(proxy.process.pid)
         assert client(proxy.url).list_tables()["TableNames"] is not None
-        assert sigterm(proxy).wait(15) == 0
+        assert send_signal(proxy).wait(15) == 0
         log = proxy.log()
     assert "daxproxy stopped in" in log
     wait_for(lambda: gone(moto_pid), 5, f"moto's server (pid {moto_pid}) still ran")
