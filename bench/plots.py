@@ -6,11 +6,19 @@ workload, at the main connection count, log scale), ``throughput.png`` (requests
 against connections for each target of the sweep workload) and ``cold_start.png`` (the hit
 ratio and requests/s over time from an empty cache). A plot without data is skipped. No
 display is needed; nothing else is written.
+
+:func:`from_tables` rebuilds the samples a report's Markdown tables hold (requests/s and
+latency percentiles; no timeline, so no cold-start curve), so that the plots committed
+under ``bench/plots/`` are drawn from the very figures ``bench/README.md`` quotes:
+``python -m bench.plots bench/README.md bench/plots``.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
 
-from bench.plan import SWEEP_WORKLOAD
+from bench.plan import SETS, SWEEP_WORKLOAD
 from bench.summary import Facts, cold_figures, outcome_label, target_label
 from bench.targets import CONSTANT, DIRECT, PROXY
 
@@ -46,7 +54,7 @@ def _label(target: str, upstream: str) -> str:
     return target_label(target, upstream)
 
 
-def _latency(facts: Facts, out: Path) -> Path | None:
+def _latency(facts: Facts, out: Path, dpi: int = DPI) -> Path | None:
     main = facts.settings.connections
     panels: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for s in facts.samples:
@@ -84,12 +92,12 @@ def _latency(facts: Facts, out: Path) -> Path | None:
     figure.suptitle("Latency percentiles by target and outcome")
     figure.tight_layout()
     path = out / "latency.png"
-    figure.savefig(path, dpi=DPI)
+    figure.savefig(path, dpi=dpi)
     plt.close(figure)
     return path
 
 
-def _throughput(facts: Facts, out: Path) -> Path | None:
+def _throughput(facts: Facts, out: Path, dpi: int = DPI) -> Path | None:
     sweep = [s for s in facts.samples if s["workload"] == SWEEP_WORKLOAD]
     if not sweep:
         return None
@@ -119,7 +127,7 @@ def _throughput(facts: Facts, out: Path) -> Path | None:
     rate.legend(fontsize=8)
     figure.tight_layout()
     path = out / "throughput.png"
-    figure.savefig(path, dpi=DPI)
+    figure.savefig(path, dpi=dpi)
     plt.close(figure)
     return path
 
@@ -170,3 +178,69 @@ def draw(facts: Facts, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     drawn = (_latency(facts, out), _throughput(facts, out), _cold_start(facts, out))
     return [path for path in drawn if path is not None]
+
+
+# The committed plots: the headline's workloads, small enough to show in bench/README.md.
+README_WORKLOADS = ("read-zipf", "batch-25", "query", "size-40kb")
+README_DPI = 72
+_ROW = re.compile(r"^\|(.+)\|\s*$")
+
+
+def from_tables(
+    markdown: str, upstream: str = "dynalite", workloads: Sequence[str] = README_WORKLOADS
+) -> Facts:
+    """The samples of a report's first "Throughput and cost" and "Latency by outcome"
+    tables (a run's ``bench.md``, or its copy in ``bench/README.md``), for ``workloads``."""
+    targets = {target_label(t, upstream): t for t in (DIRECT, PROXY, CONSTANT)}
+    samples: dict[tuple[str, str, int], dict[str, Any]] = {}
+    latency_seen = False
+    for line in markdown.splitlines():
+        if line.startswith("### Latency by outcome"):
+            latency_seen = True
+        elif latency_seen and line.startswith("###"):
+            break  # the first run's tables only
+        match = _ROW.match(line)
+        if match is None:
+            continue
+        cells = [c.strip() for c in match.group(1).split("|")]
+        if len(cells) < 4 or cells[0] not in workloads or cells[1] not in targets:
+            continue
+        key = (cells[0], targets[cells[1]], int(cells[2]))
+        sample = samples.setdefault(
+            key,
+            {"workload": key[0], "target": key[1], "connections": key[2], "latency": {}},
+        )
+        if len(cells) == 13:
+            sample["rps"] = float(cells[3].replace(",", ""))
+        elif len(cells) == 9:
+            outcome = "none" if cells[3] == "read" else cells[3]
+            figures = {"count": int(cells[4].replace(",", ""))}
+            for (name, _), cell in zip(PERCENTILES, cells[5:9], strict=True):
+                figures[name] = round(float(cell) * 1000)
+            sample["latency"][outcome] = figures
+    for sample in samples.values():
+        outcomes = [v for k, v in sample["latency"].items() if k != "all"]
+        if len(outcomes) == 1:
+            sample["latency"]["all"] = outcomes[0]
+    return Facts(
+        date="",
+        settings=SETS["full"],
+        machine={},
+        upstream=upstream,
+        samples=list(samples.values()),
+    )
+
+
+def draw_from_tables(markdown: str, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    facts = from_tables(markdown)
+    drawn = (_latency(facts, out, README_DPI), _throughput(facts, out, README_DPI))
+    return [path for path in drawn if path is not None]
+
+
+if __name__ == "__main__":
+    given = sys.argv[1:]
+    source = given[0] if given else "bench/README.md"
+    target = given[1] if len(given) > 1 else "bench/plots"
+    for drawn_path in draw_from_tables(Path(source).read_text(encoding="utf-8"), Path(target)):
+        print(drawn_path)

@@ -43,7 +43,11 @@ def _collect_garbage_after_module() -> Iterator[None]:
 # The test files that skip when a tool is missing (node and npm, docker-compose). Where the
 # environment variable CI is set, `make test` has installed those tools or failed, so a
 # skip there means a broken set-up that would otherwise turn green: it fails instead.
-NEEDS_A_TOOL = ("tests/integration/test_js_sdk.py", "tests/unit/test_containers.py")
+NEEDS_A_TOOL = (
+    "tests/integration/test_js_sdk.py",
+    "tests/integration/test_document_client.py",
+    "tests/unit/test_containers.py",
+)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -116,7 +116,8 @@ def from_document(document: Mapping[str, Any], path: str) -> Layer:
     for key, value in document.items():
         name = key.replace("-", "_")
         if name not in KINDS or key not in (name, file_key(name)):
-            raise SettingError(key, f"is not a setting (in {path}){_did_you_mean(key)}")
+            hint = _did_you_mean(key, hyphens="-" in key and "_" not in key)
+            raise SettingError(key, f"is not a setting (in {path}){hint}")
         origin = f"{path}, key {key!r}"
         if name in origins:
             raise SettingError(
@@ -212,12 +213,15 @@ def _is_service_link(variable: str, raw: str) -> bool:
     return bool(_SERVICE_LINK_PORT.match(variable) and _SERVICE_LINK_VALUE.match(raw))
 
 
-def _did_you_mean(key: str, prefix: str = "", upper: bool = False) -> str:
+def _did_you_mean(key: str, prefix: str = "", upper: bool = False, hyphens: bool = False) -> str:
+    """The closest setting, spelled as the user spells: ``hyphens`` for a file key written
+    with hyphens only (``record-ttl-milis``: ``record-ttl-millis``), else the name."""
     spelled = key.lower().replace("-", "_")
     close = difflib.get_close_matches(spelled, KINDS, n=1)
     if not close:
         return "; daxproxy --help lists every setting"
-    suggestion = prefix + (close[0].upper() if upper else close[0])
+    name = file_key(close[0]) if hyphens else close[0]
+    suggestion = prefix + (name.upper() if upper else name)
     return f"; did you mean {suggestion!r}?"
 
 

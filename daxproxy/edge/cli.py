@@ -3,8 +3,9 @@
 Builds :class:`Settings` from, in rising precedence, the defaults, a TOML file (``--config``
 or ``DAXPROXY_CONFIG``), ``DAXPROXY_*`` environment variables and the flags (see
 :mod:`daxproxy.core.settings_sources`), and loads the ``auth_file`` (:mod:`daxproxy.edge.auth`).
-A bad value, an unknown key or an unreadable file exits 2 with one line naming the setting
-or the file, before anything starts. Then it sets
+A bad value, an unknown key, variable or flag (flags are never abbreviated: each must be
+spelled out) or an unreadable file exits 2 with one line naming the setting or the file,
+and for an unknown name the closest known one, before anything starts. Then it sets
 up logging (:mod:`daxproxy.edge.logs`) and serves (:mod:`daxproxy.edge.server`) until
 SIGINT or SIGTERM: exit 0 after a graceful stop, 2 when it cannot listen or the settings
 cannot run, 1 on a fault, logged as one line.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import logging
 import os
 import sys
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = _DEFAULTS
     parser = argparse.ArgumentParser(
         prog="daxproxy",
+        # A flag must be spelled out: "--record-ttl 5" must not become --record-ttl-millis.
+        allow_abbrev=False,
         description=(
             "A DAX-style caching proxy for DynamoDB. Point any SDK's endpoint_url at it. "
             "With no --upstream it starts moto's DynamoDB server as an embedded backend."
@@ -214,6 +218,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed flags; a flag the parser does not know (abbreviations included) raises
+    :class:`SettingError` with the closest flag, as an unknown file key or variable does."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        word = next((w for w in extras if w.startswith("-")), extras[0])
+        flag = word.partition("=")[0] if word.startswith("--") else word
+        raise SettingError(flag, f"is not a setting{_closest_flag(parser, flag)}")
+    return args
+
+
+def _closest_flag(parser: argparse.ArgumentParser, flag: str) -> str:
+    known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    close = difflib.get_close_matches(flag.lower(), known, n=1) if flag.startswith("-") else []
+    if not close:
+        return "; daxproxy --help lists every setting"
+    return f"; did you mean {close[0]!r}?"
+
+
 def settings_from_args(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -248,9 +271,9 @@ def _read(path: str) -> str:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the proxy; the exit code. ``environ``: the variables to read (the process's)."""
-    args = build_parser().parse_args(argv)
     variables = os.environ if environ is None else environ
     try:
+        args = parse_flags(build_parser(), argv)
         settings, layers = _load(args, variables)
         grants = grants_of(settings, variables)  # the auth_file, before anything starts
     except (SettingError, sources.ConfigFileError) as exc:

@@ -15,7 +15,8 @@ and idle times, and on SIGINT or SIGTERM:
 aiohttp's ``AppRunner.cleanup`` does 1 to 4 (read for aiohttp 3.14: it awaits each
 connection's handler up to the timeout, then cancels it and waits up to the timeout again;
 a timeout of 0 would mean "forever", hence the floor below). A signal during start-up
-cancels the start-up and cleans up what had started. Lines logged: listening (INFO), the
+cancels the start-up and cleans up what had started. Lines logged: listening (INFO), in
+``--mode dax`` with the query cache on what that means for a Query after a write (INFO), the
 signal and what is in flight (INFO), requests cut (WARNING), stopped with the time taken
 (INFO).
 """
@@ -107,6 +108,9 @@ async def _serve(settings: Settings, grants: Mapping[str, Grant] | None, stop: _
         scheme = "http" if tls is None else "https"
         addresses = ", ".join(f"{scheme}://{a[0]}:{a[1]}" for a in runner.addresses)
         log.info("daxproxy %s listening on %s", __version__, addresses)
+        note = mode_note(settings)
+        if note is not None:
+            log.info("%s", note)
         await stop.event.wait()
         log.info(
             "daxproxy stopping on %s; requests in flight: %d, given up to %g s to finish",
@@ -122,6 +126,21 @@ async def _serve(settings: Settings, grants: Mapping[str, Grant] | None, stop: _
         finally:
             watch.cancel()
     log.info("daxproxy stopped in %.2f s", time.monotonic() - began)
+
+
+def mode_note(settings: Settings) -> str | None:
+    """The line that warns of DAX's query-cache semantics, the top surprise for ORM users
+    (a save, then a Query or count that returns the old page): in ``--mode dax`` with the
+    query cache on; else None."""
+    query_cache_on = settings.query_ttl_millis > 0 and settings.query_cache_max_bytes > 0
+    if settings.mode != "dax" or not query_cache_on:
+        return None
+    return (
+        "--mode dax: as in DAX, writes do not update cached Query and Scan pages, so a "
+        "Query or Scan right after a write, even through this proxy, may return the old "
+        f"page for up to {settings.query_ttl_millis / 1000:g} s (query_ttl_millis); "
+        "--mode strict drops a table's cached pages on each write it sees"
+    )
 
 
 async def _start(runner: web.AppRunner, stop: _Stop) -> bool:

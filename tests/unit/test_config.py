@@ -11,7 +11,8 @@ import pytest
 
 from daxproxy.core import settings_sources as sources
 from daxproxy.core.config import Endpoints, SettingError, Settings, resolve_endpoints
-from daxproxy.edge.cli import build_parser, main, settings_from_args
+from daxproxy.edge.cli import build_parser, main, parse_flags, settings_from_args
+from daxproxy.edge.server import mode_note
 from tests.unit.test_settings_sources import BAD_ENV_VALUES, BAD_FILE_VALUES
 
 
@@ -117,6 +118,88 @@ def test_every_setting_has_a_flag() -> None:
 def test_a_bad_flag_exits_2_naming_the_setting(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--upstream", "localhost:8000"]) == 2
     assert "'upstream'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "suggestion"),
+    [
+        # An abbreviation is not a flag: "--record-ttl 5" once meant a 5 ms cache.
+        (["--record-ttl", "5"], "--record-ttl", "--record-ttl-millis"),
+        (["--record-ttl=5"], "--record-ttl", "--record-ttl-millis"),
+        (["--port", "0", "--query-ttl", "60000"], "--query-ttl", "--query-ttl-millis"),
+        (["--prot", "8111"], "--prot", "--port"),
+        (["--upstrem", "aws"], "--upstrem", "--upstream"),
+        (["--admn"], "--admn", "--admin"),
+        (["--no-admn"], "--no-admn", "--no-admin"),
+        (["--confg", "x.toml"], "--confg", "--config"),
+    ],
+)
+def test_a_flag_not_spelled_out_exits_2_with_a_suggestion(
+    argv: list[str], flag: str, suggestion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv, {}) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"daxproxy: setting {flag!r}: is not a setting; did you mean {suggestion!r}?\n"
+    )
+    assert captured.out == ""
+
+
+def test_an_unknown_flag_with_nothing_close_points_to_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--zzzzzz"], {}) == 2
+    assert capsys.readouterr().err == (
+        "daxproxy: setting '--zzzzzz': is not a setting; daxproxy --help lists every setting\n"
+    )
+    assert main(["stray"], {}) == 2
+    assert "'stray': is not a setting" in capsys.readouterr().err
+
+
+def test_the_parser_takes_no_abbreviation() -> None:
+    parser = build_parser()
+    assert parser.allow_abbrev is False
+    with pytest.raises(SettingError, match="did you mean '--record-ttl-millis'"):
+        parse_flags(parser, ["--record-ttl-m", "5"])
+    exact = parse_flags(parser, ["--record-ttl-millis", "5", "--no-admin"])
+    assert (exact.record_ttl_millis, exact.admin) == (5, False)
+
+
+def test_the_same_mistake_gets_the_same_line_from_every_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "daxproxy.toml"
+    path.write_text("record-ttl = 5\n")
+    assert main(["--config", str(path)], {}) == 2
+    assert main([], {"DAXPROXY_RECORD_TTL": "5"}) == 2
+    assert main(["--record-ttl", "5"], {}) == 2
+    from_file, from_environ, from_flag = capsys.readouterr().err.splitlines()
+    assert from_file.endswith("did you mean 'record-ttl-millis'?")
+    assert from_environ.endswith("did you mean 'DAXPROXY_RECORD_TTL_MILLIS'?")
+    assert from_flag.endswith("did you mean '--record-ttl-millis'?")
+    for line in (from_file, from_environ, from_flag):
+        assert line.startswith("daxproxy: setting ") and ": is not a setting" in line
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (Settings(), "for up to 300 s"),
+        (Settings(query_ttl_millis=60_000), "for up to 60 s"),
+        (Settings(mode="strict"), None),
+        (Settings(query_ttl_millis=0), None),
+        (Settings(query_cache_max_bytes=0), None),
+    ],
+)
+def test_dax_mode_with_the_query_cache_on_says_what_it_means(
+    settings: Settings, expected: str | None
+) -> None:
+    note = mode_note(settings)
+    if expected is None:
+        assert note is None
+    else:
+        assert note is not None and expected in note
+        assert note.startswith("--mode dax: ") and "--mode strict" in note
 
 
 # --- Settings from a file, the environment and flags, as the command line stacks them ----

@@ -111,6 +111,23 @@ def test_an_unknown_key_suggests_the_close_one() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "suggestion"),
+    [
+        # DAX's hyphenated spelling gets a hyphenated answer, the name gets the name.
+        ("record-ttl-milis = 1000", "'record-ttl-millis'"),
+        ("query-ttl = 1000", "'query-ttl-millis'"),
+        ("record_ttl_milis = 1000", "'record_ttl_millis'"),
+        ("Record-TTL-Millis = 1000", "'record-ttl-millis'"),
+        ("record_ttl-milis = 1000", "'record_ttl_millis'"),  # mixed: the setting's name
+    ],
+)
+def test_a_file_key_is_answered_in_its_own_spelling(text: str, suggestion: str) -> None:
+    with pytest.raises(SettingError) as caught:
+        resolve(text)
+    assert str(caught.value).endswith(f"; did you mean {suggestion}?")
+
+
+@pytest.mark.parametrize(
     "variable", ["DAXPROXY_RECORD_TTL", "DAXPROXY_port", "DAXPROXY_", "DAXPROXY_CONFIGURATION"]
 )
 def test_an_unknown_daxproxy_variable_is_an_error(variable: str) -> None:

@@ -1,0 +1,159 @@
+"""The README's runnable Python examples run as pasted, twice, on a machine with no AWS
+credentials, against a proxy started as ``make run`` starts it (no options: the embedded
+moto server).
+
+An example is runnable when the line right above its fence is a ``<!-- readme-test ...
+-->`` comment; the others are fragments. Each runs in a fresh interpreter whose environment
+holds no ``AWS_*`` variable and whose home holds no ``~/.aws``: what a newcomer's machine
+has. The only change made to the text is the port: the example's
+``http://127.0.0.1:8111`` becomes the test proxy's address, so that the test never takes
+the port a developer's own ``make run`` may hold. The proxy runs with that same bare
+environment, so its placeholder credentials are tried too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daxproxy.service.embedded import free_port
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+MARK = "<!-- readme-test"
+MAKE_RUN_URL = "http://127.0.0.1:8111"
+# A marked example: the comment line, then a fenced python block.
+SNIPPET = re.compile(r"^<!-- readme-test[^\n]*-->\n```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+RUN_TIMEOUT = 60.0
+
+pytestmark = pytest.mark.slow
+
+
+def runnable_snippets(text: str) -> list[str]:
+    snippets = SNIPPET.findall(text)
+    # Every mark belongs to a python block right below it: a mark that lost its block, or a
+    # block that moved away from its mark, fails here rather than going unchecked.
+    assert len(snippets) == text.count(MARK), "a readme-test mark without a python block"
+    return snippets
+
+
+def bare_environment(home: Path) -> dict[str, str]:
+    """The process's environment without any AWS setting, with an empty home; instance
+    metadata stays off, so a missing credential fails at once instead of calling out."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**kept, "HOME": str(home), "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@contextlib.contextmanager
+def make_run_proxy(environment: dict[str, str], log_path: Path) -> Iterator[str]:
+    """``daxproxy`` with no options but the port, as ``make run`` starts it; its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daxproxy", "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"daxproxy exited with {process.returncode}:\n{log_path.read_text()}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{url}/healthz", timeout=1) as answer,
+            ):
+                if answer.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"daxproxy did not serve within 30 s:\n{log_path.read_text()}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_snippet(
+    code: str, environment: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+
+def test_the_first_example_is_marked() -> None:
+    """The 'Use it' example is the one people paste first: it must be among those run."""
+    text = README.read_text(encoding="utf-8")
+    use_it = text[text.index("## Use it") :]
+    first_fence = use_it.index("```python")
+    assert MARK in use_it[:first_fence], "the first example of 'Use it' is not marked"
+    snippets = runnable_snippets(text)
+    assert snippets and "create_table" in snippets[0] and MAKE_RUN_URL in snippets[0]
+
+
+def test_the_readme_examples_run_as_pasted_twice_without_credentials(tmp_path: Path) -> None:
+    snippets = runnable_snippets(README.read_text(encoding="utf-8"))
+    assert snippets
+    home = tmp_path / "home"
+    home.mkdir()
+    environment = bare_environment(home)
+    log_path = tmp_path / "daxproxy.log"
+    with make_run_proxy(environment, log_path) as url:
+        for number, snippet in enumerate(snippets, 1):
+            assert MAKE_RUN_URL in snippet, f"example {number} does not use make run's address"
+            code = snippet.replace(MAKE_RUN_URL, url)
+            outputs = []
+            for run in ("first", "second"):
+                done = run_snippet(code, environment, tmp_path)
+                assert done.returncode == 0, (
+                    f"README example {number}, {run} run, exited {done.returncode}:\n"
+                    f"{done.stderr}\n--- the example:\n{snippet}"
+                )
+                outputs.append(done.stdout)
+            assert outputs[0] == outputs[1], f"example {number} answered differently the 2nd time"
+        first = run_snippet(snippets[0].replace(MAKE_RUN_URL, url), environment, tmp_path)
+    assert first.stdout == "{'id': {'S': '42'}, 'name': {'S': 'Ada'}}\n"
+    # What the README says next to the example: the proxy warns about --mode dax as it starts.
+    log = log_path.read_text()
+    assert "--mode dax: " in log and "--mode strict" in log, log
+
+
+def test_the_example_needs_its_credentials(tmp_path: Path) -> None:
+    """Proof that the environment really is bare: without the example's placeholder
+    credentials, boto3 finds none (the failure the README's example once had)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    code = (
+        "import boto3, botocore.exceptions\n"
+        "c = boto3.client('dynamodb', endpoint_url='http://127.0.0.1:9', region_name='us-east-1')\n"
+        "try:\n"
+        "    c.list_tables()\n"
+        "except botocore.exceptions.NoCredentialsError:\n"
+        "    print('no credentials')\n"
+    )
+    done = run_snippet(code, bare_environment(home), tmp_path)
+    assert (done.returncode, done.stdout) == (0, "no credentials\n"), done.stderr
