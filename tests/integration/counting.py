@@ -14,7 +14,7 @@ import asyncio
 import json
 import threading
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,56 @@ def run_to_the_end(loop: asyncio.AbstractEventLoop, main: Coroutine[Any, Any, No
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+
+
+# Headers of moto's answer a forwarder does not pass on: its own server sets them again.
+DROPPED_ANSWER_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "date", "server"}
+)
+
+
+def upstream_headers(request: web.Request) -> dict[str, str]:
+    """The headers a forwarder sends upstream: the request's, but for Host and length."""
+    return {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+
+
+async def serve_posts(
+    port: int,
+    handle: Callable[[aiohttp.ClientSession, web.Request], Awaitable[web.StreamResponse]],
+    ready: threading.Event,
+    stop: asyncio.Event,
+    *,
+    connections: int = 100,  # aiohttp's default
+) -> None:
+    """Answer every POST to 127.0.0.1:``port`` with ``handle(session, request)``, where
+    ``session`` is an aiohttp client for the upstream (``connections`` at once at the most);
+    set ``ready`` once it listens, and serve until ``stop`` is set."""
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+
+        async def handle_one(request: web.Request) -> web.StreamResponse:
+            return await handle(session, request)
+
+        app.router.add_post("/{tail:.*}", handle_one)
+        runner = web.AppRunner(app, auto_decompress=False, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            ready.set()
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+
+def internal_error() -> web.Response:
+    """DynamoDB's 500 InternalServerError."""
+    return web.Response(
+        status=500,
+        body=b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError",'
+        b'"message":"Internal server error"}',
+        content_type="application/x-amz-json-1.0",
+    )
 
 
 HOLD_LIMIT = 30.0  # seconds: a gate never set lets its requests go after this, not never
@@ -109,19 +159,7 @@ class CountingForwarder:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        async with aiohttp.ClientSession(auto_decompress=False) as session:
-            app = web.Application(client_max_size=64 * 1024 * 1024)
-
-            async def handle(request: web.Request) -> web.Response:
-                return await self._forward(session, request)
-
-            app.router.add_post("/{tail:.*}", handle)
-            runner = web.AppRunner(app, auto_decompress=False, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            self._ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
+        await serve_posts(self.port, self._forward, self._ready, self._stop)
 
     async def _forward(self, session: aiohttp.ClientSession, request: web.Request) -> web.Response:
         operation = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
@@ -141,29 +179,18 @@ class CountingForwarder:
             while not gate.is_set() and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.005)
         if fail and not self.faults.apply_then_fail:
-            return _internal_error()
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
-        }
+            return internal_error()
+        headers = upstream_headers(request)
         async with session.post(self.upstream, data=body, headers=headers) as answer:
             payload = await answer.read()
             if fail:
-                return _internal_error()
-            dropped = {"content-length", "transfer-encoding", "connection", "date", "server"}
+                return internal_error()
+            dropped = set(DROPPED_ANSWER_HEADERS)
             if operation == "BatchGetItem" and self.faults.unprocess_batch_keys:
                 payload = _unprocess(body, payload, self.faults.unprocess_batch_keys)
                 dropped.add("x-amz-crc32")  # of moto's body, not of this one
             out = {k: v for k, v in answer.headers.items() if k.lower() not in dropped}
             return web.Response(status=answer.status, body=payload, headers=out)
-
-
-def _internal_error() -> web.Response:
-    return web.Response(
-        status=500,
-        body=b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError",'
-        b'"message":"Internal server error"}',
-        content_type="application/x-amz-json-1.0",
-    )
 
 
 def _unprocess(request: bytes, answer: bytes, count: int) -> bytes:

@@ -47,10 +47,14 @@ S = TypeVar("S", bound="CountedStack")
 
 class ProxyProcess:
     """``python -m daxproxy`` with the given options on a free loopback port; with
-    ``ca_file`` (the options then set up TLS) it serves, and is polled, over HTTPS."""
+    ``ca_file`` (the options then set up TLS) it serves, and is polled, over HTTPS. Its
+    environment is this process's with :data:`TEST_ENV`, or ``env`` instead when given."""
 
-    def __init__(self, *options: str, ca_file: str | None = None) -> None:
+    def __init__(
+        self, *options: str, ca_file: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.options = options
+        self.env = {**os.environ, **TEST_ENV} if env is None else env
         self.port = free_port()
         self.tls = None if ca_file is None else ssl.create_default_context(cafile=ca_file)
         self.url = f"{'http' if ca_file is None else 'https'}://127.0.0.1:{self.port}"
@@ -65,7 +69,7 @@ class ProxyProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **TEST_ENV},
+                env=self.env,
             )
         deadline = time.monotonic() + timeout
         while True:
@@ -102,8 +106,10 @@ class ProxyProcess:
 
 
 @contextlib.contextmanager
-def running_proxy(*options: str, ca_file: str | None = None) -> Iterator[ProxyProcess]:
-    proxy = ProxyProcess(*options, ca_file=ca_file)
+def running_proxy(
+    *options: str, ca_file: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[ProxyProcess]:
+    proxy = ProxyProcess(*options, ca_file=ca_file, env=env)
     proxy.start()
     try:
         yield proxy

@@ -29,15 +29,23 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
 
 from daxproxy.service.embedded import free_port
+from tests.integration.counting import (
+    DROPPED_ANSWER_HEADERS,
+    internal_error,
+    run_to_the_end,
+    serve_posts,
+    upstream_headers,
+)
+from tests.integration.harness import CountedStack
 
 Stage = Literal["answer", "request"]
-_DROPPED = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
 WAIT = 15.0  # seconds: long enough for a loaded machine, short enough to fail a stuck test
 
 
@@ -225,42 +233,14 @@ class HoldingRelay:
     # The relay's loop ----------------------------------------------------------------
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
         try:
-            self._loop.run_until_complete(self._serve())
-        except BaseException as error:  # reported by start() or stop()
+            run_to_the_end(self._loop, self._serve())
+        except BaseException as error:  # reported by start()
             self._failure = error
-        finally:
-            try:
-                tasks = asyncio.all_tasks(self._loop)
-                for task in tasks:
-                    task.cancel()
-                if tasks:
-                    self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-                self._loop.run_until_complete(self._loop.shutdown_default_executor())
-            finally:
-                asyncio.set_event_loop(None)
-                self._loop.close()
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        connector = aiohttp.TCPConnector(limit=64)
-        async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-            app = web.Application(client_max_size=64 * 1024 * 1024)
-
-            async def handle(request: web.Request) -> web.StreamResponse:
-                return await self._relay(session, request)
-
-            app.router.add_post("/{tail:.*}", handle)
-            runner = web.AppRunner(app, auto_decompress=False, access_log=None)
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, "127.0.0.1", self.port).start()
-                self._ready.set()
-                await self._stop.wait()
-            finally:
-                await runner.cleanup()
+        await serve_posts(self.port, self._relay, self._ready, self._stop, connections=64)
 
     def _catch(self, operation: str, raw: bytes) -> tuple[Held | None, Stage]:
         try:
@@ -290,11 +270,9 @@ class HoldingRelay:
         if held is not None and stage == "request":
             self._reached(held)
             if failing:
-                return _internal_error()
+                return internal_error()
             await held._released.wait()
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
-        }
+        headers = upstream_headers(request)
         # Shielded: a write must land upstream even if the proxy has hung up meanwhile.
         status, payload, out = await asyncio.shield(self._forward(session, raw, headers))
         if held is not None:
@@ -307,7 +285,7 @@ class HoldingRelay:
             if stage == "answer":
                 self._reached(held)
                 if failing:
-                    return _internal_error()
+                    return internal_error()
                 await held._released.wait()
         return web.Response(status=status, body=payload, headers=out)
 
@@ -316,17 +294,34 @@ class HoldingRelay:
     ) -> tuple[int, bytes, dict[str, str]]:
         async with session.post(self.upstream, data=raw, headers=headers) as answer:
             payload = await answer.read()
-            out = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED}
+            out = {
+                k: v for k, v in answer.headers.items() if k.lower() not in DROPPED_ANSWER_HEADERS
+            }
             return answer.status, payload, out
 
 
-def _internal_error() -> web.Response:
-    return web.Response(
-        status=500,
-        body=b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError",'
-        b'"message":"Internal server error"}',
-        content_type="application/x-amz-json-1.0",
-    )
+class RelayedStack(CountedStack):
+    """moto; the holding relay in front of it; the proxies a subclass's :meth:`setup` starts
+    in front of the relay (after ``super().setup()``); and a pool of ``workers`` threads for
+    the calls the relay holds. :meth:`stop` lets what is held go before it waits for the
+    pool, so no held call keeps a thread, and stops the relay after the proxies."""
+
+    workers = 8
+
+    def setup(self) -> None:
+        self.relay = HoldingRelay(self.moto.url).start()
+        self.pool = ThreadPoolExecutor(self.workers)
+
+    def stop(self) -> None:
+        relay = getattr(self, "relay", None)
+        if relay is not None:
+            relay.reset()
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        super().stop()
+        if relay is not None:
+            relay.stop()
 
 
 def key_is(name: str, value: dict[str, Any]) -> Callable[[Any], bool]:

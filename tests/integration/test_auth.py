@@ -24,9 +24,6 @@ from typing import Any
 import boto3
 import botocore.auth
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.integration.harness import (
@@ -39,6 +36,7 @@ from tests.integration.harness import (
     get,
     serving,
 )
+from tests.signing import sigv4_headers
 
 ORDERS_KEY = "AKIAAUTHORDERS0001"
 ORDERS_SECRET = "orders-secret-7Jq2/wXyZ+daxproxy-auth-test-1"
@@ -142,14 +140,7 @@ def signed(
     url: str, body: bytes, key: str = ORDERS_KEY, secret: str = ORDERS_SECRET, target: str = GET
 ) -> dict[str, str]:
     """The headers botocore's SigV4Auth gives a request (a GetItem) with this body."""
-    request = AWSRequest(
-        method="POST",
-        url=f"{url}/",
-        data=body,
-        headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target},
-    )
-    SigV4Auth(Credentials(key, secret), "dynamodb", REGION).add_auth(request)
-    return dict(request.headers.items())
+    return dict(sigv4_headers(f"{url}/", target, body, key=key, secret=secret, region=REGION))
 
 
 def post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:

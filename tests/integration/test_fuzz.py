@@ -42,14 +42,12 @@ from urllib.parse import urlsplit
 import boto3
 import orjson
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.conftest import Endpoints
 from tests.integration.harness import NO_RETRIES, PK_SK_TABLE, REGION, ProxyProcess, running_proxy
+from tests.signing import sigv4_headers
 
 # A longer, random hunt: FUZZ_EXAMPLES=5000 pytest tests/integration/test_fuzz.py
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
@@ -813,14 +811,10 @@ def signed_request_bytes(operation: str, body: bytes) -> bytes:
     """The request as botocore signs it for the reader's key (for Host ``127.0.0.1``, as
     :func:`request_bytes` sends it)."""
     target = f"{PREFIX}.{operation}"
-    request = AWSRequest(
-        method="POST",
-        url="http://127.0.0.1/",
-        data=body,
-        headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target},
+    signed = sigv4_headers(
+        "http://127.0.0.1/", target, body, key=READER_KEY, secret=READER_SECRET, region=REGION
     )
-    SigV4Auth(Credentials(READER_KEY, READER_SECRET), "dynamodb", REGION).add_auth(request)
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() != "x-amz-target"]
+    headers = [(k, v) for k, v in signed if k.lower() != "x-amz-target"]
     return request_bytes(target, body, headers)
 
 

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import itertools
 import json
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from decimal import Decimal
@@ -48,8 +46,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tests.integration.harness import PK_SK_TABLE, CountedStack, dynamodb_client, serving
-from tests.integration.holding import WAIT, HoldingRelay, Rule
+from tests.integration.harness import PK_SK_TABLE, dynamodb_client, get, serving
+from tests.integration.holding import WAIT, RelayedStack, Rule
 
 pytestmark = pytest.mark.slow
 
@@ -89,37 +87,23 @@ def v_of(item: dict[str, Any] | None) -> str | None:
     return None if item is None else str(item.get("v", {}).get("N"))
 
 
-class Stack(CountedStack):
+class Stack(RelayedStack):
+    workers = 16
+
     def setup(self) -> None:
-        self.relay = HoldingRelay(self.moto.url).start()
+        super().setup()
         self.proxy = self.start_proxy(
             "--record-ttl-millis", "0", "--admin", upstream=self.relay.url
         )
         self.through = dynamodb_client(self.proxy.url, CONFIG)
         self.backend = dynamodb_client(self.moto.url, CONFIG)
-        self.pool = ThreadPoolExecutor(16)
         self.seen: Counter[str] = Counter()
 
     def evict(self, table: str, k: dict[str, Any]) -> None:
         data = json.dumps({"table": table, "key": k}).encode()
-        request = urllib.request.Request(f"{self.proxy.url}/admin/invalidate", data=data)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                answer.read()
-        except urllib.error.HTTPError as error:
-            with error:
-                raise AssertionError(f"invalidate: {error.code} {error.read()!r}") from None
-
-    def stop(self) -> None:
-        relay = getattr(self, "relay", None)
-        if relay is not None:
-            relay.reset()
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        super().stop()
-        if relay is not None:
-            relay.stop()
+        status, body = get(f"{self.proxy.url}/admin/invalidate", 10, data=data)
+        if not 200 <= status < 300:
+            raise AssertionError(f"invalidate: {status} {body!r}")
 
 
 @pytest.fixture(scope="module")

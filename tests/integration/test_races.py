@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -23,8 +23,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.integration.harness import PK_SK_TABLE, CountedStack, dynamodb_client, serving
-from tests.integration.holding import WAIT, HoldingRelay, Rule
+from tests.integration.harness import PK_SK_TABLE, dynamodb_client, serving
+from tests.integration.holding import WAIT, RelayedStack, Rule
 
 CONFIG = Config(
     retries={"total_max_attempts": 1, "mode": "standard"},
@@ -39,12 +39,11 @@ SHORT_TIMEOUT_MILLIS = 2000
 K = {"pk": {"S": "k"}, "sk": {"N": "1"}}
 
 
-class Stack(CountedStack):
+class Stack(RelayedStack):
     """moto; the holding relay in front of it; the proxies in front of the relay."""
 
     def setup(self) -> None:
-        self.relay = HoldingRelay(self.moto.url).start()
-        self.pool = ThreadPoolExecutor(8)
+        super().setup()
         # The default upstream timeout (10 s) outlasts every hold below.
         self.proxy = self.start_proxy("--admin", upstream=self.relay.url)
         # Short enough for a held write to time out in the proxy; strict, for the query pages.
@@ -57,17 +56,6 @@ class Stack(CountedStack):
         )
         self.through = dynamodb_client(self.proxy.url, CONFIG)
         self.backend = dynamodb_client(self.moto.url, CONFIG)
-
-    def stop(self) -> None:
-        relay = getattr(self, "relay", None)
-        if relay is not None:
-            relay.reset()
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        super().stop()
-        if relay is not None:
-            relay.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -34,13 +33,13 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from daxproxy.service.embedded import free_port
 from tests.integration.harness import (
     PK_SK_TABLE,
     CountedStack,
     dynamodb_client,
     get,
     normalize,
+    running_proxy,
     without_unasked_capacity,
 )
 
@@ -351,42 +350,19 @@ def no_credentials(tmp_path: Path) -> dict[str, str]:
 
 
 def test_a_local_upstream_without_credentials_gets_placeholder_ones(
-    stack: Stack, no_credentials: dict[str, str], tmp_path: Path
+    stack: Stack, no_credentials: dict[str, str]
 ) -> None:
-    port, upstream = free_port(), stack.forwarder.url
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "daxproxy.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daxproxy", "--port", str(port), "--upstream", upstream],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=no_credentials,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if get(url + "/healthz", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.05)
+    with running_proxy("--upstream", stack.forwarder.url, env=no_credentials) as proxy:
         stack.forwarder.reset()
-        tables = dynamodb_client(url).list_tables()
+        tables = dynamodb_client(proxy.url).list_tables()
         assert tables["ResponseMetadata"]["HTTPStatusCode"] == 200
         headers, _ = stack.forwarder.last("ListTables")
         authorization = {k.lower(): v for k, v in headers.items()}["authorization"]
         # Signed, with credentials of the proxy's own: neither the client's nor any found.
         assert authorization.startswith("AWS4-HMAC-SHA256 Credential=")
         assert "Credential=testing/" not in authorization
-    finally:
-        process.terminate()
-        assert process.wait(15) == 0
-    assert "placeholder credentials" in log_path.read_text()
+        assert proxy.stop() == 0, proxy.log()  # SIGTERM: a clean exit
+        assert "placeholder credentials" in proxy.log()
 
 
 def test_upstream_aws_without_credentials_exits_2(no_credentials: dict[str, str]) -> None:

@@ -8,9 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from daxproxy.core import access, wire
 from daxproxy.core.access import Access, Unknown, grant, needs, statement_needs
@@ -20,6 +17,7 @@ from daxproxy.core.operations import Kind, Operation, lookup
 from daxproxy.edge.auth import grants_of, load_grants
 from daxproxy.service.proxy import ClientRequest, Proxy
 from tests.fakes import FakeUpstream
+from tests.signing import sigv4_headers
 
 SECRET = "s3cr3t-Orders-wJalrXUtnFEMI/K7MDENG"
 ENV_SECRET = "s3cr3t-from-env-bPxRfiCYEXAMPLEKEY"
@@ -447,14 +445,10 @@ def signed_request(
     target: str, payload: dict[str, Any], key: str = "AKIAORDERS", secret: str = SECRET
 ) -> ClientRequest:
     body = orjson.dumps(payload)
-    request = AWSRequest(
-        method="POST",
-        url="http://localhost:8111/",
-        data=body,
-        headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target},
+    signed = sigv4_headers(
+        "http://localhost:8111/", target, body, key=key, secret=secret, region=REGION
     )
-    SigV4Auth(Credentials(key, secret), "dynamodb", REGION).add_auth(request)
-    headers = [("Host", "localhost:8111"), *request.headers.items()]
+    headers = [("Host", "localhost:8111"), *signed]
     return ClientRequest(tuple(headers), body, target, None, "/")
 
 
