@@ -37,7 +37,7 @@ from daxproxy.service.calls import (
     send_own,
 )
 from daxproxy.service.query_cache import QueryCache
-from daxproxy.service.tables import TableRegistry
+from daxproxy.service.tables import TableInfo, TableRegistry
 from daxproxy.service.upstream import Upstream, UpstreamResponse
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class ItemWrites:
         except Uncacheable:
             # DynamoDB will almost surely reject it; if it does not, nothing may go stale.
             return await self._unread(call, None)
-        keyed, unknown = await self._keys(written)
+        keyed, unknown, infos = await self._keys(written)
         tables = {entry.table for entry in written}
         self._tables_written(tables)
         ticket = self._tracker.write_started(key for key, _ in keyed)
@@ -82,29 +82,31 @@ class ItemWrites:
             if answer is None or answer.status >= 500:  # no answer, or a fault
                 self._unsure(keyed, unknown, tables)
         if answer.status == 200:
-            self._apply(call, answer, keyed, unknown, ticket)
+            self._apply(call, answer, keyed, unknown=unknown, infos=infos, ticket=ticket)
         return response
 
-    async def _keys(self, written: list[Written]) -> tuple[list[tuple[ItemKey, Written]], set[str]]:
-        """Each written key, and the tables whose keys could not be read (dropped whole)."""
+    async def _keys(
+        self, written: list[Written]
+    ) -> tuple[list[tuple[ItemKey, Written]], set[str], dict[str, TableInfo]]:
+        """Each written key; the tables whose keys could not be read (dropped whole); and
+        the info each table was read with."""
         keyed: list[tuple[ItemKey, Written]] = []
         unknown: set[str] = set()
+        infos: dict[str, TableInfo] = {}
         for entry in written:
-            info = await self._tables.get(entry.table)
+            info = infos.get(entry.table) or await self._tables.get(entry.table)
             if info is None:
                 unknown.add(entry.table)
                 continue
+            infos[entry.table] = info
             try:
-                if entry.is_item:
-                    key = key_of_item(info.arn, entry.key, info.schema)
-                else:
-                    key = item_key(info.arn, entry.key, info.schema)
+                key = _key_of(entry, info)
             except NotCanonical:  # DynamoDB will refuse it, unless the schema changed
                 self._tables.suspect(entry.table)
                 unknown.add(entry.table)
                 continue
             keyed.append((key, entry))
-        return keyed, unknown
+        return keyed, unknown, infos
 
     async def _send(self, call: Call) -> tuple[UpstreamResponse, WireResponse]:
         """Forward the write; an UpdateItem is asked for ALL_NEW when that costs nothing."""
@@ -130,11 +132,14 @@ class ItemWrites:
         call: Call,
         answer: UpstreamResponse,
         keyed: list[tuple[ItemKey, Written]],
+        *,
         unknown: set[str],
+        infos: dict[str, TableInfo],
         ticket: WriteTicket,
     ) -> None:
         body = answer_json(answer)
-        unprocessed = self._unprocessed(body, keyed)
+        unprocessed, unreadable = self._unprocessed(body, infos)
+        unknown = unknown | unreadable
         for key, entry in keyed:
             if key in unprocessed:
                 continue  # not written: what the cache holds is still true
@@ -165,23 +170,27 @@ class ItemWrites:
             self._cache.evict(key)
 
     def _unprocessed(
-        self, body: dict[str, Any], keyed: list[tuple[ItemKey, Written]]
-    ) -> set[ItemKey]:
-        """BatchWriteItem's UnprocessedItems, as cache keys."""
-        left = body.get("UnprocessedItems") or {}
+        self, body: dict[str, Any], infos: dict[str, TableInfo]
+    ) -> tuple[set[ItemKey], set[str]]:
+        """BatchWriteItem's UnprocessedItems as cache keys, read with the table info the
+        write was keyed with; and the tables of those that cannot be read so (dropped
+        whole: which of their keys were written is not known)."""
+        left = body.get("UnprocessedItems")
+        if not left:
+            return set(), set()
+        try:
+            entries = list(written_items("BatchWriteItem", {"RequestItems": left}))
+        except Uncacheable:  # not what DynamoDB sends: trust none of the answer
+            return set(), set(infos)
         keys: set[ItemKey] = set()
-        for written in written_items("BatchWriteItem", {"RequestItems": left}) if left else ():
-            info = self._tables.known(written.table)
-            if info is None:
-                continue
-            try:
-                if written.is_item:
-                    keys.add(key_of_item(info.arn, written.key, info.schema))
-                else:
-                    keys.add(item_key(info.arn, written.key, info.schema))
-            except NotCanonical:
-                continue
-        return keys
+        tables: set[str] = set()
+        for entry in entries:
+            key = _key_or_none(entry, infos.get(entry.table))
+            if key is None:
+                tables.add(entry.table)
+            else:
+                keys.add(key)
+        return keys, tables
 
     def _tables_written(self, tables: Iterable[str]) -> None:
         if self._queries is not None:
@@ -286,3 +295,19 @@ def statement_tables(operation: str, payload: dict[str, Any]) -> set[str] | None
             return None
         tables.update(statement.tables)
     return tables
+
+
+def _key_of(entry: Written, info: TableInfo) -> ItemKey:
+    """The cache key of a written entry; raises NotCanonical when it does not fit."""
+    if entry.is_item:
+        return key_of_item(info.arn, entry.key, info.schema)
+    return item_key(info.arn, entry.key, info.schema)
+
+
+def _key_or_none(entry: Written, info: TableInfo | None) -> ItemKey | None:
+    if info is None:
+        return None
+    try:
+        return _key_of(entry, info)
+    except NotCanonical:
+        return None

@@ -12,15 +12,27 @@ the test fail; ``make mutants`` checks the rest, see tests/MUTANTS.md).
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from daxproxy.core.cache import MAX_DROPPED_TABLES, Eviction, ItemCache, entry_size
+from daxproxy.core import operations
+from daxproxy.core.cache import (
+    ENTRY_OVERHEAD,
+    MAX_DROPPED_TABLES,
+    Eviction,
+    ItemCache,
+    entry_size,
+)
 from daxproxy.core.config import Settings
-from daxproxy.core.wire import WireResponse
+from daxproxy.core.wire import WireResponse, parse_target
+from daxproxy.service.calls import Call
 from daxproxy.service.proxy import ClientRequest, Proxy
+from daxproxy.service.query_cache import QueryCache
 from daxproxy.service.runtime import build_proxy
+from daxproxy.service.tables import TableRegistry
 from tests.fakes import FakeTable, HeldDynamoDB
 
 
@@ -177,22 +189,30 @@ async def test_a_get_item_that_read_before_an_ambiguous_write_is_not_stored() ->
 # Writes that overlap each other ------------------------------------------------------------
 
 
-async def test_two_puts_to_one_key_answered_out_of_order_leave_it_to_be_read_again() -> None:
-    """``key in ticket.contended`` (service/item_writes.py): DynamoDB applied "a" then "b"
-    but answered "b" first; storing each answer as it comes would keep "a"."""
-    fake = fake_with(item("1", "old"))
-    p = proxy(fake)
-    await cached(p, item("1", "old"))
-    first, second = fake.hold("PutItem"), fake.hold("PutItem")
-    writing_a = asyncio.create_task(ok(p, put("1", "a")))
+async def answered_out_of_order(
+    fake: HeldDynamoDB, p: Proxy, operation: str, write: Callable[[str, str], ClientRequest]
+) -> None:
+    """Two ``operation`` writes of key 1 through the proxy, v="a" then v="b": DynamoDB
+    applies them in that order (it holds "b") but answers "b" first."""
+    first, second = fake.hold(operation), fake.hold(operation)
+    writing_a = asyncio.create_task(ok(p, write("1", "a")))
     await first.wait_reached()
-    writing_b = asyncio.create_task(ok(p, put("1", "b")))
+    writing_b = asyncio.create_task(ok(p, write("1", "b")))
     await second.wait_reached()
     assert fake.item("t", pk="1") == item("1", "b")
     second.release()
     await writing_b
     first.release()
     await writing_a
+
+
+async def test_two_puts_to_one_key_answered_out_of_order_leave_it_to_be_read_again() -> None:
+    """``key in ticket.contended`` (service/item_writes.py): DynamoDB applied "a" then "b"
+    but answered "b" first; storing each answer as it comes would keep "a"."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    await answered_out_of_order(fake, p, "PutItem", put)
     assert await get(p) == (item("1", "b"), "miss")
 
 
@@ -202,15 +222,7 @@ async def test_two_updates_to_one_key_answered_out_of_order_leave_it_to_be_read_
     fake = fake_with(item("1", "old"))
     p = proxy(fake)
     await cached(p, item("1", "old"))
-    first, second = fake.hold("UpdateItem"), fake.hold("UpdateItem")
-    writing_a = asyncio.create_task(ok(p, update("1", "a")))
-    await first.wait_reached()
-    writing_b = asyncio.create_task(ok(p, update("1", "b")))
-    await second.wait_reached()
-    second.release()
-    await writing_b
-    first.release()
-    await writing_a
+    await answered_out_of_order(fake, p, "UpdateItem", update)
     assert (await get(p))[0] == item("1", "b")
 
 
@@ -540,3 +552,879 @@ async def test_an_unreadable_write_that_timed_out_holds_every_tables_items_and_p
     fake.put_direct("t", item("1", "new"))  # the lost write lands
     assert await get(p) == (item("1", "new"), "miss")
     assert await query_items(p) == ([item("1", "new")], "miss")
+
+
+# BatchGetItem's answer: consistent tables beside cached ones, capacity, waits -------------
+
+
+T_ARN = FakeTable("t").arn
+
+
+class CapacityDynamoDB(HeldDynamoDB):
+    """HeldDynamoDB that reports ConsumedCapacity when asked, as DynamoDB does: for a
+    BatchGetItem half a unit per key sent, per table, by the table's name (``by_spelling``:
+    by the name or ARN the request used); for a GetItem or a Query half a unit. It also answers an
+    UpdateItem's ReturnValues ALL_OLD with the item as it was."""
+
+    def __init__(self, *tables: FakeTable, by_spelling: bool = False) -> None:
+        super().__init__(*tables)
+        self.by_spelling = by_spelling
+
+    async def send(self, target: Any, body: bytes, headers: Any, *, retry_safe: bool) -> Any:
+        answer = await super().send(target, body, headers, retry_safe=retry_safe)
+        payload = orjson.loads(body)
+        asked = payload.get("ReturnConsumedCapacity", "NONE")
+        if answer.status != 200 or asked not in ("TOTAL", "INDEXES"):
+            return answer
+        result = orjson.loads(answer.body)
+        if target.operation in ("Query", "GetItem"):
+            result["ConsumedCapacity"] = {"TableName": "t", "CapacityUnits": 0.5}
+            return type(answer)(answer.status, answer.headers, orjson.dumps(result))
+        if target.operation != "BatchGetItem":
+            return answer
+        result["ConsumedCapacity"] = [
+            {
+                "TableName": table if self.by_spelling else table.rsplit(":table/", 1)[-1],
+                "CapacityUnits": 0.5 * len(read["Keys"]),
+            }
+            for table, read in payload["RequestItems"].items()
+        ]
+        return type(answer)(answer.status, answer.headers, orjson.dumps(result))
+
+    def _answer(self, operation: str, payload: dict[str, Any], held: Any) -> dict[str, Any]:
+        if operation == "UpdateItem" and payload.get("ReturnValues") == "ALL_OLD":
+            table = self._table(payload.get("TableName"))
+            old = table.items.get(self._key(table, payload["Key"]))
+            self._update(table, payload)
+            return {} if old is None else {"Attributes": old}
+        return super()._answer(operation, payload, held)
+
+
+def request_id(answer: WireResponse) -> str:
+    return dict(answer.headers)["x-amzn-RequestId"]
+
+
+def last_sent(fake: HeldDynamoDB, operation: str) -> Any:
+    return orjson.loads([x for x in fake.sent if x.target.operation == operation][-1].body)
+
+
+def keys(*pks: str) -> list[dict[str, Any]]:
+    return [{"pk": s(pk)} for pk in pks]
+
+
+def two_tables(*, by_spelling: bool = False) -> CapacityDynamoDB:
+    fake = CapacityDynamoDB(FakeTable("c"), FakeTable("t"), by_spelling=by_spelling)
+    for table, pk, v in (("t", "1", "one"), ("t", "2", "two"), ("c", "c1", "x"), ("c", "c2", "y")):
+        fake.put_direct(table, item(pk, v))
+    return fake
+
+
+async def test_a_batch_get_reads_a_consistent_table_upstream_as_asked_beside_the_cache() -> None:
+    """The pass-through tables of a batch (``_batch_plan``, ``_merge``, ``_body``): a
+    ConsistentRead table goes upstream exactly as the client sent it, its items and its
+    UnprocessedKeys (with the table's other members) come back, beside a cached table's hit
+    and miss; ReturnConsumedCapacity is forwarded and DynamoDB's figures reported per table
+    (a table spelled by ARN is reported by name); the answer mixes hits, so its request id
+    is the proxy's own."""
+    fake = two_tables()
+    p = proxy(fake)
+    await cached(p, item("1", "one"))
+    consistent = {"Keys": keys("c1", "c2"), "ConsistentRead": True}
+    fake.hold("BatchGetItem", unprocessed=tuple(keys("c2"))).release()
+    answer = await p.handle(
+        request(
+            "BatchGetItem",
+            RequestItems={"c": consistent, T_ARN: {"Keys": keys("1", "2")}},
+            ReturnConsumedCapacity="TOTAL",
+        )
+    )
+    assert answer.status == 200, answer.body
+    assert cache_of(answer) == "miss"
+    body = orjson.loads(answer.body)
+    assert body["Responses"]["c"] == [item("c1", "x")]
+    assert sorted(body["Responses"][T_ARN], key=str) == [item("1", "one"), item("2", "two")]
+    assert body["UnprocessedKeys"] == {"c": {"Keys": keys("c2"), "ConsistentRead": True}}
+    assert body["ConsumedCapacity"] == [
+        {"TableName": "c", "CapacityUnits": 1.0},
+        {"TableName": "t", "CapacityUnits": 0.5},
+    ]
+    assert last_sent(fake, "BatchGetItem") == {
+        "RequestItems": {"c": consistent, T_ARN: {"Keys": keys("2")}},
+        "ReturnConsumedCapacity": "TOTAL",
+    }
+    assert request_id(answer) != "FAKE"
+    fake.hold("BatchGetItem").release()  # a consistent table none of whose keys exist
+    absent = {"c": {"Keys": keys("c9"), "ConsistentRead": True}}
+    answer = await p.handle(request("BatchGetItem", RequestItems=absent))
+    assert orjson.loads(answer.body) == {"Responses": {"c": []}, "UnprocessedKeys": {}}
+
+
+async def test_a_batch_get_reports_capacity_under_the_spelling_dynamodb_reported() -> None:
+    """``_body``'s ``reported.get(table)``: an upstream that reports ConsumedCapacity under
+    the ARN the request used has its figure passed on, not a zero."""
+    fake = two_tables(by_spelling=True)
+    p = proxy(fake)
+    answer = await p.handle(
+        request(
+            "BatchGetItem",
+            RequestItems={T_ARN: {"Keys": keys("1")}},
+            ReturnConsumedCapacity="TOTAL",
+        )
+    )
+    assert answer.status == 200, answer.body
+    assert orjson.loads(answer.body)["ConsumedCapacity"] == [
+        {"TableName": T_ARN, "CapacityUnits": 0.5}
+    ]
+
+
+async def test_a_batch_get_answered_from_the_cache_alone_reports_zero_capacity_per_table() -> None:
+    """A batch of hits only (``run``, ``_body``, ``_keep``): no upstream call, each table's
+    projection applied to the cached items, zero capacity in the shape asked (INDEXES)."""
+    fake = two_tables()
+    p = proxy(fake)
+    await cached(p, item("1", "one"))
+    assert await get(p, "9") == (None, "miss")
+    answer = await p.handle(
+        request(
+            "BatchGetItem",
+            RequestItems={"t": {"Keys": keys("1", "9"), "ProjectionExpression": "pk"}},
+            ReturnConsumedCapacity="INDEXES",
+        )
+    )
+    assert answer.status == 200, answer.body
+    assert cache_of(answer) == "hit"
+    assert orjson.loads(answer.body) == {
+        "Responses": {"t": [{"pk": s("1")}]},
+        "UnprocessedKeys": {},
+        "ConsumedCapacity": [
+            {"TableName": "t", "CapacityUnits": 0.0, "Table": {"CapacityUnits": 0.0}}
+        ],
+    }
+    assert fake.count("BatchGetItem") == 0
+
+
+async def test_a_batch_get_of_misses_only_carries_dynamodbs_answer_and_request_id() -> None:
+    """A batch whose keys all went upstream (``run``, ``_merge``, ``_body``): the upstream's
+    request id, no ConsumedCapacity unless asked, the projection applied to fetched items,
+    and a table none of whose keys exist (DynamoDB leaves it out of Responses) answered
+    empty and cached as "no such item"."""
+    fake = two_tables()
+    p = proxy(fake)
+    answer = await p.handle(
+        request(
+            "BatchGetItem", RequestItems={"t": {"Keys": keys("2"), "ProjectionExpression": "v"}}
+        )
+    )
+    assert answer.status == 200, answer.body
+    assert request_id(answer) == "FAKE"
+    assert orjson.loads(answer.body) == {
+        "Responses": {"t": [{"v": s("two")}]},
+        "UnprocessedKeys": {},
+    }
+    answer = await p.handle(request("BatchGetItem", RequestItems={"t": {"Keys": keys("8", "9")}}))
+    assert answer.status == 200, answer.body
+    assert orjson.loads(answer.body) == {"Responses": {"t": []}, "UnprocessedKeys": {}}
+    assert await get(p, "9") == (None, "hit")
+    assert await get(p, "2") == (item("2", "two"), "hit")
+
+
+async def test_a_batch_get_that_waited_on_a_failed_fill_returns_its_key_unprocessed() -> None:
+    """``_join_waits``: a batch key that joined another request's fill, which got no item
+    (a 500), goes back to the client as UnprocessedKeys, under its table."""
+    fake = fake_with(item("1", "one"))
+    p = proxy(fake)
+    await get(p, "2")  # the proxy learns the table
+    held = fake.hold("GetItem", status=500)
+    reading = asyncio.create_task(p.handle(request("GetItem", TableName="t", Key={"pk": s("1")})))
+    await held.wait_reached()
+    batching = asyncio.create_task(
+        p.handle(request("BatchGetItem", RequestItems={"t": {"Keys": keys("1")}}))
+    )
+    for _ in range(50):  # let the batch plan its key onto the fill in flight
+        await asyncio.sleep(0)
+    held.release()
+    async with asyncio.timeout(5):
+        answer = await batching
+        assert (await reading).status == 500
+    assert answer.status == 200, answer.body
+    assert orjson.loads(answer.body) == {
+        "Responses": {"t": []},
+        "UnprocessedKeys": {"t": {"Keys": keys("1")}},
+    }
+    assert fake.count("BatchGetItem") == 0  # it did join the fill
+
+
+async def test_a_batch_get_naming_one_key_twice_goes_to_dynamodb_as_sent() -> None:
+    """``_batch_plan``'s duplicate check across spellings of a table: DynamoDB rejects the
+    request, so it is forwarded unchanged (not planned, fetched and cached)."""
+    fake = two_tables()
+    p = proxy(fake)
+    await get(p, "2")
+    items = {"t": {"Keys": keys("1")}, T_ARN: {"Keys": keys("1")}}
+    answer = await p.handle(request("BatchGetItem", RequestItems=items))
+    assert cache_of(answer) == "bypass"
+    assert last_sent(fake, "BatchGetItem") == {"RequestItems": items}
+    assert await get(p) == (item("1", "one"), "miss")
+
+
+# Stale-on-error for batches ------------------------------------------------------------
+
+
+async def expired(p: Proxy) -> None:
+    """Key 1 cached, then past its TTL of 1 ms (still within the stale grace)."""
+    assert await get(p) == (item("1", "one"), "miss")
+    await asyncio.sleep(0.005)
+
+
+async def test_a_batch_get_with_a_consistent_table_is_never_served_stale() -> None:
+    """``_BatchPlan._stale``'s ``self.passthrough``: a consistent read has no stale
+    fallback, so the batch gets DynamoDB's 500; without the consistent table the same batch
+    is served stale, with zero capacity per table."""
+    fake = two_tables()
+    p = proxy(fake, record_ttl_millis=1, stale_grace_millis=60_000)
+    await expired(p)
+    fake.hold("BatchGetItem", status=500).release()
+    with_consistent = {"c": {"Keys": keys("c1"), "ConsistentRead": True}, "t": {"Keys": keys("1")}}
+    answer = await p.handle(request("BatchGetItem", RequestItems=with_consistent))
+    assert answer.status == 500
+    fake.hold("BatchGetItem", status=500).release()
+    answer = await p.handle(
+        request(
+            "BatchGetItem", RequestItems={"t": {"Keys": keys("1")}}, ReturnConsumedCapacity="TOTAL"
+        )
+    )
+    assert answer.status == 200, answer.body
+    assert cache_of(answer) == "stale"
+    assert orjson.loads(answer.body) == {
+        "Responses": {"t": [item("1", "one")]},
+        "UnprocessedKeys": {},
+        "ConsumedCapacity": [{"TableName": "t", "CapacityUnits": 0.0}],
+    }
+
+
+async def test_a_batch_get_answered_with_a_client_error_is_relayed_not_served_stale() -> None:
+    """``run``'s ``upstream_failed``: a 4xx is DynamoDB's answer to the request, relayed as
+    it came (labelled a miss), even where a stale entry exists."""
+    fake = two_tables()
+    p = proxy(fake, record_ttl_millis=1, stale_grace_millis=60_000)
+    await expired(p)
+    fake.hold("BatchGetItem", status=400, applied=False).release()
+    answer = await p.handle(request("BatchGetItem", RequestItems={"t": {"Keys": keys("1")}}))
+    assert answer.status == 400
+    assert cache_of(answer) == "miss"
+    assert orjson.loads(answer.body)["__type"].endswith("#InternalServerError")
+
+
+# PartiQL and table changes: what they drop, and what they must not ------------------------
+
+
+def statement(text: str, *parameters: dict[str, str]) -> ClientRequest:
+    return request("ExecuteStatement", Statement=text, Parameters=list(parameters))
+
+
+UPDATE_T = 'UPDATE "t" SET "v" = ? WHERE "pk" = ?'
+
+
+async def test_a_select_statement_is_relayed_and_drops_nothing() -> None:
+    """``statement``: a read-only PartiQL request is forwarded and its answer relayed; it
+    writes nothing, so the cached items and pages stay."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    await cached_page(p, [item("1", "old")])
+    fake.hold("ExecuteStatement", applied=False).release()  # answers 200 {}
+    answer = await p.handle(statement('SELECT * FROM "t" WHERE "pk" = ?', s("1")))
+    assert answer.status == 200, answer.body
+    assert orjson.loads(answer.body) == {}
+    assert request_id(answer) == "FAKE"
+    assert await get(p) == (item("1", "old"), "hit")
+    assert await query_items(p) == ([item("1", "old")], "hit")
+
+
+def two_item_tables() -> HeldDynamoDB:
+    fake = HeldDynamoDB(FakeTable("t"), FakeTable("u"))
+    fake.put_direct("t", item("1", "old"))
+    fake.put_direct("u", item("1", "u"))
+    return fake
+
+
+async def u_cached(p: Proxy, outcome: str) -> None:
+    """Key 1 of table u and its query page, read with this outcome."""
+    answer = await p.handle(request("GetItem", TableName="u", Key={"pk": s("1")}))
+    assert (orjson.loads(answer.body)["Item"], cache_of(answer)) == (item("1", "u"), outcome)
+    page = request(
+        "Query",
+        TableName="u",
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": s("1")},
+    )
+    answer = await p.handle(page)
+    assert (orjson.loads(answer.body)["Items"], cache_of(answer)) == ([item("1", "u")], outcome)
+
+
+async def test_a_partiql_write_drops_and_holds_only_the_tables_it_names() -> None:
+    """``statement``/``_unread``/``_drop`` with the tables known: a PartiQL write to t,
+    answered or not, leaves table u's items and pages cached."""
+    fake = two_item_tables()
+    p = proxy(fake)
+    await u_cached(p, "miss")
+    await u_cached(p, "hit")
+    await cached(p, item("1", "old"))
+    await ok(p, statement(UPDATE_T, s("new"), s("1")))
+    assert await get(p) == (item("1", "new"), "miss")
+    await u_cached(p, "hit")
+    fake.hold("ExecuteStatement", status=500).release()
+    assert (await p.handle(statement(UPDATE_T, s("newer"), s("1")))).status == 500
+    assert await get(p) == (item("1", "newer"), "miss")
+    await u_cached(p, "hit")
+
+
+async def test_a_partiql_write_refused_by_dynamodb_drops_nothing() -> None:
+    """``_unread``'s ``answer.status < 400``: a client error wrote nothing."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    await cached_page(p, [item("1", "old")])
+    fake.hold("ExecuteStatement", status=400, applied=False).release()
+    assert (await p.handle(statement(UPDATE_T, s("new"), s("1")))).status == 400
+    assert await get(p) == (item("1", "old"), "hit")
+    assert await query_items(p) == ([item("1", "old")], "hit")
+
+
+async def test_a_table_change_refused_by_dynamodb_forgets_nothing() -> None:
+    """``table_change``'s ``not 400 <= status < 500``: a client error changed nothing."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    await cached_page(p, [item("1", "old")])
+    fake.hold("UpdateTable", status=400, applied=False).release()
+    answer = await p.handle(request("UpdateTable", TableName="t", BillingMode="PAY_PER_REQUEST"))
+    assert answer.status == 400
+    assert await get(p) == (item("1", "old"), "hit")
+    assert await query_items(p) == ([item("1", "old")], "hit")
+
+
+async def test_a_table_change_answered_with_a_500_holds_the_tables_items_and_pages() -> None:
+    """``table_change`` with a 500 (the boundary of ``< 500`` and ``>= 500``): it may have
+    happened and may yet, so nothing of the table is stored until it can no longer."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    await cached_page(p, [item("1", "old")])
+    fake.hold("UpdateTable", status=500).release()
+    answer = await p.handle(request("UpdateTable", TableName="t", BillingMode="PAY_PER_REQUEST"))
+    assert answer.status == 500
+    await not_stored(p, item("1", "old"))
+
+
+async def test_a_write_whose_key_cannot_be_read_answered_with_a_500_holds_its_table() -> None:
+    """``_unsure``'s unknown tables: a PutItem whose item lacks the key attribute (the
+    proxy cannot key it) got a 500; its table is held whole, so nothing of it is stored."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    fake.hold("PutItem", status=500, applied=False).release()
+    answer = await p.handle(request("PutItem", TableName="t", Item={"v": s("new")}))
+    assert answer.status == 500
+    assert await get(p) == (item("1", "old"), "miss")
+    assert await get(p) == (item("1", "old"), "miss")
+
+
+# Item writes: what DynamoDB is sent and what the cache keeps ------------------------------
+
+
+async def test_an_update_asking_for_the_old_item_gets_it_and_the_cache_keeps_the_new() -> None:
+    """``_send``'s ``asked`` and ``_apply``'s ``asked in _UPDATE_RETURNS_NEW``: an UpdateItem
+    with ReturnValues ALL_OLD goes upstream as asked, its answer (the old item) reaches the
+    client, and is not stored as the key's item."""
+    fake = CapacityDynamoDB(FakeTable("t"))
+    fake.put_direct("t", item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    answer = await p.handle(update("1", "new", ReturnValues="ALL_OLD"))
+    assert answer.status == 200, answer.body
+    assert orjson.loads(answer.body) == {"Attributes": item("1", "old")}
+    assert last_sent(fake, "UpdateItem")["ReturnValues"] == "ALL_OLD"
+    assert (await get(p))[0] == item("1", "new")
+
+
+async def test_a_put_goes_upstream_as_the_client_sent_it() -> None:
+    """``_send``: only an UpdateItem is asked for ALL_NEW; DynamoDB refuses ReturnValues
+    ALL_NEW on a PutItem."""
+    fake = fake_with()
+    p = proxy(fake)
+    await ok(p, put("1", "a"))
+    assert last_sent(fake, "PutItem") == {"TableName": "t", "Item": item("1", "a")}
+
+
+async def test_a_write_the_proxy_cannot_read_key_by_key_is_relayed_and_drops_every_table() -> None:
+    """``write``'s Uncacheable branch (``_unread(call, None)``): an UpdateItem whose
+    ReturnValues is not a name is DynamoDB's to judge; here it takes it, so every table's
+    items are dropped."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    await ok(p, update("1", "new", ReturnValues=5))
+    assert await get(p) == (item("1", "new"), "miss")
+
+
+async def test_a_write_whose_key_the_proxy_cannot_read_drops_its_table() -> None:
+    """``_drop_tables`` of ``_apply``: DynamoDB took a PutItem whose item the proxy could
+    not key (here it lacks the key attribute, so a lenient upstream); the table's items are
+    dropped."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    fake.hold("PutItem", applied=False).release()  # answers 200 {}
+    await ok(p, request("PutItem", TableName="t", Item={"v": s("new")}))
+    fake.put_direct("t", item("1", "new"))
+    assert await get(p) == (item("1", "new"), "miss")
+
+
+async def test_a_write_to_a_table_the_proxy_cannot_describe_is_answered_as_dynamodb_did() -> None:
+    """``_keys``: a table DescribeTable cannot describe is dropped whole, and the other
+    tables of the batch are still followed key by key; an UpdateItem there gets
+    DynamoDB's answer (no key to store its ALL_NEW item under)."""
+    fake = HeldDynamoDB(FakeTable("x"), FakeTable("t"))
+    fake.put_direct("t", item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    fake.hold("DescribeTable", status=500, applied=False).release()  # x: not described
+    writes = {
+        "x": [{"PutRequest": {"Item": item("9", "x")}}],
+        "t": [{"PutRequest": {"Item": item("1", "new")}}],
+    }
+    answer = await p.handle(request("BatchWriteItem", RequestItems=writes))
+    assert answer.status == 200, answer.body
+    assert await get(p) == (item("1", "new"), "hit")  # followed: stored as written
+    fake.hold("DescribeTable", status=500, applied=False).release()
+    answer = await p.handle(
+        request(
+            "UpdateItem",
+            TableName="x",
+            Key={"pk": s("9")},
+            UpdateExpression="SET v = :v",
+            ExpressionAttributeValues={":v": s("y")},
+        )
+    )
+    assert answer.status == 200, answer.body
+    assert fake.item("x", pk="9") == item("9", "y")
+
+
+async def test_unprocessed_items_of_a_table_forgotten_meanwhile_do_not_hide_the_others() -> None:
+    """``_unprocessed``: when DynamoDB leaves items of two tables unprocessed and the first
+    table was deleted while the batch was on its way, the second table's unprocessed item
+    is still recognised as not written, and the cache keeps what it held."""
+    fake = HeldDynamoDB(FakeTable("x"), FakeTable("t"))
+    fake.put_direct("t", item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    x_put = {"PutRequest": {"Item": item("9", "x")}}
+    t_put = {"PutRequest": {"Item": item("1", "new")}}
+    held = fake.hold("BatchWriteItem", unprocessed=(x_put, t_put))
+    writing = asyncio.create_task(
+        p.handle(request("BatchWriteItem", RequestItems={"x": [x_put], "t": [t_put]}))
+    )
+    await held.wait_reached()
+    await ok(p, request("DeleteTable", TableName="x"))
+    held.release()
+    async with asyncio.timeout(5):
+        answer = await writing
+    assert answer.status == 200, answer.body
+    assert await get(p) == (item("1", "old"), "hit")
+
+
+async def test_a_write_of_an_item_too_deep_to_encode_evicts_its_key() -> None:
+    """``_put``: an item nested deeper than the proxy can encode (only a lenient upstream
+    takes it) is not stored, and what the cache held for its key is evicted."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    deep: dict[str, Any] = {"S": "bottom"}
+    for _ in range(150):  # 300 levels: past orjson's 255 for writing, within its reading
+        deep = {"M": {"a": deep}}
+    body = json.dumps({"TableName": "t", "Item": {"pk": s("1"), "v": deep}}).encode()
+    target = "DynamoDB_20120810.PutItem"
+    fake.hold("PutItem", applied=False).release()
+    await ok(p, ClientRequest((("X-Amz-Target", target),), body, target))
+    fake.put_direct("t", item("1", "new"))  # what DynamoDB now holds, readable by the fake
+    assert await get(p) == (item("1", "new"), "miss")
+
+
+def test_a_hold_ending_leaves_a_later_hold_in_force() -> None:
+    """``_is_held`` frees expired holds from the oldest: one ending must not free a later
+    one whose write may still land."""
+    now = [0.0]
+    c = ItemCache(10_000_000, None, lambda: now[0])
+    first, second = ("t", "1", None), ("t", "2", None)
+    c.hold([first], 1.0)
+    now[0] = 0.5
+    c.hold([second], 1.0)
+    now[0] = 1.2
+    assert c.put(first, b"one")
+    assert not c.put(second, b"two")
+    assert c.get(second) is None
+
+
+# Query pages: what a miss stores and what it relays -------------------------------------
+
+
+async def test_a_query_the_cache_cannot_key_is_relayed_as_a_bypass() -> None:
+    """``read``'s Uncacheable branch: a consistent Query goes upstream and comes back as
+    DynamoDB answered, labelled a bypass."""
+    fake = fake_with(item("1", "one"))
+    p = proxy(fake)
+    consistent = request(
+        "Query",
+        TableName="t",
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": s("1")},
+        ConsistentRead=True,
+    )
+    answer = await p.handle(consistent)
+    assert answer.status == 200, answer.body
+    assert cache_of(answer) == "bypass"
+    assert orjson.loads(answer.body)["Items"] == [item("1", "one")]
+    assert request_id(answer) == "FAKE"
+
+
+async def test_a_query_on_a_table_dynamodb_cannot_describe_is_relayed_as_a_bypass() -> None:
+    """``read``'s ``info is None``: DynamoDB's own error for a missing table."""
+    p = proxy(fake_with())
+    answer = await p.handle(
+        request(
+            "Query",
+            TableName="nope",
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": s("1")},
+        )
+    )
+    assert answer.status == 400
+    assert cache_of(answer) == "bypass"
+    assert orjson.loads(answer.body)["__type"].endswith("#ResourceNotFoundException")
+
+
+async def test_a_query_answered_with_an_error_is_relayed_and_not_stored() -> None:
+    """``read``: only a 200 page is stored; a 4xx and a 5xx reach the client as DynamoDB
+    sent them (labelled a miss), and the next Query goes upstream."""
+    fake = fake_with(item("1", "one"))
+    p = proxy(fake)
+    for status in (400, 500):
+        fake.hold("Query", status=status, applied=False).release()
+        answer = await p.handle(query())
+        assert answer.status == status
+        assert cache_of(answer) == "miss"
+        assert orjson.loads(answer.body)["__type"].endswith("#InternalServerError")
+    assert await query_items(p) == ([item("1", "one")], "miss")
+
+
+async def test_a_query_page_reports_dynamodbs_capacity_then_zero_when_served_from_memory() -> None:
+    """``read``'s capacity: the miss passes on what DynamoDB consumed; the stored page, and
+    so every hit, reports zero units."""
+    fake = CapacityDynamoDB(FakeTable("t"))
+    fake.put_direct("t", item("1", "one"))
+    p = proxy(fake)
+    asking = request(
+        "Query",
+        TableName="t",
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": s("1")},
+        ReturnConsumedCapacity="TOTAL",
+    )
+    for outcome, units in (("miss", 0.5), ("hit", 0.0)):
+        answer = await p.handle(asking)
+        assert answer.status == 200, answer.body
+        assert cache_of(answer) == outcome
+        body = orjson.loads(answer.body)
+        assert body["ConsumedCapacity"] == {"TableName": "t", "CapacityUnits": units}
+        assert body["Items"] == [item("1", "one")]
+
+
+async def test_a_get_item_that_starts_while_a_write_to_its_key_is_in_flight_is_not_stored() -> None:
+    """``WriteTracker.fill_started``'s ``clean = key not in self._writes`` (core/cache.py):
+    a miss that starts while a write to its key is on its way may read the item from
+    before the write. It is answered (the write is not answered yet, so that is a fair
+    answer) but not stored: the next read goes upstream again. Once the write is answered,
+    the cache holds what it wrote. (Without the check the end of the write still replaces
+    the entry, so only the outcome of the reads in between shows it.)"""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await get(p, "2")  # the proxy learns the table
+    held = fake.hold("PutItem", late=True)
+    writing = asyncio.create_task(ok(p, put("1", "new")))
+    await held.wait_reached()  # on its way: DynamoDB still holds "old"
+    async with asyncio.timeout(5):
+        assert await get(p) == (item("1", "old"), "miss")
+        assert await get(p) == (item("1", "old"), "miss")  # not stored
+    assert fake.count("GetItem") == 3
+    held.release()
+    await writing
+    assert await get(p) == (item("1", "new"), "hit")
+
+
+async def test_after_a_table_change_or_an_invalidation_its_pages_are_stored_again() -> None:
+    """``QueryCache.dropped`` and ``drop_all`` hold nothing unless told the change is
+    unsure: after an answered UpdateTable (the registry's listener) and after the admin's
+    invalidation of everything, the next page is stored at once."""
+    fake = fake_with(item("1", "one"))
+    p = proxy(fake)
+    await cached_page(p, [item("1", "one")])
+    await ok(p, request("UpdateTable", TableName="t", BillingMode="PAY_PER_REQUEST"))
+    await cached_page(p, [item("1", "one")])
+    assert p.admin is not None
+    await p.admin.invalidate({"all": True})
+    await cached_page(p, [item("1", "one")])
+
+
+async def test_an_update_answers_with_the_return_values_the_client_asked_for() -> None:
+    """``_send``: the proxy asks DynamoDB for ALL_NEW when the client asked for NONE or
+    ALL_NEW; the client gets no Attributes for NONE (with DynamoDB's request id), the new
+    item for ALL_NEW, and a refusal as DynamoDB sent it."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    answer = await p.handle(update("1", "a"))
+    assert answer.status == 200, answer.body
+    assert orjson.loads(answer.body) == {}
+    assert request_id(answer) == "FAKE"
+    assert last_sent(fake, "UpdateItem")["ReturnValues"] == "ALL_NEW"
+    answer = await p.handle(update("1", "b", ReturnValues="ALL_NEW"))
+    assert answer.status == 200, answer.body
+    assert orjson.loads(answer.body) == {"Attributes": item("1", "b")}
+    for asked in ({}, {"ReturnValues": "ALL_NEW"}):
+        fake.hold("UpdateItem", status=400, applied=False).release()
+        answer = await p.handle(update("1", "c", **asked))
+        assert answer.status == 400
+        assert orjson.loads(answer.body)["__type"].endswith("#InternalServerError")
+    assert await get(p) == (item("1", "b"), "hit")
+
+
+async def test_an_update_too_deep_to_rewrite_goes_upstream_as_it_came() -> None:
+    """``_send``'s JSONEncodeError branch: an UpdateItem the proxy cannot re-encode with
+    ReturnValues ALL_NEW is forwarded unchanged and DynamoDB's answer relayed; the key is
+    evicted."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    deep: dict[str, Any] = {"S": "bottom"}
+    for _ in range(150):  # 300 levels: past orjson's 255 for writing, within its reading
+        deep = {"M": {"a": deep}}
+    payload = {
+        "TableName": "t",
+        "Key": {"pk": s("1")},
+        "UpdateExpression": "SET v = :v",
+        "ExpressionAttributeValues": {":v": deep},
+    }
+    body = json.dumps(payload).encode()
+    target = "DynamoDB_20120810.UpdateItem"
+    answer = await p.handle(ClientRequest((("X-Amz-Target", target),), body, target))
+    assert answer.status == 200, answer.body
+    assert orjson.loads(answer.body) == {}
+    assert [x.body for x in fake.sent if x.target.operation == "UpdateItem"] == [body]
+    fake.put_direct("t", item("1", "new"))
+    assert await get(p) == (item("1", "new"), "miss")
+
+
+async def test_a_get_item_miss_forwards_return_consumed_capacity() -> None:
+    """``_get_item_miss``/``_get_item_answer``: the fill asks DynamoDB for the capacity the
+    client asked for and passes DynamoDB's figure on; the hit then reports zero; not asked,
+    none is reported."""
+    fake = CapacityDynamoDB(FakeTable("t"))
+    fake.put_direct("t", item("1", "one"))
+    p = proxy(fake)
+    for outcome in ("miss", "hit"):  # not asked: none reported, the miss with DynamoDB's id
+        answer = await p.handle(request("GetItem", TableName="t", Key={"pk": s("2")}))
+        assert (answer.status, cache_of(answer), orjson.loads(answer.body)) == (200, outcome, {})
+        assert (request_id(answer) == "FAKE") is (outcome == "miss")
+    asking = request("GetItem", TableName="t", Key={"pk": s("1")}, ReturnConsumedCapacity="TOTAL")
+    for outcome, units in (("miss", 0.5), ("hit", 0.0)):
+        answer = await p.handle(asking)
+        assert answer.status == 200, answer.body
+        assert cache_of(answer) == outcome
+        assert orjson.loads(answer.body) == {
+            "Item": item("1", "one"),
+            "ConsumedCapacity": {"TableName": "t", "CapacityUnits": units},
+        }
+
+
+async def joined(fake: HeldDynamoDB, p: Proxy, status: int | None) -> tuple[WireResponse, Any]:
+    """A GetItem of key 1 that joins another one's fill, answered ``status`` (None: 200)."""
+    await get(p, "2")  # the proxy learns the table
+    held = fake.hold("GetItem") if status is None else fake.hold("GetItem", status=status)
+    first = asyncio.create_task(p.handle(request("GetItem", TableName="t", Key={"pk": s("1")})))
+    await held.wait_reached()
+    second = asyncio.create_task(p.handle(request("GetItem", TableName="t", Key={"pk": s("1")})))
+    for _ in range(50):  # let the second plan its key onto the fill in flight
+        await asyncio.sleep(0)
+    held.release()
+    async with asyncio.timeout(5):
+        return await second, await first
+
+
+async def test_a_get_item_that_joined_a_fill_gets_its_item_as_asked() -> None:
+    """``_get_item_fill``: a miss sharing another's fill answers with the item, labelled a
+    miss, and without the ConsumedCapacity it did not ask for."""
+    fake = fake_with(item("1", "one"))
+    p = proxy(fake)
+    answer, first = await joined(fake, p, None)
+    assert first.status == 200
+    assert answer.status == 200, answer.body
+    assert cache_of(answer) == "miss"
+    assert orjson.loads(answer.body) == {"Item": item("1", "one")}
+    assert fake.count("GetItem") == 2  # key 2, then one read of key 1 for both
+
+
+async def test_a_get_item_that_joined_a_failed_fill_reads_for_itself() -> None:
+    """``_get_item_fill``'s ``value is None``: the fill it shared got a 500, so it sends
+    its own request and relays DynamoDB's answer, labelled a bypass."""
+    fake = fake_with(item("1", "one"))
+    p = proxy(fake)
+    answer, first = await joined(fake, p, 500)
+    assert first.status == 500
+    assert answer.status == 200, answer.body
+    assert cache_of(answer) == "bypass"
+    assert orjson.loads(answer.body) == {"Item": item("1", "one")}
+    assert request_id(answer) == "FAKE"
+
+
+async def test_a_page_stored_at_the_instant_of_a_write_is_not_served_stale() -> None:
+    """``QueryCache._stale``'s ``written_at >= stored_at``: a page stored at the same
+    clock reading as a write to its table began may predate the write, so when the
+    upstream fails it is not served stale (a page stored after the write is). The clock
+    is the cache's own, so the tie is exact."""
+    now = [100.0]
+    fake = fake_with(item("1", "one"))
+    cache = ItemCache(1_000_000, 1.0, lambda: now[0], stale_grace=60.0)
+    queries = QueryCache(fake, cache, TableRegistry(fake), strict=False)
+    page = orjson.dumps(
+        {
+            "TableName": "t",
+            "KeyConditionExpression": "pk = :p",
+            "ExpressionAttributeValues": {":p": s("1")},
+        }
+    )
+    target = parse_target("DynamoDB_20120810.Query")
+    call = Call(target, operations.lookup(target), orjson.loads(page), page, ())
+
+    async def read_when_the_upstream_fails() -> WireResponse:
+        now[0] += 1.5  # past the TTL, within the grace
+        fake.hold("Query", status=500).release()
+        return await queries.read(call)
+
+    assert cache_of(await queries.read(call)) == "miss"  # stored at 100.0
+    now[0] = 100.25
+    queries.table_written("t")
+    now[0] = 101.25
+    assert cache_of(await queries.read(call)) == "miss"  # stored at 101.25: after the write
+    answer = await read_when_the_upstream_fails()  # at 102.75
+    assert (answer.status, cache_of(answer)) == (200, "stale")
+    assert cache_of(await queries.read(call)) == "miss"  # stored at 102.75
+    queries.table_written("t")  # at 102.75 too
+    assert (await read_when_the_upstream_fails()).status == 500
+
+
+async def test_a_projected_get_item_is_served_from_the_cache() -> None:
+    """``_resolve``'s index-key check bypasses only a projection into an index key: a plain
+    projection is a miss, then a hit, with the projection applied; a consistent read is
+    DynamoDB's answer, labelled a bypass."""
+    fake = fake_with(item("1", "one"))
+    p = proxy(fake)
+    projected = request("GetItem", TableName="t", Key={"pk": s("1")}, ProjectionExpression="v")
+    for outcome in ("miss", "hit"):
+        answer = await p.handle(projected)
+        assert (cache_of(answer), orjson.loads(answer.body)) == (outcome, {"Item": {"v": s("one")}})
+    fake.put_direct("t", {"pk": s("2"), "m": {"M": {"a": s("x"), "b": s("y")}}})
+    nested = request("GetItem", TableName="t", Key={"pk": s("2")}, ProjectionExpression="m.a")
+    for outcome in ("miss", "hit"):  # a path into a map that is not an index key
+        answer = await p.handle(nested)
+        assert (cache_of(answer), orjson.loads(answer.body)) == (
+            outcome,
+            {"Item": {"m": {"M": {"a": s("x")}}}},
+        )
+    consistent = request("GetItem", TableName="t", Key={"pk": s("1")}, ConsistentRead=True)
+    answer = await p.handle(consistent)
+    assert (cache_of(answer), request_id(answer)) == ("bypass", "FAKE")
+
+
+async def test_a_write_of_an_item_larger_than_the_cache_evicts_what_it_held() -> None:
+    """``put``'s oversize refusal evicts the key (core/cache.py): the item written does not
+    fit the budget, and the smaller one cached before it is no longer true."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake, item_cache_max_bytes=2_000)
+    await cached(p, item("1", "old"))
+    large = item("1", "x" * 3_000)
+    await ok(p, request("PutItem", TableName="t", Item=large))
+    assert await get(p) == (large, "miss")
+
+
+def test_the_budget_charges_the_range_key_and_holds_an_entry_of_exactly_its_size() -> None:
+    """``_charged`` counts the range key's bytes, and ``put`` keeps an entry whose charge is
+    exactly the budget (the bound is on memory: it must neither under-count nor refuse
+    what fits)."""
+    key = ("t", "ab", "cde")
+    assert entry_size(key, b"xy") == ENTRY_OVERHEAD + 2 + 3 + 2
+    c = ItemCache(entry_size(key, b"xy"), None, lambda: 0.0)
+    assert c.put(key, b"xy")
+    assert c.get(key) == b"xy" and c.bytes == c.max_bytes
+    assert not c.put(key, b"xyz")
+    assert c.get(key) is None and c.bytes == 0
+
+
+async def test_a_get_item_served_stale_has_the_shape_the_client_asked_for() -> None:
+    """``get_item``'s stale fallback answers as a hit would: the item, and no
+    ConsumedCapacity when none was asked for."""
+    fake = two_tables()
+    p = proxy(fake, record_ttl_millis=1, stale_grace_millis=60_000)
+    await expired(p)
+    fake.hold("GetItem", status=500).release()
+    answer = await p.handle(request("GetItem", TableName="t", Key={"pk": s("1")}))
+    assert (answer.status, cache_of(answer)) == (200, "stale")
+    assert orjson.loads(answer.body) == {"Item": item("1", "one")}
+
+
+async def test_a_batch_write_with_a_key_that_no_longer_fits_follows_its_other_tables() -> None:
+    """``_keys``: a table recreated outside with another key makes its written item
+    unreadable to the proxy (that table is dropped whole); the batch's other tables are
+    still followed key by key, so their new items are what the cache holds."""
+    fake = HeldDynamoDB(FakeTable("u"), FakeTable("t"))
+    fake.put_direct("t", item("1", "old"))
+    p = proxy(fake)
+    await u_get(p)
+    await cached(p, item("1", "old"))
+    fake.tables["u"] = FakeTable("u", hash_key="id")  # recreated outside, keyed by "id"
+    writes = {
+        "u": [{"PutRequest": {"Item": {"id": s("9"), "v": s("u")}}}],
+        "t": [{"PutRequest": {"Item": item("1", "new")}}],
+    }
+    await ok(p, request("BatchWriteItem", RequestItems=writes))
+    assert await get(p) == (item("1", "new"), "hit")
+
+
+async def u_get(p: Proxy) -> None:
+    answer = await p.handle(request("GetItem", TableName="u", Key={"pk": s("1")}))
+    assert answer.status == 200, answer.body
+
+
+class OddUnprocessedDynamoDB(HeldDynamoDB):
+    """Answers a BatchWriteItem with one more unprocessed item than it was sent, whose key
+    fits no schema (no DynamoDB does this; the proxy must still not guess)."""
+
+    def _batch_write(
+        self, payload: dict[str, Any], unprocessed: tuple[dict[str, Any], ...]
+    ) -> dict[str, Any]:
+        answer = super()._batch_write(payload, unprocessed)
+        odd = {"PutRequest": {"Item": {"not-a-key": s("?")}}}
+        answer["UnprocessedItems"].setdefault("t", []).append(odd)
+        return answer
+
+
+async def test_an_unprocessed_item_the_proxy_cannot_key_drops_its_table() -> None:
+    """``_unprocessed``: an unprocessed item whose key cannot be read leaves unknown which of
+    the table's writes happened, so the table's entries are dropped rather than written
+    through (a processed item of it is then read again, a miss)."""
+    fake = OddUnprocessedDynamoDB(FakeTable("t"))
+    fake.put_direct("t", item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    put = {"PutRequest": {"Item": item("1", "new")}}
+    await ok(p, request("BatchWriteItem", RequestItems={"t": [put]}))
+    assert await get(p) == (item("1", "new"), "miss")
