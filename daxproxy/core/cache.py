@@ -1,7 +1,9 @@
 """The item cache's storage: an LRU bounded by bytes and by a record TTL, with no I/O.
 
-Entries hold an item's encoded JSON (what a hit sends, so a hit costs no encoding) or
-:data:`NOT_FOUND`, DAX's negative entry. Every entry is charged :func:`entry_size`: its
+Entries hold an opaque value: for the item cache, an item's ready GetItem answer and its
+CRC (:func:`daxproxy.core.item_requests.stored_item`: what a plain hit sends, so a hit
+costs no encoding, no copy and no CRC) or :data:`NOT_FOUND`, DAX's negative entry; for the
+query cache, a page. Every entry is charged :func:`entry_size`: its
 bytes plus a fixed per-entry overhead measured for CPython (see ``bench/memory.py``), so the
 byte budget bounds the process's real memory, not just the payload. The clock is injected.
 With a ``stale_grace``, an expired entry is a miss but stays (in its LRU place, charged to
@@ -40,6 +42,7 @@ ENTRY_OVERHEAD = 300
 # Each stored value starts with its expiry time and the generation it was stored in: one
 # object per entry instead of three (an entry object, a float and the value) saves 68 bytes.
 _HEADER = struct.Struct("<dQ")
+VALUE_START = _HEADER.size  # where the value starts in what get_entry gives
 # Tables whose last drop the cache remembers; past this many it frees every dead entry and
 # forgets them all (a fill that started before then is refused, at the cost of one miss).
 MAX_DROPPED_TABLES = 1024
@@ -115,6 +118,12 @@ class ItemCache:
 
     def get(self, key: ItemKey) -> bytes | None:
         """The encoded item, :data:`NOT_FOUND`, or None on a miss (absent or expired)."""
+        entry = self.get_entry(key)
+        return None if entry is None else entry[VALUE_START:]
+
+    def get_entry(self, key: ItemKey) -> bytes | None:
+        """As :meth:`get`, but the stored object itself, whose value starts at byte
+        :data:`VALUE_START`: for a caller that sends part of a value without copying it."""
         entry = self._entries.get(key)
         if entry is None:
             self.stats.misses += 1
@@ -134,7 +143,7 @@ class ItemCache:
             return None
         self._entries.move_to_end(key)
         self.stats.hits += 1
-        return entry[_HEADER.size :]
+        return entry
 
     def now(self) -> float:
         """The cache's clock."""

@@ -11,6 +11,8 @@ sends, with zero consumed capacity as DAX reports for a hit.
 from __future__ import annotations
 
 import enum
+import struct
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,13 +50,30 @@ class Uncacheable(ValueError):
     """The proxy cannot be sure of DynamoDB's answer: forward the request unchanged."""
 
 
-@dataclass(frozen=True, slots=True)
 class TableRead:
-    """How one table is read: the cache serves it only when ``consistent`` is False."""
+    """How one table is read: the cache serves it only when ``consistent`` is False.
+    (A plain slotted class: built per request, it costs a quarter of a frozen dataclass.)"""
 
-    table: str  # as the client wrote it: a name or an ARN
-    projection: Projection | None
-    consistent: bool
+    __slots__ = ("consistent", "projection", "table")
+
+    def __init__(self, table: str, projection: Projection | None, consistent: bool) -> None:
+        self.table = table  # as the client wrote it: a name or an ARN
+        self.projection = projection
+        self.consistent = consistent
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TableRead):
+            return NotImplemented
+        return (self.table, self.projection, self.consistent) == (
+            other.table,
+            other.projection,
+            other.consistent,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TableRead({self.table!r}, {self.projection!r}, {self.consistent!r})"
 
 
 def _consistent(request: Mapping[str, Any]) -> bool:
@@ -85,6 +104,11 @@ def _table(value: object) -> str:
 
 
 def get_item_read(payload: Mapping[str, Any]) -> TableRead:
+    if len(payload) == 2 and "Key" in payload and "TableName" in payload:
+        # The common request, TableName and Key alone: nothing else to read.
+        if not isinstance(payload["Key"], dict):
+            raise Uncacheable("Key")
+        return TableRead(_table(payload["TableName"]), None, False)
     if not payload.keys() <= _GET_ITEM_FIELDS or not isinstance(payload.get("Key"), dict):
         raise Uncacheable("GetItem has a member the cache does not model")
     capacity_of(payload)
@@ -112,6 +136,36 @@ def batch_get_reads(payload: Mapping[str, Any]) -> dict[str, tuple[TableRead, li
     return reads
 
 
+# What the item cache holds for an item is its GetItem answer, ready to send, after that
+# answer's CRC32: ``<crc, 4 bytes little-endian>{"Item":<item>}`` (an absent item is
+# NOT_FOUND, the empty value). A plain hit sends it as it is; the item is a slice of it.
+_ITEM_HEAD = b'{"Item":'
+_CRC = struct.Struct("<I")
+_ITEM_START = _CRC.size + len(_ITEM_HEAD)
+EMPTY_ANSWER = b"{}"  # GetItem's answer for no such item
+EMPTY_ANSWER_CRC = str(zlib.crc32(EMPTY_ANSWER))
+
+
+def stored_item(item: bytes) -> bytes:
+    """The value the item cache holds for an encoded item (whose every byte the cache's
+    budget charges: the answer's 9 bytes of framing and its CRC included)."""
+    body = b"".join((_ITEM_HEAD, item, b"}"))
+    return _CRC.pack(zlib.crc32(body)) + body
+
+
+def stored_answer(entry: bytes, start: int) -> tuple[bytes, str]:
+    """The ready GetItem answer and its ``x-amz-crc32`` from a cache entry whose stored
+    value (:func:`stored_item`, or NOT_FOUND) starts at ``start``: one copy, no CRC."""
+    if len(entry) == start:
+        return EMPTY_ANSWER, EMPTY_ANSWER_CRC
+    return entry[start + _CRC.size :], str(_CRC.unpack_from(entry, start)[0])
+
+
+def item_of(value: bytes, start: int = 0) -> bytes:
+    """The encoded item inside a stored value (not NOT_FOUND) that starts at ``start``."""
+    return value[start + _ITEM_START : -1]
+
+
 def project(value: bytes, projection: Projection | None) -> bytes:
     """An encoded cached item, projected; the cached bytes themselves when no projection."""
     if projection is None:
@@ -132,8 +186,8 @@ def consumed_capacity(table: str, capacity: str) -> dict[str, Any] | None:
 def get_item_body(item: bytes | None, capacity: dict[str, Any] | None) -> bytes:
     """GetItem's answer: ``item`` is encoded (already projected) or None for no such item."""
     if capacity is None:
-        return b"{}" if item is None else b'{"Item":' + item + b"}"
-    head = b"{" if item is None else b'{"Item":' + item + b","
+        return b"{}" if item is None else b"".join((_ITEM_HEAD, item, b"}"))
+    head = b"{" if item is None else b"".join((_ITEM_HEAD, item, b","))
     return head + b'"ConsumedCapacity":' + orjson.dumps(capacity) + b"}"
 
 

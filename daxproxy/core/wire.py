@@ -21,6 +21,7 @@ import orjson
 
 from daxproxy.core.errors import (
     DynamoDBError,
+    InternalServerError,
     RequestEntityTooLargeException,
     SerializationException,
     UnknownOperationException,
@@ -73,7 +74,10 @@ def parse_target(value: str | None) -> Target:
 def decode_content(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     """Undo ``Content-Encoding`` (gzip, deflate, identity) without producing over ``limit`` bytes.
 
-    The decoded form is only for the proxy to read; the upstream gets the body as sent.
+    The decoded form is only for the proxy to read; the upstream gets the body as sent. A
+    gzip body may be several members one after another (RFC 1952 2.2): all are decoded. A
+    body its coding cannot undo (not compressed, empty, truncated) is InternalServerError
+    (500), as DynamoDB itself answers it (observed on DynamoDB, issue 13), and goes nowhere.
     """
     if not content_encoding:
         return body
@@ -82,12 +86,12 @@ def decode_content(body: bytes, content_encoding: str | None, limit: int) -> byt
         if coding == "identity":
             continue
         if coding in ("gzip", "x-gzip"):
-            body = _inflate(body, zlib.MAX_WBITS | 16, limit)
+            body = _inflate(body, _GZIP, limit)
         elif coding == "deflate":
             # RFC 9110 deflate is zlib-wrapped, but some clients send raw deflate.
             try:
                 body = _inflate(body, zlib.MAX_WBITS, limit)
-            except SerializationException:
+            except InternalServerError:
                 body = _inflate(body, -zlib.MAX_WBITS, limit)
         else:
             raise SerializationException(f"Unsupported Content-Encoding {coding!r}")
@@ -104,19 +108,32 @@ def decode_body(headers: Headers, body: bytes, limit: int) -> bytes:
     return decode_content(body, header(headers, "content-encoding"), limit)
 
 
+_GZIP = zlib.MAX_WBITS | 16
+UNDECODABLE_MESSAGE = "The request body could not be decoded by its Content-Encoding"
+
+
 def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error as exc:
-        raise SerializationException(f"Request body is not valid compressed data: {exc}") from None
-    if len(out) > limit:
-        raise RequestEntityTooLargeException(
-            f"Decompressed request body exceeds the limit of {limit} bytes"
-        )
-    if not inflater.eof:
-        raise SerializationException("Request body is truncated compressed data")
-    return out
+    """One stream (zlib, raw deflate), or every member of a gzip body."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(data, limit + 1 - size)  # never 0: size <= limit here
+        except zlib.error as exc:
+            raise InternalServerError(f"{UNDECODABLE_MESSAGE}: {exc}") from None
+        size += len(out)
+        if size > limit:
+            raise RequestEntityTooLargeException(
+                f"Decompressed request body exceeds the limit of {limit} bytes"
+            )
+        if not inflater.eof:  # an empty body too
+            raise InternalServerError(f"{UNDECODABLE_MESSAGE}: truncated compressed data")
+        parts.append(out)
+        data = inflater.unused_data
+        if wbits != _GZIP or not data:
+            break
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:

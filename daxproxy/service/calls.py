@@ -9,7 +9,6 @@ labelled with what the cache did (``x-daxproxy-cache``: hit, miss or bypass).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,14 +31,29 @@ OWN_HEADERS: Headers = (
 )
 
 
-@dataclass(frozen=True, slots=True)
 class Call:
-    target: Target
-    operation: Operation
-    payload: dict[str, Any]
-    body: bytes  # as sent, compressed or not
-    headers: Headers  # as the client sent them; the ones that may go upstream are chosen
-    # only when the call is forwarded, since a cache hit never is
+    """``body``: as sent, compressed or not. ``headers``: as the client sent them; the ones
+    that may go upstream are chosen only when the call is forwarded, since a cache hit never
+    is. A plain slotted class: one per request, a quarter of a frozen dataclass's cost."""
+
+    __slots__ = ("body", "headers", "operation", "payload", "target")
+
+    def __init__(
+        self,
+        target: Target,
+        operation: Operation,
+        payload: dict[str, Any],
+        body: bytes,
+        headers: Headers,
+    ) -> None:
+        self.target = target
+        self.operation = operation
+        self.payload = payload
+        self.body = body
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"Call({self.target.header!r}, {len(self.body)} bytes)"
 
 
 async def forward(upstream: Upstream, call: Call) -> UpstreamResponse:
@@ -92,6 +106,20 @@ def built(body: bytes, cache: str, request_id: str | None = None) -> WireRespons
     response = wire.json_response(body, request_id=request_id)
     response.headers.append((CACHE_HEADER, cache))
     return response
+
+
+def hit_response(body: bytes, crc: str) -> WireResponse:
+    """A hit's answer from the body and CRC stored with the entry: a fresh request id."""
+    return WireResponse(
+        200,
+        body,
+        [
+            ("Content-Type", wire.JSON_CONTENT_TYPE),
+            (wire.REQUEST_ID_HEADER, wire.new_request_id()),
+            (wire.CRC32_HEADER, crc),
+            (CACHE_HEADER, HIT),
+        ],
+    )
 
 
 def upstream_failed(answer: UpstreamResponse) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from daxproxy.core import item_requests as requests
-from daxproxy.core.cache import NOT_FOUND, FillTicket, ItemCache, WriteTracker
+from daxproxy.core.cache import NOT_FOUND, VALUE_START, FillTicket, ItemCache, WriteTracker
 from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.item_requests import TableRead, Uncacheable
 from daxproxy.core.keys import ItemKey, NotCanonical, item_key, key_of_item
@@ -38,6 +38,7 @@ from daxproxy.service.calls import (
     Call,
     built,
     forward,
+    hit_response,
     relay,
     request_id_of,
     send_own,
@@ -47,8 +48,9 @@ from daxproxy.service.calls import (
 from daxproxy.service.tables import TableInfo, TableRegistry
 from daxproxy.service.upstream import Upstream, UpstreamResponse
 
-# What a shared fill resolves to: the encoded item, NOT_FOUND, or None when the fill gave
-# no answer (an error, or the key came back unprocessed); its waiters then go upstream.
+# What a shared fill resolves to: what the cache stores for the item (its ready answer, see
+# item_requests.stored_item), NOT_FOUND, or None when the fill gave no answer (an error, or
+# the key came back unprocessed); its waiters then go upstream.
 Fill = asyncio.Future[bytes | None]
 
 
@@ -68,7 +70,9 @@ class ItemReads:
         self._fills: dict[ItemKey, tuple[Fill, FillTicket]] = {}
 
     async def _resolve(self, read: TableRead) -> TableInfo:
-        info = self._tables.known(read.table) or await self._tables.get(read.table)
+        info = self._tables.known(read.table)
+        if info is None:
+            info = await self._tables.get(read.table)
         if info is None:
             raise Uncacheable("the table cannot be described")
         if read.projection is not None and read.projection.dereferenced & info.index_keys:
@@ -108,18 +112,26 @@ class ItemReads:
     # GetItem ---------------------------------------------------------------------------
 
     async def get_item(self, call: Call) -> WireResponse:
+        payload = call.payload
+        key = None
         try:
-            read = requests.get_item_read(call.payload)
-            if read.consistent:
-                return relay(await forward(self._upstream, call), BYPASS)
-            info = await self._resolve(read)
-            key = item_key(info.arn, call.payload["Key"], info.schema)
+            read = requests.get_item_read(payload)
+            if not read.consistent:  # a consistent read is forwarded
+                info = self._tables.known(read.table) if read.projection is None else None
+                if info is None:
+                    info = await self._resolve(read)
+                key = item_key(info.arn, payload["Key"], info.schema)
         except (Uncacheable, NotCanonical):
+            key = None
+        if key is None:
             return relay(await forward(self._upstream, call), BYPASS)
-        capacity = requests.capacity_of(call.payload)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return self._get_item_answer(read, cached, capacity, HIT)
+        capacity = "NONE" if len(payload) == 2 else requests.capacity_of(payload)
+        entry = self._cache.get_entry(key)
+        if entry is not None:
+            if read.projection is None and capacity == "NONE":
+                # The answer stored with the entry, as it is: no copy of the item, no CRC.
+                return hit_response(*requests.stored_answer(entry, VALUE_START))
+            return self._get_item_answer(read, entry[VALUE_START:], capacity, HIT)
         try:
             response = await self._get_item_fill(call, read, key, capacity)
         except DynamoDBError as error:
@@ -160,7 +172,13 @@ class ItemReads:
         consumed: dict[str, Any] | None = None,
         request_id: str | None = None,
     ) -> WireResponse:
-        item = None if value == NOT_FOUND else requests.project(value, read.projection)
+        # Built from the item, never the stored answer: the projection, the capacity, the
+        # request id or the label (stale) may differ.
+        item = (
+            None
+            if value == NOT_FOUND
+            else requests.project(requests.item_of(value), read.projection)
+        )
         if consumed is None:
             consumed = requests.consumed_capacity(_plain_name(read.table), capacity)
         return built(requests.get_item_body(item, consumed), outcome, request_id)
@@ -177,7 +195,7 @@ class ItemReads:
                 return relay(answer, MISS)
             body = orjson.loads(answer.body)
             item = body.get("Item")
-            value = NOT_FOUND if item is None else orjson.dumps(item)
+            value = NOT_FOUND if item is None else requests.stored_item(orjson.dumps(item))
         finally:
             self._fill_finished(fill, ticket, value)
         return self._get_item_answer(
@@ -193,13 +211,21 @@ class ItemReads:
 
     async def batch_get_item(self, call: Call) -> WireResponse:
         try:
-            plan = await self._batch_plan(call)
+            reads = requests.batch_get_reads(call.payload)
+            # Every table read consistently: nothing to serve from the cache, so the
+            # upstream's answer is relayed byte for byte.
+            plan = None
+            if not all(read.consistent for read, _ in reads.values()):
+                plan = await self._batch_plan(call, reads)
         except (Uncacheable, NotCanonical):
+            plan = None
+        if plan is None:
             return relay(await forward(self._upstream, call), BYPASS)
         return await plan.run()
 
-    async def _batch_plan(self, call: Call) -> _BatchPlan:
-        reads = requests.batch_get_reads(call.payload)
+    async def _batch_plan(
+        self, call: Call, reads: dict[str, tuple[TableRead, list[Any]]]
+    ) -> _BatchPlan:
         plan = _BatchPlan(self, call, requests.capacity_of(call.payload))
         seen: set[ItemKey] = set()  # across tables too: a name and its ARN are one table
         total = 0
@@ -238,20 +264,28 @@ class _BatchPlan:
         self.tables[table] = (read, info)
         self.found[table] = []
         cache = self.reads._cache
+        projection = read.projection
+        found = self.found[table]
         for key, raw in keys:
-            cached = cache.get(key)
-            if cached is not None:
+            entry = cache.get_entry(key)
+            if entry is not None:
                 self.hits += 1
-                self._keep(table, cached)
+                if len(entry) > VALUE_START:  # not NOT_FOUND
+                    item = requests.item_of(entry, VALUE_START)
+                    found.append(item if projection is None else requests.project(item, projection))
             elif (shared := self.reads._joinable(key)) is not None:
                 self._waits.append((table, raw, shared))
             else:
                 self._fetch.setdefault(table, []).append((key, raw))
 
     def _keep(self, table: str, value: bytes) -> None:
+        """A stored value (NOT_FOUND: nothing) into the answer."""
         if value != NOT_FOUND:
-            read = self.tables[table][0]
-            self.found[table].append(requests.project(value, read.projection))
+            self._keep_item(table, requests.item_of(value))
+
+    def _keep_item(self, table: str, item: bytes) -> None:
+        read = self.tables[table][0]
+        self.found[table].append(requests.project(item, read.projection))
 
     async def run(self) -> WireResponse:
         consumed: list[dict[str, Any]] = []
@@ -339,8 +373,8 @@ class _BatchPlan:
             info = self.tables[table][1]
             for item in responses.get(table, []):
                 value = orjson.dumps(item)
-                values[key_of_item(info.arn, item, info.schema)] = value
-                self._keep(table, value)
+                values[key_of_item(info.arn, item, info.schema)] = requests.stored_item(value)
+                self._keep_item(table, value)
             left = unprocessed.get(table, {}).get("Keys", [])
             left_keys = {item_key(info.arn, raw, info.schema) for raw in left}
             if left:

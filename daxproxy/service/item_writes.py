@@ -25,7 +25,7 @@ import orjson
 
 from daxproxy.core import partiql, wire
 from daxproxy.core.cache import NOT_FOUND, ItemCache, WriteTicket, WriteTracker
-from daxproxy.core.item_requests import After, Uncacheable, Written, written_items
+from daxproxy.core.item_requests import After, Uncacheable, Written, stored_item, written_items
 from daxproxy.core.keys import ItemKey, NotCanonical, item_key, key_of_item
 from daxproxy.core.wire import WireResponse
 from daxproxy.service.calls import (
@@ -165,7 +165,7 @@ class ItemWrites:
         """Store the item as written; one nested too deep to write as JSON is evicted (only
         a lenient upstream accepts it: DynamoDB refuses items nested over 32 levels)."""
         try:
-            self._cache.put(key, orjson.dumps(item))
+            self._cache.put(key, stored_item(orjson.dumps(item)))
         except orjson.JSONEncodeError:
             self._cache.evict(key)
 

@@ -143,18 +143,38 @@ class Metrics:
     # Per request ------------------------------------------------------------------------
 
     def observed(self, outcome: Outcome) -> None:
-        operation, cache = outcome.operation, outcome.cache
+        self.record(
+            outcome.operation,
+            outcome.cache,
+            outcome.status,
+            outcome.error_type,
+            table=outcome.table,
+            seconds=outcome.seconds,
+        )
+
+    def record(
+        self,
+        operation: str,
+        cache: str,
+        status: int,
+        error_type: str | None,
+        *,
+        table: str | None,
+        seconds: float,
+    ) -> None:
+        """What :meth:`observed` counts, told directly by the proxy (no Outcome built);
+        ``table`` is only read with ``per_table``."""
         histogram = self.durations.get((operation, cache))
-        if histogram is None:
+        if histogram is None:  # each label pair's child is made once, then found
             histogram = self.durations[operation, cache] = _Histogram()
-        histogram.observe(outcome.seconds)
-        status = outcome.status
+        histogram.buckets[bisect_left(BUCKETS, seconds)] += 1
+        histogram.count += 1
+        histogram.sum += seconds
         if status >= 400:
             self.errors[operation, CLIENT if status < 500 else SERVER] += 1
-            if outcome.error_type in THROTTLES:
+            if error_type in THROTTLES:
                 self.throttled[operation] += 1
         if self.per_table:
-            table = outcome.table
             name = "" if table is None else table_name(table)
             self.tables[name, operation, cache] += 1
 

@@ -16,8 +16,12 @@ table registry look the table up again (:meth:`TableRegistry.suspect`): it may h
 deleted or re-created behind the proxy's back.
 
 After each request every observer hears its :class:`~daxproxy.service.observe.Outcome`
-(built only when there are observers); :class:`~daxproxy.service.metrics.Metrics`, when
-given, is one of them, and the edge serves its registry.
+(built only when there are observers besides the metrics);
+:class:`~daxproxy.service.metrics.Metrics`, when given, hears the same facts by a direct
+call (:meth:`Metrics.record`, no Outcome), and the edge serves its registry.
+
+A cache hit creates no Task and no Future: the handler runs on the caller's task, and the
+route of each known ``X-Amz-Target`` (its target, operation and handler) is looked up once.
 """
 
 from __future__ import annotations
@@ -25,13 +29,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from daxproxy.core import operations, wire
 from daxproxy.core.access import Access
 from daxproxy.core.errors import DynamoDBError, SerializationException, ThrottlingException
-from daxproxy.core.operations import Kind
-from daxproxy.core.wire import Headers, WireResponse
+from daxproxy.core.operations import Kind, Operation
+from daxproxy.core.wire import Headers, Target, WireResponse
 from daxproxy.service.admin import CacheAdmin
 from daxproxy.service.calls import BYPASS, Call, forward, relay
 from daxproxy.service.item_reads import ItemReads
@@ -53,6 +56,9 @@ from daxproxy.service.upstream import Upstream
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Call], Awaitable[WireResponse]]
+# A target's route: the parsed target, its operation, the cache's handler (None: forward),
+# and the label of a forwarded answer.
+_Route = tuple[Target, Operation, Handler | None, str | None]
 # The cache reads request shapes of the current API version only.
 _CACHED_PREFIX = "DynamoDB_20120810"
 # The reads whose every answer says what the cache did (x-daxproxy-cache).
@@ -63,17 +69,35 @@ _SUSPICIOUS = frozenset({"ResourceNotFoundException", "ValidationException"})
 _SHED_MESSAGE = "Rate of requests exceeds the allowed throughput."
 
 
-@dataclass(frozen=True, slots=True)
+# Routes remembered, by X-Amz-Target as sent (known operations only, so this bounds it).
+_MAX_ROUTES = 1024
+
+
 class ClientRequest:
     """A client's POST as it arrived: its headers and the body bytes as sent, with the two
-    headers the proxy reads picked out by the edge (whose header map finds them fastest)."""
+    headers the proxy reads picked out by the edge (whose header map finds them fastest).
+    ``raw_path``: the path and query string as sent (percent-encoded), which a signature
+    covers. A plain slotted class: one per request, and a frozen dataclass costs four times
+    as much to build."""
 
-    headers: Headers
-    body: bytes
-    target: str | None
-    content_encoding: str | None = None
-    # The path and query string as sent (percent-encoded): a signature covers them.
-    raw_path: str = "/"
+    __slots__ = ("body", "content_encoding", "headers", "raw_path", "target")
+
+    def __init__(
+        self,
+        headers: Headers,
+        body: bytes,
+        target: str | None,
+        content_encoding: str | None = None,
+        raw_path: str = "/",
+    ) -> None:
+        self.headers = headers
+        self.body = body
+        self.target = target
+        self.content_encoding = content_encoding
+        self.raw_path = raw_path
+
+    def __repr__(self) -> str:
+        return f"ClientRequest(target={self.target!r}, {len(self.body)} bytes)"
 
 
 class Proxy:
@@ -96,7 +120,8 @@ class Proxy:
         self._tables = tables
         self.admin = admin
         self.metrics = metrics
-        self._observers = (*observers, metrics) if metrics is not None else tuple(observers)
+        # Observers besides the metrics, which are told directly (no Outcome built for them).
+        self._observers = tuple(observers)
         self.in_flight = 0  # requests being handled; read by the metrics at scrape time
         # Past this many requests in flight a new one is shed at once (0: no cap).
         self._max_in_flight = max_in_flight or None
@@ -114,16 +139,19 @@ class Proxy:
         if queries is not None:
             self._handlers[Kind.QUERY] = queries.read
             self._handlers[Kind.SCAN] = queries.read
+        # X-Amz-Target -> (target, operation, handler or None, bypass label, metrics name).
+        self._routes: dict[str, _Route] = {}
 
     async def handle(self, request: ClientRequest) -> WireResponse:
-        observers = self._observers
-        started = time.perf_counter() if observers else 0.0
+        metrics = self.metrics
+        observing = metrics is not None or bool(self._observers)
+        started = time.perf_counter() if observing else 0.0
         call = None
         self.in_flight += 1
         try:
             if self._max_in_flight is not None and self.in_flight > self._max_in_flight:
                 raise ThrottlingException(_SHED_MESSAGE)
-            call = self._call(request)
+            call, route = self._call(request)
             if self._access is not None:  # before any cache or upstream sees the call
                 self._access.admit(
                     raw_path=request.raw_path,
@@ -132,17 +160,23 @@ class Proxy:
                     operation=call.operation,
                     payload=call.payload,
                 )
-            response = await self._dispatch(call)
+            handler = route[2]
+            if handler is not None:
+                response = await handler(call)
+                if response.status == 400 and self._tables is not None:
+                    self._suspect(call, response)
+            else:
+                response = relay(await forward(self.upstream, call), route[3])
         except DynamoDBError as error:
             response = wire.error_response(error)
         except Exception:  # the edge answers it with a 500 InternalServerError
-            if observers:
-                self._notify(_outcome(request, call, None, time.perf_counter() - started))
+            if observing:
+                self._observe(request, call, None, time.perf_counter() - started)
             raise
         finally:
             self.in_flight -= 1
-        if observers:
-            self._notify(_outcome(request, call, response, time.perf_counter() - started))
+        if observing:
+            self._observe(request, call, response, time.perf_counter() - started)
         return response
 
     def add_observer(self, observer: Observer) -> None:
@@ -152,43 +186,79 @@ class Proxy:
     def refused(self, target: str | None, response: WireResponse, seconds: float) -> None:
         """A request the edge answered itself, before :meth:`handle` (a method other than
         POST, a body too large, too slow or unreadable): observed as any other."""
-        if self._observers:
+        if self._observers or self.metrics is not None:
             operation, error_type = operation_of_target(target), error_type_of(response)
             self._notify(Outcome(operation, None, BYPASS, response.status, error_type, seconds))
 
     def _notify(self, outcome: Outcome) -> None:
+        if self.metrics is not None:
+            self._tell(self.metrics, outcome)
         for observer in self._observers:
-            try:
-                observer.observed(outcome)
-            except Exception:
-                log.exception("observer %r failed", observer)
+            self._tell(observer, outcome)
 
-    def _call(self, request: ClientRequest) -> Call:
+    @staticmethod
+    def _tell(observer: Observer, outcome: Outcome) -> None:
+        try:
+            observer.observed(outcome)
+        except Exception:
+            log.exception("observer %r failed", observer)
+
+    def _observe(
+        self,
+        request: ClientRequest,
+        call: Call | None,
+        response: WireResponse | None,
+        seconds: float,
+    ) -> None:
+        """Tell the metrics (directly) and the other observers (an Outcome) what came of it."""
+        metrics = self.metrics
+        if self._observers or call is None or response is None:
+            self._notify(_outcome(request, call, response, seconds))
+            return
+        assert metrics is not None
+        status = response.status
+        error_type = error_type_of(response) if status >= 400 else None
+        table = table_of(call.payload) if metrics.per_table else None
+        try:
+            metrics.record(
+                operation_name(call.operation),
+                cache_of(response),
+                status,
+                error_type,
+                table=table,
+                seconds=seconds,
+            )
+        except Exception:
+            log.exception("observer %r failed", metrics)
+
+    def _call(self, request: ClientRequest) -> tuple[Call, _Route]:
         # DynamoDB reads the body before it routes: a body that is not JSON is a
         # SerializationException whatever the target says (dynalite's index.js mirrors this).
-        decoded = wire.decode_content(request.body, request.content_encoding, self._max_body_bytes)
-        empty = not decoded.strip()
-        payload = {} if empty else wire.parse_json_object(decoded)
-        target = wire.parse_target(request.target)
+        body = request.body
+        if request.content_encoding:
+            body = wire.decode_content(body, request.content_encoding, self._max_body_bytes)
+        empty = not body.strip()
+        payload = {} if empty else wire.parse_json_object(body)
+        route = self._routes.get(request.target) if request.target is not None else None
+        if route is None:
+            route = self._route(request.target)
         if empty:
             raise SerializationException("Request body is empty; expected a JSON object")
-        return Call(target, operations.lookup(target), payload, request.body, request.headers)
+        return Call(route[0], route[1], payload, request.body, request.headers), route
 
-    async def _dispatch(self, call: Call) -> WireResponse:
-        handler = (
-            self._handlers.get(call.operation.kind)
-            if call.target.prefix == _CACHED_PREFIX
-            else None
-        )
-        if handler is not None:
-            response = await handler(call)
-            if response.status == 400 and self._tables is not None:
-                self._suspect(call, response)
-            return response
-        # A read a cache would serve, forwarded because that cache is off (or the API version
-        # is one it does not read): still labelled, as the README promises for every one.
-        cache = BYPASS if call.operation.kind in _CACHE_READS else None
-        return relay(await forward(self.upstream, call), cache)
+    def _route(self, value: str | None) -> _Route:
+        """Where a target goes: its handler, or the upstream (with the label a read a cache
+        would serve gets when that cache is off, as the README promises for every one)."""
+        target = wire.parse_target(value)
+        operation = operations.lookup(target)
+        handler = self._handlers.get(operation.kind) if target.prefix == _CACHED_PREFIX else None
+        label = BYPASS if operation.kind in _CACHE_READS else None
+        route = (target, operation, handler, label)
+        if value is not None and operation.kind is not Kind.UNKNOWN:
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes.clear()
+            self._routes[value] = route
+        return route
 
     def _suspect(self, call: Call, response: WireResponse) -> None:
         """Have the tables the call names looked up again, when its error says they may

@@ -88,7 +88,7 @@ class Signer:
             target=target,
             content_type=content_type,
             body=body,
-            amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+            amz_date=_amz_date(int(time.time())),
             region=self.region,
             access_key=credentials.access_key,
             secret_key=credentials.secret_key,
@@ -101,6 +101,13 @@ class Signer:
         return [("Host", host), ("Content-Type", content_type), ("X-Amz-Target", target), *auth]
 
 
+@functools.lru_cache(maxsize=4)
+def _amz_date(second: int) -> str:
+    """``X-Amz-Date`` for a second of Unix time: formatted once per second, not per request."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+
+
+@functools.lru_cache(maxsize=64)
 def _host_header(url: str) -> str:
     """The Host header exactly as an HTTP client sends it: no port when it is the default."""
     parts = urlsplit(url)

@@ -60,6 +60,11 @@ class UpstreamObserver(Protocol):
         ...
 
 
+# Every header the signer sets (the token only with temporary credentials): the caller's
+# copies of them are dropped.
+_SIGNED_NAMES = frozenset(
+    {"host", "content-type", "x-amz-target", "x-amz-date", "x-amz-security-token", "authorization"}
+)
 # A pooled connection the server has closed fails before any byte of an answer arrives;
 # a request that is safe to repeat is sent once more on a fresh connection.
 _STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -97,8 +102,7 @@ class HttpUpstream:
         if content_type is None:
             content_type = JSON_CONTENT_TYPE
         signed = await self._signer.sign(url, target.header, content_type, body)
-        signed_names = {k.lower() for k, _ in signed}
-        all_headers = [*signed, *((k, v) for k, v in headers if k.lower() not in signed_names)]
+        all_headers = [*signed, *((k, v) for k, v in headers if k.lower() not in _SIGNED_NAMES)]
         started = time.perf_counter()
         attempts = 2 if retry_safe else 1
         for attempt in range(1, attempts + 1):

@@ -45,6 +45,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from daxproxy.core.wire import UNDECODABLE_MESSAGE
 from tests.integration.conftest import Endpoints
 from tests.integration.harness import NO_RETRIES, PK_SK_TABLE, REGION, ProxyProcess, running_proxy
 from tests.signing import sigv4_headers
@@ -517,7 +518,14 @@ def check_answers(state: Fuzzed, raw: bytes, got: list[tuple[int, dict[str, str]
             assert straight and straight[0][0] == status, (body[:300], straight)
             state.upstream_faults.append(raw)
             continue
-        assert "InternalServerError" not in orjson.loads(body)["__type"], body[:300]
+        error = orjson.loads(body)
+        if error["__type"].endswith("#InternalServerError"):
+            # The one 500 of the proxy's own: a body its Content-Encoding cannot undo, as
+            # DynamoDB answers it (observed on DynamoDB, issue 13).
+            assert error["message"].startswith(UNDECODABLE_MESSAGE), body[:300]
+            assert b"\r\ncontent-encoding:" in raw.lower(), body[:300]
+            continue
+        assert "InternalServerError" not in error["__type"], body[:300]
 
 
 def check_still_serving(state: Fuzzed) -> None:

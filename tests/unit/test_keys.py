@@ -6,7 +6,10 @@ import base64
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from daxproxy.core import keys
 from daxproxy.core.keys import KeySchema, NotCanonical, canonical_number, item_key, key_of_item
 
 COMPOSITE = KeySchema("pk", "S", "sk", "N")
@@ -126,3 +129,53 @@ def test_schema_from_describe_table() -> None:
     }
     assert KeySchema.from_description(table) == COMPOSITE
     assert COMPOSITE.names == ("pk", "sk")
+
+
+# The plain-integer fast path of canonical_number must give what the Decimal path gives.
+_INTEGERS = [
+    *(str(n) for n in range(-1200, 1200)),
+    "7" * 38,
+    "-" + "7" * 38,
+    "9" * 39,  # past 38 digits: DynamoDB's to judge, by the Decimal path
+    "1" + "0" * 37,
+    "12345678901234567890123456789012345671",
+    "007",
+    "-007",
+    "-0",
+    "00",
+    "10",
+    "-10",
+    "1200",
+    "\u0661\u0662\u0663",  # Arabic-Indic digits: str.isdigit() says yes, DynamoDB no
+    "²",
+    "-",
+    "--1",
+    "+1",
+]
+
+
+@pytest.mark.parametrize("text", _INTEGERS)
+def test_the_integer_fast_path_agrees_with_the_decimal_path(text: str) -> None:
+    try:
+        slow: str | None = keys._canonical_decimal(text)
+    except NotCanonical:
+        slow = None
+    try:
+        fast: str | None = canonical_number(text)
+    except NotCanonical:
+        fast = None
+    assert fast == slow
+
+
+@given(st.integers(min_value=-(10**40), max_value=10**40))
+def test_every_integer_takes_the_spelling_the_decimal_path_gives(number: int) -> None:
+    text = str(number)
+    try:
+        slow: str | None = keys._canonical_decimal(text)
+    except NotCanonical:
+        slow = None
+    try:
+        fast: str | None = canonical_number(text)
+    except NotCanonical:
+        fast = None
+    assert fast == slow

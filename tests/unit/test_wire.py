@@ -86,17 +86,48 @@ def test_decode_content(encoding: str | None, body: bytes) -> None:
     assert wire.decode_content(body, encoding, limit=1024) == PAYLOAD
 
 
+def test_a_gzip_body_of_several_members_is_decoded_whole() -> None:
+    # RFC 1952 2.2: a gzip file is a series of members; DynamoDB decodes them all.
+    half = len(PAYLOAD) // 2
+    body = gzip.compress(PAYLOAD[:half]) + gzip.compress(PAYLOAD[half:])
+    assert wire.decode_content(body, "gzip", limit=1024) == PAYLOAD
+    three = b"".join(gzip.compress(part) for part in (b'{"a":', b"1", b"}"))
+    assert wire.decode_content(three, "gzip", limit=1024) == b'{"a":1}'
+
+
+def test_several_gzip_members_are_bounded_by_the_limit_together() -> None:
+    body = gzip.compress(b"x" * 600) + gzip.compress(b"y" * 600)
+    with pytest.raises(RequestEntityTooLargeException):
+        wire.decode_content(body, "gzip", limit=1000)
+    assert len(wire.decode_content(body, "gzip", limit=1200)) == 1200
+
+
+# Observed on DynamoDB itself (issue 13): a body its Content-Encoding cannot undo (data that
+# is not compressed, an empty body, a truncated stream) is answered 500 InternalServerError,
+# not a SerializationException; the proxy answers it so and forwards nothing.
 @pytest.mark.parametrize(
     ("encoding", "body"),
     [
         ("gzip", b"not gzip at all"),
+        ("gzip", PAYLOAD),
+        ("gzip", b""),
         ("gzip", gzip.compress(PAYLOAD)[:-12]),
-        ("br", PAYLOAD),
+        ("gzip", gzip.compress(PAYLOAD) + b"not a second member"),
+        ("gzip", gzip.compress(PAYLOAD) + gzip.compress(PAYLOAD)[:-12]),
+        ("deflate", b"not deflate at all"),
+        ("deflate", b""),
+        ("deflate", zlib.compress(PAYLOAD)[:-6]),
     ],
 )
-def test_undecodable_content_is_a_serialization_error(encoding: str, body: bytes) -> None:
-    with pytest.raises(SerializationException):
+def test_undecodable_content_is_an_internal_server_error(encoding: str, body: bytes) -> None:
+    with pytest.raises(InternalServerError) as raised:
         wire.decode_content(body, encoding, limit=1024)
+    assert raised.value.status == 500
+
+
+def test_an_unsupported_content_encoding_is_a_serialization_error() -> None:
+    with pytest.raises(SerializationException):
+        wire.decode_content(PAYLOAD, "br", limit=1024)
 
 
 def test_decoding_stops_at_the_limit() -> None:
