@@ -14,10 +14,11 @@ share. Its contract:
   behind it, or while the transport's write buffer is full, the connection stops reading.
 - **Limits** (``Edge.limits``). A request line, or a header field (name and value), longer
   than ``max_header_bytes``, more than 128 header fields, or a head over 130 of those
-  fields' worth of bytes: 400 ``SerializationException``, then close. A ``Content-Length``
-  over ``max_body_bytes``, or a (chunked) body found to be over it while read: 413
-  ``RequestEntityTooLargeException``, then close. ``Expect: 100-continue`` is honoured (the
-  100 is sent once the request is at the front); any other ``Expect``: 417, then close.
+  fields' worth of bytes (and 1 MiB): 400 ``SerializationException``, then close. A
+  ``Content-Length`` over ``max_body_bytes``, or a (chunked) body found to be over it while
+  read: 413 ``RequestEntityTooLargeException``, then close. ``Expect: 100-continue`` is
+  honoured (the 100 is sent once the request is at the front); any other ``Expect``: 417,
+  then close.
   Malformed HTTP (llhttp's verdict): 400 ``SerializationException``, logged at DEBUG only,
   then close.
 - **Timeouts**, as deadlines on one lazily re-armed loop timer per connection (a request
@@ -62,15 +63,46 @@ log = logging.getLogger(__name__)
 
 # Timer slack: a timer the loop runs this close to its deadline counts as on time.
 _SLACK = 0.001
-# The header fields the proxy reads, by the length of their (lower-case) names.
-_TARGET, _ENCODING, _LENGTH, _EXPECT = (
-    b"x-amz-target",
-    b"content-encoding",
-    b"content-length",
-    b"expect",
-)
-_WATCHED_LENGTHS = frozenset(len(n) for n in (_TARGET, _ENCODING, _LENGTH, _EXPECT))
+# The header fields the proxy reads (1 to 4), and those it does not (0), by their names
+# as SDKs spell them: one dict look-up a field. Any other spelling is looked up lower-case.
+_TARGET, _ENCODING, _LENGTH, _EXPECT = 1, 2, 3, 4
+_WATCHED = {b"x-amz-target": _TARGET, b"content-encoding": _ENCODING}
+_WATCHED |= {b"content-length": _LENGTH, b"expect": _EXPECT}
+_KNOWN = {
+    **_WATCHED,
+    **{name.title(): kind for name, kind in _WATCHED.items()},
+    b"X-Amz-Target": _TARGET,
+    **dict.fromkeys(
+        (
+            b"Host",
+            b"host",
+            b"User-Agent",
+            b"user-agent",
+            b"Content-Type",
+            b"content-type",
+            b"X-Amz-Date",
+            b"x-amz-date",
+            b"Authorization",
+            b"authorization",
+            b"Accept-Encoding",
+            b"accept-encoding",
+            b"Connection",
+            b"connection",
+            b"amz-sdk-invocation-id",
+            b"amz-sdk-request",
+            b"X-Amz-Security-Token",
+            b"x-amz-security-token",
+            b"X-Amz-Content-SHA256",
+            b"x-amz-content-sha256",
+            b"x-amz-user-agent",
+            b"Accept",
+            b"accept",
+        ),
+        0,
+    ),
+}
 _IDLE, _READ = 1, 2
+_READ_SLACK = 1024 * 1024  # more than one read of asyncio's or uvloop's transports
 
 
 class Edge(Protocol):
@@ -155,6 +187,7 @@ class HttpProtocol(asyncio.Protocol):
         self._closed = self._broken = self._eof = False
         self._read_paused = self._write_paused = False
         self._continue_owed = False
+        self._head_seen = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = self._deadline = 0.0
         self._deadline_kind = _IDLE
@@ -171,7 +204,7 @@ class HttpProtocol(asyncio.Protocol):
         self._length: bytes | None = None
         self._expect: bytes | None = None
         self._body: list[bytes] = []
-        self._body_size = self._head_seen = 0
+        self._body_size = 0
         self._route: Route | None = None
         self._keep_alive = True
         self._head_only = False
@@ -225,8 +258,9 @@ class HttpProtocol(asyncio.Protocol):
         if self._broken or self._closed:
             return
         try:
-            if self._in_head or not self._receiving:
-                self._head_seen += len(data)
+            # At least the bytes of any head in this chunk (which a head may begin in, after
+            # another request's end), and of the chunks before it while a head continues.
+            self._head_seen = (self._head_seen if self._in_head else 0) + len(data)
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             self._callback_failed(exc.__context__)
@@ -257,7 +291,9 @@ class HttpProtocol(asyncio.Protocol):
             self._fail(InternalServerError("The proxy failed to handle the request"))
 
     def _head_limit(self) -> int:
-        return (self._limits.max_header_bytes + 4) * (MAX_HEADER_FIELDS + 2)
+        """A whole head's bound: its fields', with one read's worth of slack (the chunk a
+        head begins in is counted whole)."""
+        return (self._limits.max_header_bytes + 4) * (MAX_HEADER_FIELDS + 2) + _READ_SLACK
 
     # httptools callbacks --------------------------------------------------------------------
 
@@ -275,26 +311,32 @@ class HttpProtocol(asyncio.Protocol):
             raise _Refusal(self._limits.header_error())
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        fields = self._fields
-        fields.append((name, value))
-        if len(name) + len(value) > self._limits.max_header_bytes:
-            raise _Refusal(self._limits.header_error())
-        if len(fields) > MAX_HEADER_FIELDS:
-            raise _Refusal(SerializationException(f"More than {MAX_HEADER_FIELDS} header fields"))
-        if len(name) in _WATCHED_LENGTHS:
-            lower = name.lower()
-            if lower == _TARGET:
+        self._fields.append((name, value))
+        if self._head_seen > self._limits.max_header_bytes:  # else no field can be too long
+            if len(name) + len(value) > self._limits.max_header_bytes:
+                raise _Refusal(self._limits.header_error())
+            if len(self._fields) > MAX_HEADER_FIELDS:
+                raise _Refusal(self._fields_error())
+        kind = _KNOWN.get(name)
+        if kind is None:
+            kind = _WATCHED.get(name.lower())
+        if kind:
+            if kind == _TARGET:
                 self._target = value
-            elif lower == _ENCODING:
+            elif kind == _ENCODING:
                 self._encoding = value
-            elif lower == _LENGTH:
+            elif kind == _LENGTH:
                 self._length = value
-            elif lower == _EXPECT:
+            else:
                 self._expect = value
+
+    def _fields_error(self) -> SerializationException:
+        return SerializationException(f"More than {MAX_HEADER_FIELDS} header fields")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_seen = 0
+        if len(self._fields) > MAX_HEADER_FIELDS:
+            raise _Refusal(self._fields_error())
         parser = self._parser
         method = parser.get_method()
         self._head_only = method == b"HEAD"
