@@ -15,10 +15,11 @@ share. Its contract:
 - **Limits** (``Edge.limits``). A request line, or a header field (name and value), longer
   than ``max_header_bytes``, more than 128 header fields, or a head over 130 of those
   fields' worth of bytes (and 1 MiB): 400 ``SerializationException``, then close. A
-  ``Content-Length`` over ``max_body_bytes``, or a (chunked) body found to be over it while
-  read: 413 ``RequestEntityTooLargeException``, then close. ``Expect: 100-continue`` is
-  honoured (the 100 is sent once the request is at the front); any other ``Expect``: 417,
-  then close.
+  ``Content-Length`` over ``max_body_bytes``: 413 ``RequestEntityTooLargeException`` once
+  the body has been read and dropped (at once with an ``Expect``, whose client has not sent
+  it), then close; a (chunked) body found to be over it while read: 413, then close.
+  ``Expect: 100-continue`` is honoured (the 100 is sent once the request is at the front);
+  any other ``Expect``: 417, then close.
   Malformed HTTP (llhttp's verdict): 400 ``SerializationException``, logged at DEBUG only,
   then close.
 - **Timeouts**, as deadlines on one lazily re-armed loop timer per connection (a request
@@ -344,9 +345,15 @@ class HttpProtocol(asyncio.Protocol):
         self._route = route = self._router.route(method, self._url)
         if not route.takes_body:
             return
-        if self._length is not None and int(self._length) > self._limits.max_body_bytes:
-            raise _Refusal(self._too_large(), report=True)
         expect = self._expect
+        if self._length is not None and int(self._length) > self._limits.max_body_bytes:
+            if expect is not None:  # its client waits for a 100 before it sends the body
+                raise _Refusal(self._too_large(), report=True)
+            # Its client sends the body before it reads an answer: the body is read and
+            # dropped, then answered (in order), then the connection closes.
+            self._route = Route(error=self._too_large(), refusal=True, takes_body=False)
+            self._keep_alive = False
+            return
         if expect is not None:
             if expect.strip().lower() != b"100-continue":
                 raise _Refusal(

@@ -100,7 +100,10 @@ async def test_a_body_over_the_limit_gets_a_413_and_the_connection_closes() -> N
     upstream = FakeUpstream()
     edge = make_edge(proxy_of(upstream), max_body_bytes=4096)
     wire = Wire(edge)
-    wire.send(post(b"x" * 5000)[:200])  # refused on its Content-Length, before the body
+    request = post(b"x" * 5000)
+    wire.send(request[:200])  # refused on its Content-Length: the body is read and dropped,
+    assert wire.answers() == []  # for a client that sends it all before it reads an answer
+    wire.send(request[200:])
     [answer] = wire.answers()
     assert (answer.status, answer.error) == (413, "RequestEntityTooLargeException")
     assert answer.headers["connection"] == "close" and wire.transport.closing
@@ -115,6 +118,11 @@ async def test_a_body_over_the_limit_gets_a_413_and_the_connection_closes() -> N
     [answer] = chunked.answers()
     assert (answer.status, answer.error) == (413, "RequestEntityTooLargeException")
     assert chunked.transport.closing and upstream.sent == []
+
+    waiting = Wire(edge)  # with Expect, its client waits: refused at once
+    waiting.send(post(b"x" * 5000, extra=b"Expect: 100-continue\r\n")[:-5000])
+    [answer] = waiting.answers()
+    assert answer.status == 413 and waiting.transport.closing
 
 
 async def test_a_chunked_body_is_read_whole() -> None:
