@@ -4,7 +4,8 @@
 (``max_client_connections``, ``max_header_bytes``, ``max_body_bytes``,
 ``client_read_timeout_millis``, ``client_idle_timeout_millis``) and the errors they give;
 :mod:`daxproxy.edge.protocol` documents what each bound does. :class:`RawHeaders` is a
-request's header fields as the parser gave them, decoded only when read.
+request's header fields as the parser gave them, decoded only when read; ``KNOWN_FIELDS`` and
+``WATCHED_FIELDS`` name the fields the protocol picks out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,45 @@ from daxproxy.core.config import Settings
 from daxproxy.core.errors import RequestTimeoutException, SerializationException
 
 MAX_HEADER_FIELDS = 128
+
+# The header fields the proxy reads (1 to 4), and those it does not (0), by their names
+# as SDKs spell them: one dict look-up a field. Any other spelling is looked up lower-case.
+TARGET, ENCODING, LENGTH, EXPECT = 1, 2, 3, 4
+WATCHED_FIELDS = {b"x-amz-target": TARGET, b"content-encoding": ENCODING}
+WATCHED_FIELDS |= {b"content-length": LENGTH, b"expect": EXPECT}
+KNOWN_FIELDS = {
+    **WATCHED_FIELDS,
+    **{name.title(): kind for name, kind in WATCHED_FIELDS.items()},
+    b"X-Amz-Target": TARGET,
+    **dict.fromkeys(
+        (
+            b"Host",
+            b"host",
+            b"User-Agent",
+            b"user-agent",
+            b"Content-Type",
+            b"content-type",
+            b"X-Amz-Date",
+            b"x-amz-date",
+            b"Authorization",
+            b"authorization",
+            b"Accept-Encoding",
+            b"accept-encoding",
+            b"Connection",
+            b"connection",
+            b"amz-sdk-invocation-id",
+            b"amz-sdk-request",
+            b"X-Amz-Security-Token",
+            b"x-amz-security-token",
+            b"X-Amz-Content-SHA256",
+            b"x-amz-content-sha256",
+            b"x-amz-user-agent",
+            b"Accept",
+            b"accept",
+        ),
+        0,
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,16 @@ from daxproxy.core.errors import (
 )
 from daxproxy.edge import answers
 from daxproxy.edge.inline import Carrier, first_step, resume
-from daxproxy.edge.limits import MAX_HEADER_FIELDS, Limits, RawHeaders
+from daxproxy.edge.limits import (
+    ENCODING,
+    KNOWN_FIELDS,
+    LENGTH,
+    MAX_HEADER_FIELDS,
+    TARGET,
+    WATCHED_FIELDS,
+    Limits,
+    RawHeaders,
+)
 from daxproxy.edge.routes import Route, Router
 from daxproxy.service.proxy import ClientRequest
 
@@ -64,44 +73,6 @@ log = logging.getLogger(__name__)
 
 # Timer slack: a timer the loop runs this close to its deadline counts as on time.
 _SLACK = 0.001
-# The header fields the proxy reads (1 to 4), and those it does not (0), by their names
-# as SDKs spell them: one dict look-up a field. Any other spelling is looked up lower-case.
-_TARGET, _ENCODING, _LENGTH, _EXPECT = 1, 2, 3, 4
-_WATCHED = {b"x-amz-target": _TARGET, b"content-encoding": _ENCODING}
-_WATCHED |= {b"content-length": _LENGTH, b"expect": _EXPECT}
-_KNOWN = {
-    **_WATCHED,
-    **{name.title(): kind for name, kind in _WATCHED.items()},
-    b"X-Amz-Target": _TARGET,
-    **dict.fromkeys(
-        (
-            b"Host",
-            b"host",
-            b"User-Agent",
-            b"user-agent",
-            b"Content-Type",
-            b"content-type",
-            b"X-Amz-Date",
-            b"x-amz-date",
-            b"Authorization",
-            b"authorization",
-            b"Accept-Encoding",
-            b"accept-encoding",
-            b"Connection",
-            b"connection",
-            b"amz-sdk-invocation-id",
-            b"amz-sdk-request",
-            b"X-Amz-Security-Token",
-            b"x-amz-security-token",
-            b"X-Amz-Content-SHA256",
-            b"x-amz-content-sha256",
-            b"x-amz-user-agent",
-            b"Accept",
-            b"accept",
-        ),
-        0,
-    ),
-}
 _IDLE, _READ = 1, 2
 _READ_SLACK = 1024 * 1024  # more than one read of asyncio's or uvloop's transports
 
@@ -318,15 +289,15 @@ class HttpProtocol(asyncio.Protocol):
                 raise _Refusal(self._limits.header_error())
             if len(self._fields) > MAX_HEADER_FIELDS:
                 raise _Refusal(self._fields_error())
-        kind = _KNOWN.get(name)
+        kind = KNOWN_FIELDS.get(name)
         if kind is None:
-            kind = _WATCHED.get(name.lower())
+            kind = WATCHED_FIELDS.get(name.lower())
         if kind:
-            if kind == _TARGET:
+            if kind == TARGET:
                 self._target = value
-            elif kind == _ENCODING:
+            elif kind == ENCODING:
                 self._encoding = value
-            elif kind == _LENGTH:
+            elif kind == LENGTH:
                 self._length = value
             else:
                 self._expect = value
