@@ -17,10 +17,11 @@ ARG PYTHON_VERSION=3.11
 # --- builder: daxproxy's wheel and its dependencies, installed into /opt/daxproxy ----------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS builder
 
-# Extras of pyproject.toml's [project.optional-dependencies], comma-separated. "embedded"
+# Extras of pyproject.toml's [project.optional-dependencies], comma-separated. "fast"
+# (uvloop, the event loop the proxy picks where installed) is in by default. "embedded"
 # (moto[server], for running with no upstream) makes the venv about 300 MB instead of 52 MB,
 # so the default image is the proxy alone, for DynamoDB or a DynamoDB-compatible server.
-ARG EXTRAS=""
+ARG EXTRAS="fast"
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -35,6 +35,7 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 	elif [ -n "$(CI)" ]; then echo "npm not found, and CI is set: install Node.js 20+ and npm" >&2; exit 1; \
 	else echo "npm not found: the JavaScript SDK tests will be skipped"; fi
 
+# The dev venv has every extra, "fast" (uvloop, the proxy's event loop where installed) too.
 run: install
 	$(BIN)/daxproxy $(ARGS)
 

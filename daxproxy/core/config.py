@@ -22,6 +22,8 @@ LOG_FORMATS = ("text", "json")
 # "dax": DAX's semantics exactly, staleness included; "strict": where DAX can serve a
 # result that a write seen by the proxy made stale, drop it instead.
 MODES = ("dax", "strict")
+# The event loop: "auto" is uvloop where it is installed (the "fast" extra), else asyncio's.
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 # Settings whose default is None, "not set": the AWS chain's region, the embedded backend.
 _OPTIONAL = frozenset({"upstream", "region", "auth_file", "tls_cert_file", "tls_key_file"})
 
@@ -69,6 +71,8 @@ class Settings:
     metrics_per_table: bool = False
     # On SIGTERM or SIGINT: how long requests in flight may take to finish.
     shutdown_timeout_millis: int = 10_000
+    # The event loop the proxy runs on (EVENT_LOOPS).
+    event_loop: str = "auto"
     # --- Protection ---
     # A TOML file of the access keys allowed in and what each may do; None: no checks.
     auth_file: str | None = None
@@ -100,6 +104,7 @@ class Settings:
             "mode",
             "log_level",
             "log_format",
+            "event_loop",
             "upstream",
             "region",
             "auth_file",
@@ -131,8 +136,16 @@ class Settings:
         for flag in ("admin", "log_requests", "metrics_per_table"):
             if not isinstance(getattr(self, flag), bool):
                 raise SettingError(flag, f"must be true or false, not {getattr(self, flag)!r}")
-        if self.mode not in MODES:
-            raise SettingError("mode", f"must be one of {', '.join(MODES)}, not {self.mode!r}")
+        for name, choices in (
+            ("mode", MODES),
+            ("log_level", LOG_LEVELS),
+            ("log_format", LOG_FORMATS),
+            ("event_loop", EVENT_LOOPS),
+        ):
+            if getattr(self, name) not in choices:
+                raise SettingError(
+                    name, f"must be one of {', '.join(choices)}, not {getattr(self, name)!r}"
+                )
         if not self.host:
             raise SettingError("host", "must be an address or host name to listen on")
         if self.upstream is not None and self.upstream != AWS_UPSTREAM:
@@ -141,10 +154,6 @@ class Settings:
             raise SettingError(
                 "region", f"{self.region!r} is not an AWS region name like us-east-1"
             )
-        if self.log_level not in LOG_LEVELS:
-            raise SettingError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
-        if self.log_format not in LOG_FORMATS:
-            raise SettingError("log_format", f"must be one of {', '.join(LOG_FORMATS)}")
         for name in ("auth_file", "tls_cert_file", "tls_key_file"):
             if getattr(self, name) == "":
                 raise SettingError(name, "must be a file's path")

@@ -1,1 +1,2 @@
-"""The edge: the aiohttp server and the command line."""
+"""The edge: the client connections' HTTP protocol (httptools), routes, serving, the command
+line."""

@@ -23,9 +23,10 @@ from collections.abc import Mapping, Sequence
 
 from daxproxy import __version__
 from daxproxy.core import settings_sources as sources
-from daxproxy.core.config import LOG_FORMATS, LOG_LEVELS, SettingError, Settings
+from daxproxy.core.config import EVENT_LOOPS, LOG_FORMATS, LOG_LEVELS, SettingError, Settings
 from daxproxy.edge.auth import grants_of
 from daxproxy.edge.logs import configure_logging
+from daxproxy.edge.loops import loop_factory
 from daxproxy.edge.memory import tune_malloc
 from daxproxy.edge.server import serve
 
@@ -151,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="on SIGTERM or SIGINT, how long requests in flight may take to finish "
         f"(default {d.shutdown_timeout_millis})",
+    )
+    add(
+        "--event-loop",
+        help=f"{', '.join(EVENT_LOOPS)}: 'auto' runs on uvloop where it is installed "
+        f"(pip install 'daxproxy[fast]'), else on asyncio's own loop (default {d.event_loop})",
     )
     add(
         "--auth-file",
@@ -286,7 +292,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     log.debug("settings: %s", sources.describe(settings, *layers))
     log.debug(tune_malloc())
     try:
-        asyncio.run(serve(settings, grants))
+        factory, loop_name = loop_factory(settings.event_loop)
+        log.debug("event loop: %s", loop_name)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(settings, grants))
     except SettingError as exc:  # found while starting: credentials, the embedded backend
         log.error("daxproxy cannot start: %s", exc)
         return 2

@@ -1,53 +1,117 @@
 """Serving until told to stop: the listening socket, signals, graceful shutdown.
 
-:func:`serve` checks the TLS settings (:mod:`daxproxy.edge.tls`), opens the app (and with it
-the proxy and its backend), listens (HTTPS with TLS settings) through
-:class:`~daxproxy.edge.limits.EdgeRunner`, which bounds client connections, headers and read
-and idle times, and on SIGINT or SIGTERM:
+:func:`serve` checks the TLS settings (:mod:`daxproxy.edge.tls`), opens the proxy (and its
+backend), listens (HTTPS with TLS settings) with one :class:`~daxproxy.edge.protocol.
+HttpProtocol` per client connection, bounded by :class:`EdgeServer` (the connection cap:
+past ``max_client_connections`` open connections a new one is aborted as soon as it is
+accepted, after the TLS handshake with TLS, before a byte is read, and counted in
+``daxproxy_client_connections_refused_total``), and on SIGINT or SIGTERM:
 
 1. stops listening: new connections are refused;
 2. closes idle keep-alive connections at once, and lets each request in flight finish and
-   be answered, for up to the ``shutdown_timeout_millis`` setting (0: not at all);
+   be answered (with ``Connection: close``), for up to the ``shutdown_timeout_millis``
+   setting (0: not at all);
 3. past that deadline cuts the requests still running (their connections close without an
    answer; a warning says how many), so a stuck upstream cannot hold the process;
 4. closes the upstream client and stops the embedded backend, and returns.
 
-aiohttp's ``AppRunner.cleanup`` does 1 to 4 (read for aiohttp 3.14: it awaits each
-connection's handler up to the timeout, then cancels it and waits up to the timeout again;
-a timeout of 0 would mean "forever", hence the floor below). A signal during start-up
-cancels the start-up and cleans up what had started. Lines logged: listening (INFO), in
-``--mode dax`` with the query cache on what that means for a Query after a write (INFO), the
-signal and what is in flight (INFO), requests cut (WARNING), stopped with the time taken
-(INFO).
+A signal during start-up cancels the start-up and cleans up what had started. Lines
+logged: listening (INFO), in ``--mode dax`` with the query cache on what that means for a
+Query after a write (INFO), the signal and what is in flight (INFO), requests cut
+(WARNING), stopped with the time taken (INFO). :func:`listening` serves a given proxy on a
+loopback port for tests, without signals.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import math
 import signal
+import ssl
 import time
-from collections.abc import Mapping
-
-from aiohttp import web
+from collections.abc import AsyncIterator, Mapping
 
 from daxproxy import __version__
 from daxproxy.core.access import Grant
 from daxproxy.core.config import Settings
-from daxproxy.edge.app import PROXY, SERVER_OPTIONS, create_app
-from daxproxy.edge.limits import EdgeLimits, EdgeRunner
+from daxproxy.edge.limits import limits_of
+from daxproxy.edge.logs import request_log
+from daxproxy.edge.protocol import HttpProtocol
+from daxproxy.edge.routes import Router
 from daxproxy.edge.tls import server_context
+from daxproxy.service.proxy import Proxy
 from daxproxy.service.runtime import open_proxy
 
 log = logging.getLogger("daxproxy")
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# aiohttp reads a shutdown timeout of 0 as "no timeout"; the setting's 0 means "do not wait".
-_SHORTEST_WAIT = 0.001
-_CEILED_AFTER = 5.0
+_BACKLOG = 1024
+
+
+class EdgeServer:
+    """The client connections of one listening proxy: what they share, and their count."""
+
+    def __init__(self, proxy: Proxy, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.limits = limits_of(settings)
+        self.router = Router(proxy, settings, self.count)
+        self.proxy = proxy
+        self.stopping = False
+        self.connections: set[HttpProtocol] = set()
+        self._drained: asyncio.Future[None] | None = None
+
+    def count(self) -> int:
+        return len(self.connections)
+
+    def protocol(self) -> HttpProtocol:
+        return HttpProtocol(self)
+
+    def register(self, connection: HttpProtocol) -> bool:
+        cap = self.limits.max_connections
+        if self.stopping or (cap and len(self.connections) >= cap):
+            log.debug("client connection refused: max_client_connections reached")
+            if self.proxy.metrics is not None and not self.stopping:
+                self.proxy.metrics.client_connection_refused()
+            return False
+        self.connections.add(connection)
+        return True
+
+    def forget(self, connection: HttpProtocol) -> None:
+        self.connections.discard(connection)
+        drained = self._drained
+        if drained is not None and not self.connections and not drained.done():
+            drained.set_result(None)
+
+    async def drain(self, timeout: float) -> int:
+        """Close idle connections, wait up to ``timeout`` s for the busy ones to answer
+        and close; cut those still open then. How many requests were cut."""
+        self.stopping = True
+        for connection in list(self.connections):
+            connection.shutdown()
+        if self.connections:
+            self._drained = self.loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._drained
+        cut = self.proxy.in_flight if self.connections else 0
+        for connection in list(self.connections):
+            connection.cut()
+        await asyncio.sleep(0)  # let the cancelled requests unwind
+        return cut
+
+
+async def serve(settings: Settings, grants: Mapping[str, Grant] | None = None) -> None:
+    """``grants``: the ``auth_file``'s, loaded by the command line (:mod:`daxproxy.edge.auth`)."""
+    loop = asyncio.get_running_loop()
+    stop = _Stop()
+    for sig in _SIGNALS:
+        loop.add_signal_handler(sig, stop.received, sig)
+    try:
+        await _serve(settings, grants, stop)
+    finally:
+        for sig in _SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 class _Stop:
@@ -64,68 +128,118 @@ class _Stop:
         self.signal = sig
         self.event.set()
 
-
-async def serve(settings: Settings, grants: Mapping[str, Grant] | None = None) -> None:
-    """``grants``: the ``auth_file``'s, loaded by the command line (:mod:`daxproxy.edge.auth`)."""
-    loop = asyncio.get_running_loop()
-    stop = _Stop()
-    for sig in _SIGNALS:
-        loop.add_signal_handler(sig, stop.received, sig)
-    try:
-        await _serve(settings, grants, stop)
-    finally:
-        for sig in _SIGNALS:
-            loop.remove_signal_handler(sig)
+    @property
+    def name(self) -> str:
+        return self.signal.name if self.signal is not None else "request"
 
 
 async def _serve(settings: Settings, grants: Mapping[str, Grant] | None, stop: _Stop) -> None:
-    timeout = max(settings.shutdown_timeout_millis / 1000, _SHORTEST_WAIT)
     tls = server_context(settings)  # a bad certificate or key stops here, before anything runs
-    app = create_app(settings, functools.partial(open_proxy, grants=grants))
-
-    def refused() -> None:
-        proxy = app.get(PROXY)
-        if proxy is not None and proxy.metrics is not None:
-            proxy.metrics.client_connection_refused()
-
-    runner = EdgeRunner(
-        app,
-        EdgeLimits.of(settings),
-        on_refused=refused,
-        **SERVER_OPTIONS,
-        handle_signals=False,
-        shutdown_timeout=timeout,
-    )
     log.debug("daxproxy %s starting", __version__)
-    try:
-        if not await _start(runner, stop):
-            log.info("daxproxy stopping on %s while starting", _name(stop))
+    async with contextlib.AsyncExitStack() as stack:
+        proxy = await _start(stack, settings, grants, stop)
+        if proxy is None:
+            log.info("daxproxy stopping on %s while starting", stop.name)
             return
-        site = web.TCPSite(
-            runner, settings.host, settings.port, ssl_context=tls, reuse_address=True
-        )
-        await site.start()
-        scheme = "http" if tls is None else "https"
-        addresses = ", ".join(f"{scheme}://{a[0]}:{a[1]}" for a in runner.addresses)
-        log.info("daxproxy %s listening on %s", __version__, addresses)
-        note = mode_note(settings)
-        if note is not None:
-            log.info("%s", note)
-        await stop.event.wait()
-        log.info(
-            "daxproxy stopping on %s; requests in flight: %d, given up to %g s to finish",
-            _name(stop),
-            app[PROXY].in_flight,
-            settings.shutdown_timeout_millis / 1000,
-        )
-    finally:
-        began = time.monotonic()
-        watch = asyncio.create_task(_warn_at_deadline(app, timeout, settings))
+        requests = request_log(settings)
+        if requests is not None:
+            proxy.add_observer(requests)
+        edge = EdgeServer(proxy, settings, asyncio.get_running_loop())
+        began = 0.0
         try:
-            await runner.cleanup()
+            server = await _listen(edge, settings, tls)
+            scheme = "http" if tls is None else "https"
+            addresses = ", ".join(
+                f"{scheme}://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets
+            )
+            log.info(
+                "daxproxy %s listening on %s (event loop: %s)",
+                __version__,
+                addresses,
+                loop_name(edge.loop),
+            )
+            note = mode_note(settings)
+            if note is not None:
+                log.info("%s", note)
+            await stop.event.wait()
+            log.info(
+                "daxproxy stopping on %s; requests in flight: %d, given up to %g s to finish",
+                stop.name,
+                proxy.in_flight,
+                settings.shutdown_timeout_millis / 1000,
+            )
+            began = time.monotonic()
+            server.close()
+            await _stop(edge, settings)
         finally:
-            watch.cancel()
+            began = began or time.monotonic()
     log.info("daxproxy stopped in %.2f s", time.monotonic() - began)
+
+
+async def _start(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    grants: Mapping[str, Grant] | None,
+    stop: _Stop,
+) -> Proxy | None:
+    """The proxy, opened on ``stack``; None when a signal came first (the opening is
+    cancelled, and what it had started stopped)."""
+    opening = asyncio.create_task(stack.enter_async_context(open_proxy(settings, grants=grants)))
+    signalled = asyncio.create_task(stop.event.wait())
+    try:
+        await asyncio.wait({opening, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        signalled.cancel()
+    if not opening.done():
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+        return None
+    proxy = opening.result()  # a failed start-up raises here
+    return None if stop.event.is_set() else proxy
+
+
+async def _listen(
+    edge: EdgeServer, settings: Settings, tls: ssl.SSLContext | None
+) -> asyncio.Server:
+    return await edge.loop.create_server(
+        edge.protocol,
+        settings.host,
+        settings.port,
+        ssl=tls,
+        reuse_address=True,
+        backlog=_BACKLOG,
+    )
+
+
+async def _stop(edge: EdgeServer, settings: Settings) -> None:
+    timeout = settings.shutdown_timeout_millis / 1000
+    cut = await edge.drain(timeout)
+    if cut:
+        log.warning(
+            "shutdown deadline of %g s reached; requests still in flight: %d, cutting them",
+            timeout,
+            cut,
+        )
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    proxy: Proxy, settings: Settings, host: str = "127.0.0.1"
+) -> AsyncIterator[tuple[EdgeServer, int]]:
+    """``proxy`` served on ``host`` at a free port, until the block ends (for tests)."""
+    edge = EdgeServer(proxy, settings, asyncio.get_running_loop())
+    server = await edge.loop.create_server(edge.protocol, host, 0)
+    try:
+        yield edge, server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await edge.drain(1.0)
+        await server.wait_closed()
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 def mode_note(settings: Settings) -> str | None:
@@ -141,40 +255,3 @@ def mode_note(settings: Settings) -> str | None:
         f"page for up to {settings.query_ttl_millis / 1000:g} s (query_ttl_millis); "
         "--mode strict drops a table's cached pages on each write it sees"
     )
-
-
-async def _start(runner: web.AppRunner, stop: _Stop) -> bool:
-    """Set the runner up; False when a signal came first (the set-up is cancelled)."""
-    setup = asyncio.create_task(runner.setup())
-    signalled = asyncio.create_task(stop.event.wait())
-    try:
-        await asyncio.wait({setup, signalled}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        signalled.cancel()
-    if not setup.done():
-        setup.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await setup
-        return False
-    setup.result()  # a failed start-up raises here
-    return not stop.event.is_set()
-
-
-async def _warn_at_deadline(app: web.Application, timeout: float, settings: Settings) -> None:
-    """Just before aiohttp cuts what is still running, say how much that is."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    if timeout > _CEILED_AFTER:  # as aiohttp.helpers.ceil_timeout rounds its deadline
-        deadline = math.ceil(deadline)
-    await asyncio.sleep(max(deadline - loop.time() - _SHORTEST_WAIT, 0))
-    proxy = app.get(PROXY)
-    if proxy is not None and proxy.in_flight:
-        log.warning(
-            "shutdown deadline of %g s reached; requests still in flight: %d, cutting them",
-            settings.shutdown_timeout_millis / 1000,
-            proxy.in_flight,
-        )
-
-
-def _name(stop: _Stop) -> str:
-    return stop.signal.name if stop.signal is not None else "request"

@@ -44,6 +44,10 @@ TEST_ENV = {
 
 S = TypeVar("S", bound="CountedStack")
 
+# The event loops the edge's tests run the proxy on (its event_loop setting); the rest of
+# the suite runs it on the default ("auto": uvloop, installed in the dev venv).
+EDGE_LOOPS = ("asyncio", "uvloop")
+
 
 class ProxyProcess:
     """``python -m daxproxy`` with the given options on a free loopback port; with

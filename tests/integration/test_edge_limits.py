@@ -23,7 +23,14 @@ import pytest
 import trustme
 
 from tests.integration.conftest import Endpoints
-from tests.integration.harness import NO_RETRIES, REGION, ProxyProcess, get, running_proxy
+from tests.integration.harness import (
+    EDGE_LOOPS,
+    NO_RETRIES,
+    REGION,
+    ProxyProcess,
+    get,
+    running_proxy,
+)
 
 # Seconds. A test waits for what these bound (an answer, a close) and asserts only a lower
 # bound on how long that took, which load cannot break; what a test must do within one of
@@ -36,11 +43,13 @@ MAX_HEADER = 1024
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-@pytest.fixture(scope="module")
-def bounded(endpoints: Endpoints) -> Iterator[ProxyProcess]:
+@pytest.fixture(scope="module", params=EDGE_LOOPS)
+def bounded(endpoints: Endpoints, request: pytest.FixtureRequest) -> Iterator[ProxyProcess]:
     with running_proxy(
         "--upstream",
         endpoints.upstream,
+        "--event-loop",
+        request.param,
         "--client-read-timeout-millis",
         str(int(READ_TIMEOUT * 1000)),
         "--client-idle-timeout-millis",
@@ -328,11 +337,15 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {name: str(path) for name, path in files.items()}
 
 
-@pytest.fixture(scope="module")
-def https_proxy(endpoints: Endpoints, certificates: dict[str, str]) -> Iterator[ProxyProcess]:
+@pytest.fixture(scope="module", params=EDGE_LOOPS)
+def https_proxy(
+    endpoints: Endpoints, certificates: dict[str, str], request: pytest.FixtureRequest
+) -> Iterator[ProxyProcess]:
     with running_proxy(
         "--upstream",
         endpoints.upstream,
+        "--event-loop",
+        request.param,
         "--tls-cert-file",
         certificates["cert"],
         "--tls-key-file",

@@ -4,7 +4,7 @@ at most once, and exactly once when it was answered.
 A client that reuses a pooled connection just as the proxy closes it for idleness sees the
 connection drop and retries on a new one (boto3 and the JavaScript SDK do). That retry is
 safe only if the dropped request never went upstream: the proxy closes a connection only
-while no request is under way (``daxproxy.edge.limits``), so bytes that arrive as it closes
+while no request is under way (``daxproxy.edge.protocol``), so bytes that arrive as it closes
 are discarded unread. Here many raw connections, at a short idle timeout, each send a
 PutItem at a different moment around the timeout (before it, across it, after the close),
 and a forwarder in front of moto counts every PutItem by its key: answered means exactly one

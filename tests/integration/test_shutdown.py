@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from daxproxy.service.embedded import MotoServer
 from tests.integration.counting import CountingForwarder
 from tests.integration.harness import (
+    EDGE_LOOPS,
     PK_SK_TABLE,
     TEST_ENV,
     ProxyProcess,
@@ -48,6 +49,12 @@ NO_RETRIES = Config(
 PASS_THROUGH = ("--item-cache-max-bytes", "0", "--query-ttl-millis", "0")
 KEY = {"pk": {"S": "k"}, "sk": {"N": "1"}}
 ITEM = {**KEY, "v": {"S": "answered"}}
+
+
+@pytest.fixture(params=EDGE_LOOPS)
+def loop(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """The proxy's --event-loop option, for each loop the edge runs on."""
+    return ("--event-loop", request.param)
 
 
 def client(url: str) -> Any:
@@ -153,11 +160,11 @@ def send_signal(
 # lets requests in flight finish ..." (Ctrl-C in a terminal is SIGINT).
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_lets_the_request_in_flight_finish_and_refuses_new_ones(
-    forwarder: CountingForwarder, table: str, signum: signal.Signals
+    forwarder: CountingForwarder, table: str, signum: signal.Signals, loop: tuple[str, str]
 ) -> None:
     # The upstream holds the GetItem until the checks below are done, however long they take.
     upstream_answers = forwarder.faults.hold["GetItem"] = threading.Event()
-    with running_proxy("--upstream", forwarder.url, *PASS_THROUGH) as proxy:
+    with running_proxy("--upstream", forwarder.url, *PASS_THROUGH, *loop) as proxy:
         idle = idle_keep_alive(proxy)
         request = InFlight(proxy.url, table)
         wait_for(lambda: forwarder.count("GetItem") == 1, 10, "the GetItem did not go upstream")
@@ -226,12 +233,13 @@ def stuck_upstream() -> Iterator[StuckUpstream]:
     upstream.close()
 
 
-@pytest.mark.parametrize("deadline_millis", [500, 0])  # to aiohttp, 0 would be "forever"
+@pytest.mark.parametrize("deadline_millis", [500, 0])  # 0: cut at once
 def test_a_request_stuck_past_the_deadline_is_cut_and_the_process_exits_0(
-    stuck_upstream: StuckUpstream, deadline_millis: int
+    stuck_upstream: StuckUpstream, deadline_millis: int, loop: tuple[str, str]
 ) -> None:
     deadline = deadline_millis / 1000
     with running_proxy(
+        *loop,
         "--upstream",
         stuck_upstream.url,
         *PASS_THROUGH,
@@ -252,8 +260,8 @@ def test_a_request_stuck_past_the_deadline_is_cut_and_the_process_exits_0(
     assert "daxproxy stopped in" in log and "Traceback" not in log
 
 
-def test_sigterm_stops_the_embedded_moto_server() -> None:
-    with running_proxy() as proxy:
+def test_sigterm_stops_the_embedded_moto_server(loop: tuple[str, str]) -> None:
+    with running_proxy(*loop) as proxy:
         assert proxy.process is not None
         match = re.search(r"embedded moto server started on http://127\.0\.0\.1:(\d+)", proxy.log())
         assert match, proxy.log()
@@ -267,11 +275,13 @@ def test_sigterm_stops_the_embedded_moto_server() -> None:
     assert refuses(moto_port)
 
 
-def test_sigterm_while_starting_stops_the_start_up_and_exits_0(tmp_path: Path) -> None:
+def test_sigterm_while_starting_stops_the_start_up_and_exits_0(
+    tmp_path: Path, loop: tuple[str, str]
+) -> None:
     log_path = tmp_path / "daxproxy.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daxproxy", "--port", "0", "--log-level", "debug"],
+            [sys.executable, "-m", "daxproxy", "--port", "0", "--log-level", "debug", *loop],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -10,10 +10,12 @@ same JSON. Covers compressed request bodies and the largest request DynamoDB acc
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import http.client
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,9 +27,22 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.integration.conftest import Endpoints
-from tests.integration.harness import PK_SK_TABLE, REGION
+from tests.integration.harness import EDGE_LOOPS, PK_SK_TABLE, REGION, running_proxy
 
 CREDENTIALS = Credentials("testing", "testing")
+
+
+@pytest.fixture(scope="module", params=EDGE_LOOPS)
+def endpoints(endpoints: Endpoints, request: pytest.FixtureRequest) -> Iterator[Endpoints]:
+    """The suite's endpoints, with the proxy and the pass-through proxy on each event loop."""
+    loop = ("--event-loop", request.param)
+    with (
+        running_proxy("--upstream", endpoints.upstream, *loop) as proxy,
+        running_proxy(
+            "--upstream", endpoints.upstream, "--item-cache-max-bytes", "0", *loop
+        ) as passthrough,
+    ):
+        yield dataclasses.replace(endpoints, proxy=proxy.url, passthrough=passthrough.url)
 
 
 @dataclass(frozen=True)

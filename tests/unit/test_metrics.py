@@ -13,16 +13,17 @@ import gzip
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from daxproxy.core.config import Endpoints, Settings
 from daxproxy.core.errors import DynamoDBError, ServiceUnavailable
 from daxproxy.core.wire import Headers, Target
-from daxproxy.edge.app import SERVER_OPTIONS, create_app
+from daxproxy.edge.server import listening
 from daxproxy.service.embedded import free_port
 from daxproxy.service.metrics import BUCKETS, Metrics
 from daxproxy.service.observe import Outcome
@@ -438,16 +439,27 @@ async def test_the_upstream_reports_latency_and_why_it_failed() -> None:
 # The edge --------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def app_client(proxy: Proxy) -> AsyncIterator[TestClient]:
-    @contextlib.asynccontextmanager
-    async def factory(_: Settings) -> AsyncIterator[Proxy]:
-        yield proxy
+class EdgeClient:
+    """An aiohttp client of the edge serving ``proxy`` on a loopback port."""
 
-    server = TestServer(create_app(Settings(), factory), host="127.0.0.1")
-    await server.start_server(**SERVER_OPTIONS)
-    async with TestClient(server) as client:
-        yield client
+    def __init__(self, session: aiohttp.ClientSession, port: int) -> None:
+        self.session, self.base = session, f"http://127.0.0.1:{port}"
+
+    async def post(self, path: str, **options: Any) -> aiohttp.ClientResponse:
+        async with self.session.post(self.base + path, **options) as response:
+            await response.read()  # kept: text() reads it again
+        return response
+
+    async def get(self, path: str) -> aiohttp.ClientResponse:
+        async with self.session.get(self.base + path) as response:
+            await response.read()
+        return response
+
+
+@contextlib.asynccontextmanager
+async def app_client(proxy: Proxy) -> AsyncIterator[EdgeClient]:
+    async with listening(proxy, Settings()) as (_, port), aiohttp.ClientSession() as session:
+        yield EdgeClient(session, port)
 
 
 def parse(text: str) -> Iterator[tuple[str, dict[str, str], float]]:

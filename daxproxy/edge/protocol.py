@@ -1,0 +1,587 @@
+"""One client connection: HTTP/1.1 parsed by httptools (llhttp), answered in order.
+
+:class:`HttpProtocol` is an ``asyncio.Protocol``; the server (:mod:`daxproxy.edge.server`)
+makes one per accepted connection and hands it an :class:`Edge`, what all connections
+share. Its contract:
+
+- **Answers in order.** Keep-alive and pipelined requests are answered in the order they
+  came; one request is handled at a time. A request whose handler finishes without waiting
+  (a cache hit) is answered inline, inside ``data_received``: its coroutine's first step
+  runs there (``coro.send(None)``) and no task, future or timer is made for it. Only a
+  handler that waits (a miss, a write) gets a task, which continues that same coroutine
+  (:func:`daxproxy.edge.inline.resume`) and then answers whatever was pipelined behind it.
+- **Flow control.** While a request is being handled in a task and another is waiting
+  behind it, or while the transport's write buffer is full, the connection stops reading.
+- **Limits** (``Edge.limits``). A request line, or a header field (name and value), longer
+  than ``max_header_bytes``, more than 128 header fields, or a head over 130 of those
+  fields' worth of bytes (and 1 MiB): 400 ``SerializationException``, then close. A
+  ``Content-Length`` over ``max_body_bytes``: 413 ``RequestEntityTooLargeException`` once
+  the body has been read and dropped (at once with an ``Expect``, whose client has not sent
+  it), then close; a (chunked) body found to be over it while read: 413, then close.
+  ``Expect: 100-continue`` is honoured (the 100 is sent once the request is at the front);
+  any other ``Expect``: 417, then close.
+  Malformed HTTP (llhttp's verdict): 400 ``SerializationException``, logged at DEBUG only,
+  then close.
+- **Timeouts**, as deadlines on one lazily re-armed loop timer per connection (a request
+  moves a deadline; the timer, when it fires early, re-arms itself): from the first byte of
+  a request the client has ``read_timeout`` to send all of it, else 408
+  ``RequestTimeoutException`` (after the answers before it) and close; with no request
+  under way (the first one of a connection included) the connection closes after
+  ``idle_timeout``. While reading is paused the read clock stops, and restarts on resume.
+- **Errors.** Every error the edge answers itself is in DynamoDB's JSON shape with a fresh
+  request id and CRC; a DynamoDB request it refuses once its headers are in (405, 413, 417,
+  408, an unreadable body) is reported to ``Proxy.refused``. An exception from a handler
+  is logged and answered 500 ``InternalServerError``, without a traceback on the wire.
+- **Shutdown** (:meth:`HttpProtocol.shutdown`): an idle connection closes at once; a busy
+  one finishes the request under way, answers it with ``Connection: close`` and closes.
+  :meth:`HttpProtocol.cut` cancels what is still running and aborts the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any, Protocol, cast
+
+import httptools
+
+from daxproxy.core import wire
+from daxproxy.core.errors import (
+    DynamoDBError,
+    InternalServerError,
+    RequestEntityTooLargeException,
+    SerializationException,
+)
+from daxproxy.edge import answers
+from daxproxy.edge.inline import Carrier, first_step, resume
+from daxproxy.edge.limits import (
+    ENCODING,
+    KNOWN_FIELDS,
+    LENGTH,
+    MAX_HEADER_FIELDS,
+    TARGET,
+    WATCHED_FIELDS,
+    Limits,
+    RawHeaders,
+)
+from daxproxy.edge.routes import Route, Router
+from daxproxy.service.proxy import ClientRequest
+
+log = logging.getLogger(__name__)
+
+# Timer slack: a timer the loop runs this close to its deadline counts as on time.
+_SLACK = 0.001
+_IDLE, _READ = 1, 2
+_READ_SLACK = 1024 * 1024  # more than one read of asyncio's or uvloop's transports
+
+
+class Edge(Protocol):
+    """What every connection of one server shares (:class:`daxproxy.edge.server.EdgeServer`)."""
+
+    loop: asyncio.AbstractEventLoop
+    limits: Limits
+    router: Router
+    stopping: bool
+
+    def register(self, connection: HttpProtocol) -> bool: ...
+    def forget(self, connection: HttpProtocol) -> None: ...
+
+
+class _Refusal(Exception):
+    """Raised in a parser callback: answer ``error`` (then close); ``report``: count it as
+    a refused DynamoDB request."""
+
+    def __init__(self, error: DynamoDBError, status: int | None = None, report: bool = False):
+        super().__init__(error.message)
+        self.error, self.status, self.report = error, status, report
+
+
+class _Stop(Exception):
+    """Raised in a parser callback: parse no further (the connection is closing)."""
+
+
+# A request received and not yet answered: route, request, keep-alive, HEAD, begin time.
+_Queued = tuple[Route, ClientRequest, bool, bool, float]
+
+
+class HttpProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_began",
+        "_body",
+        "_body_size",
+        "_broken",
+        "_carrier",
+        "_closed",
+        "_continue_owed",
+        "_deadline",
+        "_deadline_kind",
+        "_edge",
+        "_encoding",
+        "_eof",
+        "_expect",
+        "_fields",
+        "_head_only",
+        "_head_seen",
+        "_in_head",
+        "_keep_alive",
+        "_length",
+        "_limits",
+        "_loop",
+        "_parser",
+        "_queue",
+        "_read_paused",
+        "_receiving",
+        "_route",
+        "_router",
+        "_target",
+        "_task",
+        "_timer",
+        "_timer_at",
+        "_transport",
+        "_url",
+        "_write_paused",
+    )
+
+    def __init__(self, edge: Edge) -> None:
+        self._edge = edge
+        self._loop = edge.loop
+        self._limits = edge.limits
+        self._router = edge.router
+        self._parser = httptools.HttpRequestParser(self)
+        # Bytes after a "Connection: close" request are dropped, not a parse error.
+        self._parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self._transport: asyncio.Transport | None = None
+        self._carrier = Carrier(self._loop)
+        self._queue: deque[_Queued] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = self._broken = self._eof = False
+        self._read_paused = self._write_paused = False
+        self._continue_owed = False
+        self._head_seen = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = self._deadline = 0.0
+        self._deadline_kind = _IDLE
+        self._reset()
+        self._began = 0.0
+
+    def _reset(self) -> None:
+        """Nothing of a request received yet."""
+        self._receiving = self._in_head = False
+        self._url = b""
+        self._fields: list[tuple[bytes, bytes]] = []
+        self._target: bytes | None = None
+        self._encoding: bytes | None = None
+        self._length: bytes | None = None
+        self._expect: bytes | None = None
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._route: Route | None = None
+        self._keep_alive = True
+        self._head_only = False
+
+    # asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if not self._edge.register(self):  # past the connection cap: aborted unread
+            self._closed = True
+            transport.abort()
+            return
+        self._transport = transport
+        self._began = now = self._loop.time()
+        self._set_deadline(now + self._limits.idle_timeout, _IDLE)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is None:
+            return
+        self._transport = None
+        self._closed = True
+        self._queue.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        # A request being handled runs to its end (a write must not be cut half-way by a
+        # client that went away); its answer goes nowhere.
+        self._edge.forget(self)
+
+    def eof_received(self) -> bool | None:
+        """The client will send no more: answer what is received, then close."""
+        self._end_of_input()
+        return True if self._task is not None or self._queue else None
+
+    def _end_of_input(self) -> None:
+        """No more requests: answer those received (a request half-sent gets nothing),
+        then close."""
+        self._broken = self._eof = True
+        if self._task is None and not self._queue:
+            self._close()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._advance()
+
+    def data_received(self, data: bytes) -> None:
+        if self._broken or self._closed:
+            return
+        try:
+            # At least the bytes of any head in this chunk (which a head may begin in, after
+            # another request's end), and of the chunks before it while a head continues.
+            self._head_seen = (self._head_seen if self._in_head else 0) + len(data)
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            self._callback_failed(exc.__context__)
+        except httptools.HttpParserUpgrade:
+            self._end_of_input()  # what follows is not HTTP: answer what came, then close
+        except httptools.HttpParserError as exc:
+            log.debug("unparsable request: %s", exc)
+            report = self._receiving and not self._in_head  # a broken body
+            self._fail(SerializationException(f"Malformed HTTP request: {exc}"[:512]), None, report)
+        except Exception:  # never out of a protocol callback
+            log.exception("fault while reading a request")
+            self._fail(InternalServerError("The proxy failed to handle the request"))
+        else:
+            if self._in_head and self._head_seen > self._head_limit():
+                self._fail(self._limits.header_error())
+        if not self._closed and not self._receiving and self._task is None and not self._queue:
+            # Idle again: the clock runs from the last request's first byte, which an
+            # inline answer follows within microseconds.
+            self._set_deadline(self._began + self._limits.idle_timeout, _IDLE)
+
+    def _callback_failed(self, cause: BaseException | None) -> None:
+        if isinstance(cause, _Stop):
+            self._broken = True
+        elif isinstance(cause, _Refusal):
+            self._fail(cause.error, cause.status, cause.report)
+        else:
+            log.error("fault while reading a request", exc_info=cause)
+            self._fail(InternalServerError("The proxy failed to handle the request"))
+
+    def _head_limit(self) -> int:
+        """A whole head's bound: its fields', with one read's worth of slack (the chunk a
+        head begins in is counted whole)."""
+        return (self._limits.max_header_bytes + 4) * (MAX_HEADER_FIELDS + 2) + _READ_SLACK
+
+    # httptools callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._broken or self._closed:
+            raise _Stop()
+        self._receiving = self._in_head = True
+        self._began = now = self._loop.time()
+        if not self._read_paused:
+            self._set_deadline(now + self._limits.read_timeout, _READ)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._limits.max_header_bytes:
+            raise _Refusal(self._limits.header_error())
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields.append((name, value))
+        if self._head_seen > self._limits.max_header_bytes:  # else no field can be too long
+            if len(name) + len(value) > self._limits.max_header_bytes:
+                raise _Refusal(self._limits.header_error())
+            if len(self._fields) > MAX_HEADER_FIELDS:
+                raise _Refusal(self._fields_error())
+        kind = KNOWN_FIELDS.get(name)
+        if kind is None:
+            kind = WATCHED_FIELDS.get(name.lower())
+        if kind:
+            if kind == TARGET:
+                self._target = value
+            elif kind == ENCODING:
+                self._encoding = value
+            elif kind == LENGTH:
+                self._length = value
+            else:
+                self._expect = value
+
+    def _fields_error(self) -> SerializationException:
+        return SerializationException(f"More than {MAX_HEADER_FIELDS} header fields")
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if len(self._fields) > MAX_HEADER_FIELDS:
+            raise _Refusal(self._fields_error())
+        parser = self._parser
+        method = parser.get_method()
+        self._head_only = method == b"HEAD"
+        self._keep_alive = parser.should_keep_alive() and not self._edge.stopping
+        self._route = route = self._router.route(method, self._url)
+        if not route.takes_body:
+            return
+        expect = self._expect
+        if self._length is not None and int(self._length) > self._limits.max_body_bytes:
+            if expect is not None:  # its client waits for a 100 before it sends the body
+                raise _Refusal(self._too_large(), report=True)
+            # Its client sends the body before it reads an answer: the body is read and
+            # dropped, then answered (in order), then the connection closes.
+            self._route = Route(error=self._too_large(), refusal=True, takes_body=False)
+            self._keep_alive = False
+            return
+        if expect is not None:
+            if expect.strip().lower() != b"100-continue":
+                raise _Refusal(
+                    SerializationException(f"Unsupported Expect: {expect[:100]!r}"),
+                    417,
+                    report=True,
+                )
+            if self._length != b"0":
+                self._send_continue()
+
+    def on_body(self, body: bytes) -> None:
+        route = self._route
+        if route is None or not route.takes_body:
+            return
+        self._body_size += len(body)
+        if self._body_size > self._limits.max_body_bytes:
+            raise _Refusal(self._too_large(), report=True)
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        route = self._route
+        assert route is not None
+        chunks = self._body
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        target = self._target
+        encoding = self._encoding
+        request = ClientRequest(
+            RawHeaders(self._fields),
+            body,
+            None if target is None else target.decode("latin-1"),
+            None if encoding is None else encoding.decode("latin-1"),
+            self._url.decode("latin-1"),
+        )
+        keep_alive, head_only, began = self._keep_alive, self._head_only, self._began
+        self._reset()
+        if self._task is None and not self._queue and not self._write_paused:
+            self._answer(route, request, keep_alive, head_only, began)
+        else:
+            self._queue.append((route, request, keep_alive, head_only, began))
+            self._clear_deadline()
+            if self._task is not None or len(self._queue) > 1:
+                self._pause_reading()
+
+    # Answering ------------------------------------------------------------------------------
+
+    def _answer(
+        self, route: Route, request: ClientRequest, keep_alive: bool, head_only: bool, began: float
+    ) -> None:
+        """Answer inline; a handler that waits continues in a task that answers it and
+        then whatever queued up behind it."""
+        if route.error is not None:
+            self._send_refusal(route, request.target, keep_alive, head_only, began)
+            return
+        try:
+            result = route.handler(request)  # type: ignore[misc]
+            if isinstance(result, wire.WireResponse):
+                self._send(result, not keep_alive, head_only)
+                return
+            done, value = first_step(result, self._carrier)
+        except Exception:
+            self._send(self._fault(request), not keep_alive, head_only)
+            return
+        if done:
+            assert isinstance(value, wire.WireResponse)
+            self._send(value, not keep_alive, head_only)
+            return
+        self._clear_deadline()
+        self._task = task = self._loop.create_task(
+            self._continue(result, value, request, keep_alive, head_only)
+        )
+        self._carrier.bind(task)
+
+    async def _continue(
+        self,
+        coro: Coroutine[Any, Any, wire.WireResponse],
+        yielded: object,
+        request: ClientRequest,
+        keep_alive: bool,
+        head_only: bool,
+    ) -> None:
+        """The task of a request that waited: its answer, then those queued behind it."""
+        try:
+            try:
+                answer = await resume(coro, yielded)
+            except Exception:
+                answer = self._fault(request)
+            self._carrier.bind(None)
+            self._send(answer, not keep_alive, head_only)
+            queue = self._queue
+            while queue and not self._closed and not self._write_paused:
+                route, request, keep_alive, head_only, began = queue.popleft()
+                if route.error is not None:
+                    self._send_refusal(route, request.target, keep_alive, head_only, began)
+                    continue
+                try:
+                    result = route.handler(request)  # type: ignore[misc]
+                    if not isinstance(result, wire.WireResponse):
+                        result = await result
+                except Exception:
+                    result = self._fault(request)
+                self._send(result, not keep_alive, head_only)
+        except Exception:  # never left for the task's "exception never retrieved"
+            log.exception("fault while answering")
+            self._close()
+        finally:
+            self._task = None
+            self._carrier.bind(None)
+        self._settled()
+
+    def _settled(self) -> None:
+        """No request is being handled: read again, arm the idle clock, send a 100 owed."""
+        if self._closed or self._queue or self._task is not None:
+            return
+        if self._eof:
+            self._close()
+            return
+        self._resume_reading()
+        if not self._receiving:
+            self._set_deadline(self._loop.time() + self._limits.idle_timeout, _IDLE)
+        elif self._continue_owed:
+            self._send_continue()
+
+    def _advance(self) -> None:
+        """Answer queued requests inline (outside any task) until one has to wait."""
+        queue = self._queue
+        while queue and self._task is None and not self._closed and not self._write_paused:
+            self._answer(*queue.popleft())
+        self._settled()
+
+    def _send(self, answer: wire.WireResponse, close: bool, head_only: bool = False) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        close = close or self._edge.stopping or (self._eof and not self._queue)
+        try:
+            data, rest = answers.encode(answer, close=close, head_only=head_only)
+        except Exception:  # an unencodable header value from a handler
+            log.exception("fault while writing an answer")
+            data, rest = answers.encode(
+                answers.error(InternalServerError("The proxy failed to handle the request")),
+                close=True,
+            )
+            close = True
+        transport.write(data)
+        if rest is not None:
+            transport.write(rest)
+        if close:
+            self._close()
+
+    def _send_refusal(
+        self, route: Route, target: str | None, keep_alive: bool, head_only: bool, began: float
+    ) -> None:
+        assert route.error is not None
+        answer = answers.error(route.error, route.status)
+        if route.refusal:
+            self._router.refused(target, answer, self._loop.time() - began)
+        self._send(answer, not keep_alive, head_only)
+
+    def _send_continue(self) -> None:
+        if self._task is None and not self._queue and self._transport is not None:
+            self._continue_owed = False
+            self._transport.write(answers.CONTINUE)
+        else:  # owed once the answers before this request are out
+            self._continue_owed = True
+
+    def _fault(self, request: ClientRequest) -> wire.WireResponse:
+        log.exception("fault while handling %s", request.target or request.raw_path)
+        return answers.error(InternalServerError("The proxy failed to handle the request"))
+
+    def _too_large(self) -> RequestEntityTooLargeException:
+        return RequestEntityTooLargeException(
+            f"Request body exceeds the limit of {self._limits.max_body_bytes} bytes"
+        )
+
+    def _fail(self, error: DynamoDBError, status: int | None = None, report: bool = False) -> None:
+        """Answer ``error`` after the answers owed before it, read nothing more, close."""
+        self._broken = True
+        self._pause_reading()
+        target = None if self._target is None else self._target.decode("latin-1")
+        route = Route(error=error, status=status, refusal=report)
+        request = ClientRequest((), b"", target)
+        began = self._began
+        self._reset()
+        if self._task is None and not self._queue:
+            self._send_refusal(route, target, False, False, began)
+        else:
+            self._queue.append((route, request, False, False, began))
+
+    def _close(self) -> None:
+        self._closed = True
+        self._queue.clear()
+        if self._transport is not None:
+            self._transport.close()
+
+    # Flow control and deadlines -------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+            if self._receiving:  # the read clock stops while the proxy is not reading
+                self._clear_deadline()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and not self._broken and self._transport is not None:
+            self._read_paused = False
+            self._transport.resume_reading()
+            if self._receiving:  # and starts again
+                self._set_deadline(self._loop.time() + self._limits.read_timeout, _READ)
+
+    def _set_deadline(self, when: float, kind: int) -> None:
+        self._deadline = when
+        self._deadline_kind = kind
+        timer = self._timer
+        if timer is None or when < self._timer_at:
+            if timer is not None:
+                timer.cancel()
+            self._timer_at = when
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _clear_deadline(self) -> None:
+        self._deadline = 0.0  # the timer, if armed, fires and finds nothing due
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if not deadline or self._closed:
+            return
+        if deadline - self._loop.time() > _SLACK:  # moved since armed: wait on
+            self._timer_at = deadline
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            return
+        self._deadline = 0.0
+        if self._deadline_kind == _IDLE:
+            log.debug("closing an idle client connection")
+            self._close()
+            return
+        log.debug("client read timeout: request incomplete after %g s", self._limits.read_timeout)
+        report = self._receiving and not self._in_head  # a DynamoDB request, by its headers
+        self._fail(self._limits.read_timeout_error(), report=report)
+
+    # Shutdown -------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """A request is being received, handled or waits to be answered."""
+        return self._receiving or self._task is not None or bool(self._queue)
+
+    def shutdown(self) -> None:
+        """Close now if idle; else after the answer under way (``Edge.stopping`` is set)."""
+        if not self.busy:
+            self._close()
+
+    def cut(self) -> None:
+        """Stop whatever is running, unanswered, and drop the connection."""
+        if self._task is not None:
+            self._task.cancel()
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()
