@@ -12,23 +12,17 @@ DynamoDB's documented answer instead (and pinned in ``tests/unit/test_where_moto
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.conftest import Endpoints
-from tests.integration.harness import TEST_ENV, without_unasked_capacity
+from tests.integration.harness import without_unasked_capacity
+from tests.integration.node_scripts import node_with, run_scenario
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
-SCENARIO = JS_DIR / "document_client.mjs"
+SCENARIO = "document_client.mjs"
 PACKAGES = ("@aws-sdk/client-dynamodb", "@aws-sdk/lib-dynamodb")
-TIMEOUT = 60.0
 
 READS = ("Get", "Get (projection #n[1])", "Query", "Query (count)", "BatchGet")
 READS_AFTER_WRITES = ("Get (after update)", "Get (after the transaction)")
@@ -41,43 +35,6 @@ PROJECTION_REFUSED = {
 MAP_KEY = "Get (key holding a map)"
 
 pytestmark = pytest.mark.slow
-
-
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not on PATH: the DocumentClient test needs Node.js 20+")
-    missing = [name for name in PACKAGES if not (JS_DIR / "node_modules" / name).is_dir()]
-    if missing:
-        pytest.fail(
-            f"node is installed but tests/js/node_modules lacks {', '.join(missing)}: "
-            "run `make test`, which installs it with `npm ci` in tests/js"
-        )
-    return node
-
-
-def _run(node: str, endpoint: str, table: str) -> list[dict[str, Any]]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    argv = [node, str(SCENARIO), endpoint, table]
-    try:
-        done = subprocess.run(
-            argv,
-            cwd=JS_DIR,
-            env={**environment, **TEST_ENV},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{' '.join(argv)} gave no answer within {TIMEOUT:g} s: {exc.stderr!r}")
-    if done.returncode != 0:
-        pytest.fail(
-            f"{' '.join(argv)} exited {done.returncode}\n{done.stderr}\n{done.stdout[-4000:]}"
-        )
-    steps: list[dict[str, Any]] = json.loads(done.stdout)
-    return steps
 
 
 def _by_op(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -96,10 +53,10 @@ def _by_op(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_the_document_client_gets_the_same_answers_through_the_proxy(
     endpoints: Endpoints,
 ) -> None:
-    node = _node()
+    node = node_with(PACKAGES, "the DocumentClient test")
     table = f"docclient-{uuid.uuid4().hex[:8]}"
-    proxied = _run(node, endpoints.proxy, table)
-    direct = _run(node, endpoints.direct, table)
+    proxied = run_scenario(node, SCENARIO, endpoints.proxy, table)
+    direct = run_scenario(node, SCENARIO, endpoints.direct, table)
     through, straight = _by_op(proxied), _by_op(direct)
     assert list(through) == list(straight)
 

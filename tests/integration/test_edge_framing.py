@@ -34,7 +34,8 @@ from hypothesis import strategies as st
 
 from tests.edge_wire import Answer, answers_in
 from tests.integration.conftest import Endpoints
-from tests.integration.harness import EDGE_LOOPS, PK_SK_TABLE, REGION, ProxyProcess, running_proxy
+from tests.integration.harness import EDGE_LOOPS, PK_SK_TABLE, REGION, ProxyProcess
+from tests.integration.raw_http import dynamodb_request, millis, proxy_on_loop
 
 READ_TIMEOUT = 1.0
 TABLE = f"framing-{uuid.uuid4().hex[:8]}"
@@ -50,16 +51,13 @@ def proxy(endpoints: Endpoints, request: pytest.FixtureRequest) -> Iterator[Prox
             moto.put_item(
                 TableName=TABLE, Item={"pk": {"S": f"k{i}"}, "sk": {"N": "1"}, "v": {"N": str(i)}}
             )
-    with running_proxy(
-        "--upstream",
+    with proxy_on_loop(
         endpoints.upstream,
-        "--event-loop",
         request.param,
         "--client-read-timeout-millis",
-        str(int(READ_TIMEOUT * 1000)),
+        millis(READ_TIMEOUT),
     ) as process:
         yield process
-        assert "Traceback" not in process.log()
 
 
 @dataclass(frozen=True)
@@ -80,18 +78,10 @@ class Request:
             assert answer.error == self.error, answer
 
 
-def dynamodb(operation: str, payload: object | bytes) -> bytes:
-    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    return (
-        f"POST / HTTP/1.1\r\nHost: proxy\r\nX-Amz-Target: DynamoDB_20120810.{operation}\r\n"
-        f"Content-Type: application/x-amz-json-1.0\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-
-
 def get_item(i: int, consistent: bool = False) -> Request:
     key = {"pk": {"S": f"k{i}"}, "sk": {"N": "1"}}
     payload = {"TableName": TABLE, "Key": key, "ConsistentRead": consistent}
-    return Request(dynamodb("GetItem", payload), 200, value=i)
+    return Request(dynamodb_request("GetItem", payload), 200, value=i)
 
 
 def chunked_get_item(i: int) -> Request:
@@ -115,7 +105,7 @@ GOOD: list[Request] = [
         405,
         error="MethodNotAllowedException",
     ),
-    Request(dynamodb("GetItem", b"{not json"), 400, error="SerializationException"),
+    Request(dynamodb_request("GetItem", b"{not json"), 400, error="SerializationException"),
     Request(
         b"POST / HTTP/1.1\r\nHost: p\r\nContent-Length: 2\r\n\r\n{}",  # no X-Amz-Target
         400,

@@ -29,8 +29,8 @@ from tests.integration.harness import (
     REGION,
     ProxyProcess,
     get,
-    running_proxy,
 )
+from tests.integration.raw_http import dynamodb_request, millis, proxy_on_loop
 
 # Seconds. A test waits for what these bound (an answer, a close) and asserts only a lower
 # bound on how long that took, which load cannot break; what a test must do within one of
@@ -45,22 +45,19 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 @pytest.fixture(scope="module", params=EDGE_LOOPS)
 def bounded(endpoints: Endpoints, request: pytest.FixtureRequest) -> Iterator[ProxyProcess]:
-    with running_proxy(
-        "--upstream",
+    with proxy_on_loop(
         endpoints.upstream,
-        "--event-loop",
         request.param,
         "--client-read-timeout-millis",
-        str(int(READ_TIMEOUT * 1000)),
+        millis(READ_TIMEOUT),
         "--client-idle-timeout-millis",
-        str(int(IDLE_TIMEOUT * 1000)),
+        millis(IDLE_TIMEOUT),
         "--max-client-connections",
         str(CAP),
         "--max-header-bytes",
         str(MAX_HEADER),
     ) as proxy:
         yield proxy
-        assert "Traceback" not in proxy.log()
 
 
 async def connect(proxy: ProxyProcess, tls: ssl.SSLContext | None = None) -> Stream:
@@ -146,12 +143,7 @@ def dynamodb_error(answer: bytes, status: int, code: str) -> str:
 
 
 def list_tables(extra_headers: bytes = b"") -> bytes:
-    body = b"{}"
-    return (
-        b"POST / HTTP/1.1\r\nHost: proxy\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n"
-        b"Content-Type: application/x-amz-json-1.0\r\n" + extra_headers + b"Content-Length: "
-        b"%d\r\n\r\n%s" % (len(body), body)
-    )
+    return dynamodb_request("ListTables", b"{}", extra_headers)
 
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: proxy\r\n\r\n"
@@ -341,10 +333,8 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def https_proxy(
     endpoints: Endpoints, certificates: dict[str, str], request: pytest.FixtureRequest
 ) -> Iterator[ProxyProcess]:
-    with running_proxy(
-        "--upstream",
+    with proxy_on_loop(
         endpoints.upstream,
-        "--event-loop",
         request.param,
         "--tls-cert-file",
         certificates["cert"],
@@ -353,7 +343,6 @@ def https_proxy(
         ca_file=certificates["ca"],
     ) as proxy:
         yield proxy
-        assert "Traceback" not in proxy.log()
 
 
 def test_boto3_round_trips_through_https(

@@ -16,22 +16,17 @@ two identical failures.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.conftest import Endpoints
-from tests.integration.harness import TEST_ENV, normalize, without_unasked_capacity
+from tests.integration.harness import normalize, without_unasked_capacity
+from tests.integration.node_scripts import node_with, run_scenario
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
-SCENARIO = JS_DIR / "scenario.mjs"
+SCENARIO = "scenario.mjs"
 SDK_PACKAGES = ("@aws-sdk/client-dynamodb", "@aws-sdk/client-dynamodb-streams")
-SCENARIO_TIMEOUT = 60.0
 
 # Every step of the scenario, in order: a step that went missing fails the test.
 EXPECTED_OPS = [
@@ -91,51 +86,6 @@ EXPECTED_ERRORS = {
 }
 
 pytestmark = pytest.mark.slow
-
-
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not on PATH: the AWS SDK for JavaScript v3 test needs Node.js 20+")
-    missing = [name for name in SDK_PACKAGES if not (JS_DIR / "node_modules" / name).is_dir()]
-    if missing:
-        pytest.fail(
-            f"node is installed but tests/js/node_modules lacks {', '.join(missing)}: "
-            "run `make test`, which installs it with `npm ci` in tests/js"
-        )
-    return node
-
-
-def _node_env() -> dict[str, str]:
-    """The suite's fixed credentials and region, and no other AWS setting of the caller's."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return {**inherited, **TEST_ENV}
-
-
-def _run_scenario(node: str, endpoint: str, prefix: str) -> list[dict[str, Any]]:
-    argv = [node, str(SCENARIO), endpoint, prefix]
-    try:
-        done = subprocess.run(
-            argv,
-            cwd=JS_DIR,
-            env=_node_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=SCENARIO_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(
-            f"{' '.join(argv)} gave no answer within {SCENARIO_TIMEOUT:g} s: {exc.stderr!r}"
-        )
-    if done.returncode != 0:
-        pytest.fail(
-            f"{' '.join(argv)} exited with {done.returncode}\n"
-            f"stderr:\n{done.stderr}\nstdout (the steps so far):\n{done.stdout[-4000:]}"
-        )
-    steps: list[dict[str, Any]] = json.loads(done.stdout)
-    return steps
 
 
 def _dump(value: Any) -> str:
@@ -239,10 +189,10 @@ def _comparable(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_js_sdk_gets_the_same_answers_through_the_proxy(endpoints: Endpoints) -> None:
-    node = _node()
+    node = node_with(SDK_PACKAGES, "the AWS SDK for JavaScript v3 test")
     prefix = f"js-{uuid.uuid4().hex[:8]}"
-    proxied = _run_scenario(node, endpoints.proxy, prefix)
-    direct = _run_scenario(node, endpoints.direct, prefix)
+    proxied = run_scenario(node, SCENARIO, endpoints.proxy, prefix)
+    direct = run_scenario(node, SCENARIO, endpoints.direct, prefix)
 
     through, straight = _comparable(proxied), _comparable(direct)
     assert [s["op"] for s in through] == [s["op"] for s in straight]

@@ -13,20 +13,15 @@ environment, so its placeholder credentials are tried too.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from daxproxy.service.embedded import free_port
+from tests.integration.harness import running_proxy
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MARK = "<!-- readme-test"
@@ -51,43 +46,6 @@ def bare_environment(home: Path) -> dict[str, str]:
     metadata stays off, so a missing credential fails at once instead of calling out."""
     kept = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     return {**kept, "HOME": str(home), "AWS_EC2_METADATA_DISABLED": "true"}
-
-
-@contextlib.contextmanager
-def make_run_proxy(environment: dict[str, str], log_path: Path) -> Iterator[str]:
-    """``daxproxy`` with no options but the port, as ``make run`` starts it; its URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daxproxy", "--port", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environment,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"daxproxy exited with {process.returncode}:\n{log_path.read_text()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{url}/healthz", timeout=1) as answer,
-            ):
-                if answer.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"daxproxy did not serve within 30 s:\n{log_path.read_text()}")
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def run_snippet(
@@ -121,8 +79,9 @@ def test_the_readme_examples_run_as_pasted_twice_without_credentials(tmp_path: P
     home = tmp_path / "home"
     home.mkdir()
     environment = bare_environment(home)
-    log_path = tmp_path / "daxproxy.log"
-    with make_run_proxy(environment, log_path) as url:
+    # No options, as ``make run`` starts it (the port aside), in the same bare environment.
+    with running_proxy(env=environment) as proxy:
+        url = proxy.url
         for number, snippet in enumerate(snippets, 1):
             assert MAKE_RUN_URL in snippet, f"example {number} does not use make run's address"
             code = snippet.replace(MAKE_RUN_URL, url)
@@ -136,9 +95,9 @@ def test_the_readme_examples_run_as_pasted_twice_without_credentials(tmp_path: P
                 outputs.append(done.stdout)
             assert outputs[0] == outputs[1], f"example {number} answered differently the 2nd time"
         first = run_snippet(snippets[0].replace(MAKE_RUN_URL, url), environment, tmp_path)
+        log = proxy.log()
     assert first.stdout == "{'id': {'S': '42'}, 'name': {'S': 'Ada'}}\n"
     # What the README says next to the example: the proxy warns about --mode dax as it starts.
-    log = log_path.read_text()
     assert "--mode dax: " in log and "--mode strict" in log, log
 
 

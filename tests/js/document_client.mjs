@@ -25,62 +25,33 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 
-const [endpoint, table] = process.argv.slice(2);
-if (!endpoint || !table) {
-  console.error("usage: node document_client.mjs <endpoint-url> <table-name>");
-  process.exit(2);
-}
+import {
+  briefError,
+  clientConfig,
+  endpointAnd,
+  lastHeader,
+  pkSkTable,
+  plain,
+  recorder,
+  runScenario,
+} from "./common.mjs";
 
-const base = new DynamoDBClient({ endpoint, region: "us-east-1", maxAttempts: 1 });
+const [endpoint, table] = endpointAnd("document_client.mjs", "<table-name>");
+
+const base = new DynamoDBClient(clientConfig(endpoint));
 const documents = DynamoDBDocumentClient.from(base, {
   marshallOptions: { removeUndefinedValues: true },
 });
 
-// The cache header of the last answer, read where the SDK deserializes it.
-let lastCache = null;
-base.middlewareStack.add(
-  (next) => async (args) => {
-    lastCache = null;
-    try {
-      const out = await next(args);
-      lastCache = out.response?.headers?.["x-daxproxy-cache"] ?? null;
-      return out;
-    } catch (err) {
-      lastCache = err?.$response?.headers?.["x-daxproxy-cache"] ?? null;
-      throw err;
-    }
-  },
-  { step: "deserialize", name: "daxproxyCacheHeader" },
-);
+// Each step records the answer's cache header too.
+const lastCache = lastHeader(base, "x-daxproxy-cache");
+const { steps, step } = recorder({
+  toJson: (value) => plain(value, { sortSets: true }),
+  describeError: briefError,
+  more: () => ({ cache: lastCache() }),
+});
 
-const steps = [];
-
-function plain(value) {
-  if (value instanceof Set) return [...value].map(plain).sort();
-  if (value instanceof Uint8Array) return Buffer.from(value).toString("base64");
-  if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === "object") {
-    const out = {};
-    for (const [key, item] of Object.entries(value)) {
-      if (item !== undefined) out[key] = plain(item);
-    }
-    return out;
-  }
-  return value;
-}
-
-async function send(op, command, client = documents) {
-  try {
-    const { $metadata, ...result } = await client.send(command);
-    steps.push({ op, result: plain(result), cache: lastCache });
-    return result;
-  } catch (err) {
-    if (err?.$metadata === undefined) throw err; // no answer from a server: not a result
-    const error = { name: err.name, message: err.message, status: err.$metadata.httpStatusCode };
-    steps.push({ op, error, cache: lastCache });
-    return undefined;
-  }
-}
+const send = (op, command, client = documents) => step(op, client, command);
 
 async function twice(op, makeCommand) {
   await send(op, makeCommand());
@@ -88,22 +59,7 @@ async function twice(op, makeCommand) {
 }
 
 async function scenario() {
-  await send(
-    "CreateTable",
-    new CreateTableCommand({
-      TableName: table,
-      AttributeDefinitions: [
-        { AttributeName: "pk", AttributeType: "S" },
-        { AttributeName: "sk", AttributeType: "N" },
-      ],
-      KeySchema: [
-        { AttributeName: "pk", KeyType: "HASH" },
-        { AttributeName: "sk", KeyType: "RANGE" },
-      ],
-      BillingMode: "PAY_PER_REQUEST",
-    }),
-    base,
-  );
+  await send("CreateTable", new CreateTableCommand(pkSkTable(table)), base);
 
   // Writes first: in --mode dax a Query after a write may be stale, and moto never is.
   await send(
@@ -241,12 +197,4 @@ async function scenario() {
   await send("DeleteTable", new DeleteTableCommand({ TableName: table }), base);
 }
 
-try {
-  await scenario();
-} catch (err) {
-  console.error(`scenario aborted after ${steps.length} steps:`, err);
-  process.exitCode = 1;
-} finally {
-  documents.destroy();
-  console.log(JSON.stringify(steps, null, 1));
-}
+await runScenario(scenario, steps, [documents]);

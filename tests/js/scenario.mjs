@@ -40,13 +40,20 @@ import {
   ListStreamsCommand,
 } from "@aws-sdk/client-dynamodb-streams";
 
-const [endpoint, prefix] = process.argv.slice(2);
-if (!endpoint || !prefix) {
-  console.error("usage: node scenario.mjs <endpoint-url> <table-name-prefix>");
-  process.exit(2);
-}
+import {
+  clientConfig,
+  endpointAnd,
+  pkSkAttributes,
+  pkSkTable,
+  plain,
+  recorder,
+  runScenario,
+  serviceError,
+} from "./common.mjs";
 
-const config = { endpoint, region: "us-east-1", maxAttempts: 1 };
+const [endpoint, prefix] = endpointAnd("scenario.mjs", "<table-name-prefix>");
+
+const config = clientConfig(endpoint);
 const dynamodb = new DynamoDBClient(config);
 const streams = new DynamoDBStreamsClient(config);
 
@@ -54,50 +61,8 @@ const MAIN = `${prefix}-main`; // hash + range key, stream NEW_AND_OLD_IMAGES, o
 const AUX = `${prefix}-aux`; // hash key only, provisioned, no stream
 const MISSING = `${prefix}-missing`; // never created
 
-const steps = [];
-
-// JSON for an SDK value: dates are clocks ("<time>"), binary is base64, bigint a string.
-function plain(value) {
-  if (value instanceof Date) return "<time>";
-  if (value instanceof Uint8Array) return Buffer.from(value).toString("base64");
-  if (typeof value === "bigint") return value.toString();
-  if (value instanceof Set) return [...value].map(plain);
-  if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === "object") {
-    const out = {};
-    for (const [key, item] of Object.entries(value)) {
-      if (item !== undefined) out[key] = plain(item);
-    }
-    return out;
-  }
-  return value;
-}
-
-// A service error as the SDK surfaces it; the modelled fields of the error shape
-// (CancellationReasons, Item, ...) are own properties that do not start with "$".
-const ERROR_BOOKKEEPING = new Set(["name", "message", "Message", "stack", "__type"]);
-
-function serviceError(err) {
-  const error = { name: err.name, message: err.message, status: err.$metadata?.httpStatusCode };
-  for (const [key, item] of Object.entries(err)) {
-    if (!key.startsWith("$") && !ERROR_BOOKKEEPING.has(key) && item !== undefined) {
-      error[key] = plain(item);
-    }
-  }
-  return error;
-}
-
-async function step(op, client, command) {
-  try {
-    const { $metadata, ...result } = await client.send(command);
-    steps.push({ op, result: plain(result) });
-    return result;
-  } catch (err) {
-    if (err?.$metadata === undefined) throw err; // no answer from a server: not a result
-    steps.push({ op, error: serviceError(err) });
-    return undefined;
-  }
-}
+// Errors with their modelled fields (CancellationReasons, Item, ...).
+const { steps, step } = recorder({ toJson: plain, describeError: serviceError });
 
 const send = (op, command) => step(op, dynamodb, command);
 const sendStreams = (op, command) => step(op, streams, command);
@@ -122,16 +87,7 @@ async function scenario() {
   await send(
     "CreateTable",
     new CreateTableCommand({
-      TableName: MAIN,
-      AttributeDefinitions: [
-        { AttributeName: "pk", AttributeType: "S" },
-        { AttributeName: "sk", AttributeType: "N" },
-      ],
-      KeySchema: [
-        { AttributeName: "pk", KeyType: "HASH" },
-        { AttributeName: "sk", KeyType: "RANGE" },
-      ],
-      BillingMode: "PAY_PER_REQUEST",
+      ...pkSkTable(MAIN),
       StreamSpecification: { StreamEnabled: true, StreamViewType: "NEW_AND_OLD_IMAGES" },
     }),
   );
@@ -339,11 +295,7 @@ async function scenario() {
     "UpdateTable",
     new UpdateTableCommand({
       TableName: MAIN,
-      AttributeDefinitions: [
-        { AttributeName: "pk", AttributeType: "S" },
-        { AttributeName: "sk", AttributeType: "N" },
-        { AttributeName: "name", AttributeType: "S" },
-      ],
+      AttributeDefinitions: [...pkSkAttributes(), { AttributeName: "name", AttributeType: "S" }],
       GlobalSecondaryIndexUpdates: [
         {
           Create: {
@@ -444,15 +396,4 @@ async function scenario() {
   await send("DeleteTable", new DeleteTableCommand({ TableName: AUX }));
 }
 
-try {
-  await scenario();
-} catch (err) {
-  // The scenario itself broke (no service answer, or a step depended on a failed one):
-  // what ran so far still goes to stdout, for the test's report.
-  console.error(`scenario aborted after ${steps.length} steps:`, err);
-  process.exitCode = 1;
-} finally {
-  dynamodb.destroy();
-  streams.destroy();
-  console.log(JSON.stringify(steps, null, 1));
-}
+await runScenario(scenario, steps, [dynamodb, streams]);
