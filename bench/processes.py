@@ -240,11 +240,15 @@ def start_proxy(
     return start_child(name, argv, log_dir / f"{name}.log", PROXY_ENV)
 
 
-def start_constant(log_dir: Path, body_file: Path | None = None) -> Child:
+def start_constant(
+    log_dir: Path, body_file: Path | None = None, kind: str = "aiohttp", name: str = "constant"
+) -> Child:
+    """:mod:`bench.constant_server` of that ``kind`` (``aiohttp`` or ``protocol``)."""
     argv = [sys.executable, "-m", "bench.constant_server", "--host", HOST, "--port", "{port}"]
+    argv += ["--kind", kind]
     if body_file is not None:
         argv += ["--body-file", str(body_file)]
-    return start_child("constant server", argv, log_dir / "constant_server.log")
+    return start_child(f"constant server ({kind})", argv, log_dir / f"{name}.log")
 
 
 def start_moto() -> MotoServer:

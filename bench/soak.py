@@ -57,7 +57,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import dataset, httpload, machine, measure, processes, pyload, targets
+from bench import dataset, httpload, machine, measure, processes, targets
 from bench.progress import Progress
 from bench.run import DEFAULT_OUT, describe_machine
 from bench.workloads import (
@@ -443,7 +443,7 @@ def _mib(value: float | None) -> float | None:
 
 
 def latency_figures(values: list[int]) -> dict[str, float]:
-    summary = pyload.latency_summary(values)
+    summary = httpload.latency_summary(values)
     return {k: summary[k] for k in ("count", "p50_us", "p99_us", "max_us")}
 
 

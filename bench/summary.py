@@ -5,9 +5,12 @@ Contract: :func:`headline` derives the figures worth quoting from the samples (s
 against the upstream straight, on the sweep workload at the main connection count; a hit's
 latency against the upstream's at the fewest connections measured (nothing queued) and at
 the main count; the upstream requests saved per workload; for the cold start, how long the
-hit ratio took to reach :data:`COLD_TARGET` and where it ended. :func:`checks` says whether
-the load generator may have been the bottleneck (its CPU against one core; the ceiling's
-requests/s against wrk's). :func:`markdown` renders the machine, the settings, the headline,
+hit ratio took to reach :data:`COLD_TARGET` and where it ended; CPU per hit and per
+forwarded GetItem (the ``passthrough`` workload, caches off) in microseconds; batches, Query
+pages and the 95/5 mix against the upstream straight. :func:`generator_check` compares the
+generator's rate against the Protocol+httptools constant server with the proxy's hit rate;
+:func:`checks` says whether the load generator may have been the bottleneck (that check, and
+its CPU against one core). :func:`markdown` renders the machine, the settings, the headline,
 a throughput-and-cost table, a latency-by-outcome table and the workloads;
 :func:`as_json` holds the same facts and every sample; :func:`one_line` is a step's result
 for the progress display. Pure functions: no I/O.
@@ -20,16 +23,13 @@ from typing import Any
 
 from bench.measure import LOADGEN_BOUND, Sample
 from bench.plan import SWEEP_WORKLOAD, Settings, workload_for
-from bench.targets import CONSTANT, DIRECT, PROXY, TARGETS
+from bench.targets import CONSTANT, CONSTANT_FAST, DIRECT, PROXY, TARGETS
 
 MARKDOWN_NAME = "bench.md"
 JSON_NAME = "bench.json"
 SCHEMA = "daxproxy-bench/1"
 OUTCOMES = ("hit", "miss", "bypass", "write", "none")
 COLD_TARGET = 0.9
-# Below this share of wrk's requests/s against the same ceiling, the Python generator's own
-# CPU is holding every number down (the ratios between targets stay comparable).
-WRK_SHARE_WARNING = 0.8
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class Facts:
     machine: dict[str, Any]
     upstream: str
     samples: list[Sample]
-    wrk_checks: list[dict[str, Any]] = field(default_factory=list)
+    generator: str = "httpload"
+    generator_margin: float = 1.5
     notes: list[str] = field(default_factory=list)
     cpu_busy_before: float | None = None
     cpu_busy_others_during: float | None = None
@@ -50,6 +51,7 @@ def target_label(target: str, upstream: str) -> str:
         DIRECT: f"{upstream} straight",
         PROXY: "daxproxy",
         CONSTANT: "constant (ceiling)",
+        CONSTANT_FAST: "constant Protocol+httptools",
     }[target]
 
 
@@ -73,7 +75,7 @@ def _p(sample: Sample | None, outcome: str, key: str = "p50_us") -> float | None
     if sample is None:
         return None
     figures = sample["latency"].get(outcome)
-    if not figures or not figures["count"]:
+    if not figures or not figures["count"] or key not in figures:
         return None
     return float(figures[key]) / 1000
 
@@ -105,6 +107,53 @@ def cold_figures(sample: Sample) -> dict[str, Any]:
         "target": COLD_TARGET,
         "last_second_hit_ratio": hits / labelled if labelled else None,
     }
+
+
+def cpu_us(sample: Sample | None, role: str = "server") -> float | None:
+    """CPU time per request of a watched process, in microseconds."""
+    if sample is None:
+        return None
+    per_1k = (sample["cpu"].get(role) or {}).get("seconds_per_1k")
+    return None if per_1k is None else per_1k * 1000
+
+
+def generator_check(
+    samples: list[Sample], connections: int, margin: float
+) -> dict[str, Any] | None:
+    """The generator's rate against the Protocol+httptools constant server over the proxy's
+    hit rate (read-zipf, ``connections``): at ``margin`` or more it outpaces the proxy."""
+    proxy = find(samples, SWEEP_WORKLOAD, PROXY, connections)
+    fast = find(samples, SWEEP_WORKLOAD, CONSTANT_FAST, connections)
+    if proxy is None or fast is None or not proxy["rps"]:
+        return None
+    ratio = fast["rps"] / proxy["rps"]
+    return {
+        "generator": fast["loadgen"].get("generator", "httpload"),
+        "connections": connections,
+        "reference_rps": fast["rps"],
+        "hit_rps": proxy["rps"],
+        "ratio": ratio,
+        "required": margin,
+        "ok": ratio >= margin,
+    }
+
+
+def _versus_direct(samples: list[Sample], main: int) -> dict[str, Any]:
+    """Per workload read through the cache: the proxy's requests/s over the upstream's."""
+    found = {}
+    for s in samples:
+        if s["target"] != PROXY or s["connections"] != main or s["workload"] == SWEEP_WORKLOAD:
+            continue
+        direct = find(samples, s["workload"], DIRECT, main)
+        if direct is None:
+            continue
+        found[s["workload"]] = {
+            "proxy_rps": s["rps"],
+            "direct_rps": direct["rps"],
+            "ratio": _ratio(s["rps"], direct["rps"]),
+            "proxy_items_per_s": s["items_per_s"],
+        }
+    return found
 
 
 def headline(facts: Facts) -> dict[str, Any]:
@@ -147,6 +196,17 @@ def headline(facts: Facts) -> dict[str, Any]:
         if s["target"] == PROXY and s["connections"] == main and s["upstream"]:
             saved[s["workload"]] = s["upstream"]["saved_fraction"]
     figures["upstream_saved_fraction"] = saved
+    fast = find(samples, SWEEP_WORKLOAD, CONSTANT_FAST, main)
+    figures["fast_ceiling_rps"] = None if fast is None else fast["rps"]
+    figures["hit_rps_vs_fast_ceiling"] = _ratio(
+        None if proxy is None else proxy["rps"], None if fast is None else fast["rps"]
+    )
+    forwarded = find(samples, "passthrough", PROXY, main)
+    figures["cpu_per_hit_us"] = cpu_us(proxy)
+    figures["cpu_per_forwarded_getitem_us"] = cpu_us(forwarded)
+    figures["upstream_cpu_per_forwarded_getitem_us"] = cpu_us(forwarded, "upstream")
+    figures["direct_cpu_per_getitem_us"] = cpu_us(direct)
+    figures["versus_direct"] = _versus_direct(samples, main)
     cold = next((s for s in samples if s["workload"] == "cold-start"), None)
     figures["cold_start"] = None if cold is None else cold_figures(cold)
     return figures
@@ -159,19 +219,15 @@ def checks(facts: Facts) -> dict[str, Any]:
         for s in facts.samples
         if s["loadgen"]["bound"]
     ]
-    wrk = []
-    for check in facts.wrk_checks:
-        share = _ratio(check.get("httpload_rps"), check.get("wrk_rps"))
-        wrk.append({**check, "httpload_share_of_wrk": share})
-    low = [c for c in wrk if c["httpload_share_of_wrk"] is not None]
     return {
+        "generator": facts.generator,
+        "generator_check": generator_check(
+            facts.samples, facts.settings.connections, facts.generator_margin
+        ),
         "loadgen_cpu_peak_fraction": peak,
         "loadgen_bound_limit": LOADGEN_BOUND,
         "loadgen_bound_in": bound,
-        "wrk": wrk,
-        "loadgen_holds_ceiling_down": any(
-            c["httpload_share_of_wrk"] < WRK_SHARE_WARNING for c in low
-        ),
+        "pinned": any(s["loadgen"].get("pinned") for s in facts.samples),
         "cpu_busy_before": facts.cpu_busy_before,
         "cpu_busy_others_during": facts.cpu_busy_others_during,
     }
@@ -197,6 +253,38 @@ def one_line(sample: Sample) -> str:
         f"  {sample['workload']}, {sample['target']}, {sample['connections']} conns: "
         f"{sample['rps']:,.0f} requests/s{hits}, p50 {p50} ms, {sample['error_count']} errors"
     )
+
+
+def _cost_lines(upstream: str, main: int, figures: dict[str, Any]) -> list[str]:
+    """The Protocol ceiling, CPU per request and the workloads against the upstream."""
+    lines = []
+    if figures["hit_rps_vs_fast_ceiling"] is not None:
+        lines.append(
+            f"Against the Protocol+httptools constant server (the ceiling for any Python "
+            f"server here, {figures['fast_ceiling_rps']:,.0f}/s): "
+            f"**{figures['hit_rps_vs_fast_ceiling']:.2f}** of it."
+        )
+    cost = []
+    if figures["cpu_per_hit_us"] is not None:
+        cost.append(f"**{figures['cpu_per_hit_us']:.0f} µs per GetItem hit**")
+    if figures["cpu_per_forwarded_getitem_us"] is not None:
+        upstream_us = figures["upstream_cpu_per_forwarded_getitem_us"]
+        cost.append(
+            f"**{figures['cpu_per_forwarded_getitem_us']:.0f} µs per forwarded GetItem** with "
+            "the caches off (passthrough"
+            + ("" if upstream_us is None else f"; {upstream_us:.0f} µs in {upstream}")
+            + ")"
+        )
+    if figures["direct_cpu_per_getitem_us"] is not None:
+        cost.append(f"{upstream} straight {figures['direct_cpu_per_getitem_us']:.0f} µs")
+    if cost:
+        lines.append(f"CPU of the server per request at {main} connections: {', '.join(cost)}.")
+    for name, pair in figures["versus_direct"].items():
+        lines.append(
+            f"{name}: daxproxy {pair['proxy_rps']:,.0f}/s against {upstream} straight "
+            f"{pair['direct_rps']:,.0f}/s (**{_times(pair['ratio'])}**)."
+        )
+    return lines
 
 
 def _headline_lines(facts: Facts, figures: dict[str, Any]) -> list[str]:
@@ -232,6 +320,7 @@ def _headline_lines(facts: Facts, figures: dict[str, Any]) -> list[str]:
         )
         if where == "fewest" and fewest == main:
             break
+    lines += _cost_lines(upstream, main, figures)
     saved = figures["upstream_saved_fraction"]
     if saved:
         parts = [f"{_share(v)} in {w}" for w, v in saved.items()]
@@ -255,24 +344,28 @@ def _check_lines(facts: Facts, found: dict[str, Any]) -> list[str]:
     peak = found["loadgen_cpu_peak_fraction"]
     bound = found["loadgen_bound_in"]
     text = (
-        f"Load generator: its CPU peaked at {_share(peak, 0)} of one core "
-        f"(limit {LOADGEN_BOUND:.0%}): "
+        f"Load generator ({found['generator']}): its CPU peaked at {_share(peak, 0)} of one "
+        f"core (limit {LOADGEN_BOUND:.0%}): "
     )
     text += f"**it may have set the pace in {', '.join(bound)}**" if bound else "not the bottleneck"
     lines = [text]
-    for check in found["wrk"]:
-        share = check["httpload_share_of_wrk"]
-        if share is None:
-            continue
+    check = found["generator_check"]
+    if check is None:
+        lines.append(
+            "Generator check: not made (it needs read-zipf through daxproxy and against the "
+            "Protocol+httptools constant server at the main connection count)."
+        )
+    else:
         verdict = (
-            "**it holds the numbers down; ratios between targets remain comparable**"
-            if share < WRK_SHARE_WARNING
-            else "about as fast"
+            "passed: it outpaces the proxy"
+            if check["ok"]
+            else "**FAILED: the generator may cap the proxy's figures**"
         )
         lines.append(
-            f"Against the ceiling at {check['connections']} connections it reached "
-            f"{check['httpload_rps']:,.0f}/s, wrk {check['wrk_rps']:,.0f}/s ({share:.0%}): "
-            f"{verdict}."
+            f"Generator check ({check['generator']}, read-zipf, {check['connections']} "
+            f"connections): {check['reference_rps']:,.0f}/s against the Protocol+httptools "
+            f"constant server, {check['ratio']:.2f}x the proxy's hit rate "
+            f"({check['hit_rps']:,.0f}/s; required: {check['required']:g}x): {verdict}."
         )
     return lines
 
@@ -314,8 +407,8 @@ def _throughput_table(facts: Facts) -> list[str]:
         upstream_cpu = s["cpu"].get("upstream", {}).get("seconds_per_1k")
         rss = s["rss_bytes"].get("server")
         saved = None if not s["upstream"] else s["upstream"]["saved_fraction"]
-        generator = f"{s['loadgen']['cpu_fraction']:.0%}" + (
-            " (bound)" if s["loadgen"]["bound"] else ""
+        generator = f"{s['loadgen'].get('generator', 'httpload')} " + (
+            f"{s['loadgen']['cpu_fraction']:.0%}" + (" (bound)" if s["loadgen"]["bound"] else "")
         )
         cells = [
             s["workload"],
@@ -323,7 +416,7 @@ def _throughput_table(facts: Facts) -> list[str]:
             str(s["connections"]),
             f"{s['rps']:,.0f}",
             f"{s['items_per_s']:,.0f}",
-            "-" if versus is None or s["target"] == CONSTANT else f"{versus:.2f}",
+            "-" if versus is None or s["target"] in (CONSTANT, CONSTANT_FAST) else f"{versus:.2f}",
             _share(s["hit_ratio"]),
             _share(saved),
             "-" if server is None else f"{server:.3f}",
@@ -342,15 +435,19 @@ def _latency_table(facts: Facts) -> list[str]:
         "|---|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for s in facts.samples:
-        for outcome in OUTCOMES:
-            figures = s["latency"].get(outcome)
-            if not figures or not figures["count"]:
-                continue
+        timed = [
+            o
+            for o in OUTCOMES
+            if "p50_us" in (s["latency"].get(o) or {}) and s["latency"][o]["count"]
+        ]
+        for outcome in timed or ["all"]:
+            figures = s["latency"][outcome]
+            by = figures.get("by")
             cells = [
                 s["workload"],
                 target_label(s["target"], facts.upstream),
                 str(s["connections"]),
-                outcome_label(outcome),
+                outcome_label(outcome) + (f" ({by})" if by else ""),
                 f"{figures['count']:,}",
                 *(_ms(figures[k] / 1000) for k in ("p50_us", "p90_us", "p99_us", "p999_us")),
             ]
