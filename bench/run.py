@@ -38,7 +38,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import dataset, loadgen, machine, measure, plan, plots, processes, summary, targets
+from bench import (
+    dataset,
+    loadgen,
+    machine,
+    measure,
+    plan,
+    plots,
+    processes,
+    report,
+    summary,
+    targets,
+)
 from bench.plan import Settings, Step
 from bench.progress import Progress
 from bench.workloads import CATALOGUE, PAGES_PER_PARTITION
@@ -271,7 +282,7 @@ def _measure_step(run: Run, step: Step) -> None:
             if generator == measure.WRK and _untimed(sample):
                 _outcome_pass(run, step, server, sample)
             run.samples.append(sample)
-            run.progress.say(summary.one_line(sample))
+            run.progress.say(report.one_line(sample))
             if sample["loadgen"]["bound"]:
                 run.warn(
                     f"{step.title}, {connections} conns: the load generator used "
@@ -377,7 +388,7 @@ def publish(run: Run, out: Path, draw: bool, busy: tuple[float | None, float | N
     pictures = plots.draw(facts, out) if draw else []
     document = summary.as_json(facts, [p.name for p in pictures])
     (out / summary.JSON_NAME).write_text(json.dumps(document, indent=2) + "\n")
-    text = summary.markdown(facts, [p.name for p in pictures])
+    text = report.markdown(facts, [p.name for p in pictures])
     (out / summary.MARKDOWN_NAME).write_text(text)
     run.progress.close()
     sys.stdout.write(text)

@@ -122,7 +122,7 @@ def start_proxy(
 ) -> Server:
     options: tuple[str, ...] = ("--admin",)
     if not caches:
-        options += processes.proxy_options(cache_hits=False)[0]
+        options += processes.caches_off()
     child = processes.start_proxy(upstream_url, work_dir, options, name)
     return Server(name, child.url, child.pid, "", child)
 
