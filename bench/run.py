@@ -348,19 +348,24 @@ def _node_version() -> str:
     return done.stdout.strip()
 
 
-def describe_machine(upstream: targets.Server, run: Run) -> dict[str, Any]:
-    import matplotlib
-
-    wrk = run.generator == measure.WRK
-    if wrk:
-        generator = f"wrk ({run.wrk_threads} thread(s), bench/stream.lua)"
+def generator_text(run: Run) -> str:
+    if run.generator == measure.WRK:
+        text = f"wrk ({run.wrk_threads} thread(s), bench/stream.lua)"
     else:
-        generator = "bench.httpload (Python asyncio, one process)"
+        text = "bench.httpload (Python asyncio, one process)"
     if run.cores is not None:
-        generator += (
+        text += (
             f"; pinned: servers on CPU {sorted(run.cores[0])}, generator on {sorted(run.cores[1])}"
         )
-    description = machine.describe(generator)
+    return text
+
+
+def describe_machine(
+    upstream: targets.Server, load_generator: str = "", wrk: bool = False
+) -> dict[str, Any]:
+    import matplotlib
+
+    description = machine.describe(load_generator)
     description["upstream"] = upstream.version or upstream.name
     if upstream.name == "dynalite":
         description["node"] = _node_version()
@@ -376,7 +381,9 @@ def publish(run: Run, out: Path, draw: bool, busy: tuple[float | None, float | N
     facts = summary.Facts(
         date=datetime.datetime.now().isoformat(timespec="seconds"),
         settings=run.settings,
-        machine=describe_machine(run.upstream, run),
+        machine=describe_machine(
+            run.upstream, generator_text(run), wrk=run.generator == measure.WRK
+        ),
         upstream=run.upstream.name,
         samples=run.samples,
         generator=run.generator,
