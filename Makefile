@@ -67,7 +67,7 @@ format: install
 	$(BIN)/ruff format daxproxy tests bench
 	$(BIN)/ruff check --fix daxproxy tests bench
 
-# The quick set (under two minutes) and everything; bench/README.md explains both.
+# The quick set (about two minutes) and everything; bench/README.md explains both.
 bench: install
 	@sh bench/setup.sh
 	$(BIN)/python -m bench.run --set quick $(ARGS)

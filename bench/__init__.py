@@ -1,1 +1,1 @@
-"""Benchmarks for daxproxy; run from the repository root, e.g. ``python -m bench.passthrough``."""
+"""Benchmarks for daxproxy; run from the repository root, e.g. ``python -m bench.run``."""

@@ -15,10 +15,10 @@ microseconds per class and for all, error counts, answers per class in time buck
 ``--bucket-ms`` (the hit ratio over time), and its own CPU time over the window as a fraction
 of one core (near 1.0: the generator, not the server, was the bottleneck).
 
-Why not aiohttp's client or wrk: aiohttp costs about three times the CPU per request, and
-would measure itself on a 2-core machine; wrk is faster still, but cannot tell a hit's
-latency from a miss's (its ``response()`` hook sees the headers, not the time, and slows
-it), nor draw keys from a Zipf distribution without a ``request()`` hook that slows it too.
+Beside wrk (:mod:`bench.loadgen`, the bench's default where installed): wrk is faster, so it
+measures throughput, but its latency histogram is one for all answers; this generator times
+hits, misses and writes apart (the cold start's curve and the mixes' per-outcome latency),
+and is the whole bench where wrk is missing. :func:`latency_summary` is shared with the soak.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import re
 import sys
 import time
@@ -34,9 +35,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from bench.pyload import RESULT_MARKER, latency_summary
 from bench.workloads import WRITE, Workload, stream
 
+RESULT_MARKER = "BENCH_RESULT "
 WINDOW_MARKER = "BENCH_WINDOW "
 CLASSES = ("hit", "miss", "bypass", "write", "none")
 
@@ -45,6 +46,29 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 _CACHE_LABEL = re.compile(rb"\r\nx-daxproxy-cache:[ \t]*([A-Za-z]+)", re.IGNORECASE)
 _CLOSE = re.compile(rb"\r\nconnection:[ \t]*close", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r]*chunked", re.IGNORECASE)
+
+
+def percentile(ordered: Sequence[int], p: float) -> int:
+    """Nearest-rank percentile of an ascending sequence; 0 when it is empty."""
+    if not ordered:
+        return 0
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_summary(values: list[int]) -> dict[str, float]:
+    """Count, percentiles, mean and maximum of latencies in microseconds."""
+    ordered = sorted(values)
+    count = len(ordered)
+    return {
+        "count": count,
+        "p50_us": percentile(ordered, 50),
+        "p90_us": percentile(ordered, 90),
+        "p99_us": percentile(ordered, 99),
+        "p999_us": percentile(ordered, 99.9),
+        "mean_us": round(sum(ordered) / count, 1) if count else 0.0,
+        "max_us": ordered[-1] if ordered else 0,
+    }
 
 
 @dataclass(slots=True)

@@ -1,7 +1,11 @@
 """One measurement: the load generator against a target, and the target's costs around it.
 
-Contract: :func:`measure` runs :mod:`bench.httpload` in its own process against ``url`` and,
-the moment its measured window opens and again when it closes, samples every watched process
+Contract: :func:`measure` runs the load generator against ``url``: ``wrk`` with the
+workload's stream (:mod:`bench.loadgen`; a warm-up run, then the measured run, the window
+being the measured run's whole life) or :mod:`bench.httpload` in its own process (the window
+it marks on stdout). With ``cores`` = (servers' cores, generator's cores) every watched
+process is pinned onto the first set and the generator runs on the second. At the moment the
+window opens and again when it closes it samples every watched process
 (``/proc/<pid>/stat``: utime + stime) and, for a daxproxy, ``GET /admin/caches`` and
 ``GET /metrics``; after the window it reads each watched process's VmRSS. It returns one
 JSON-ready dict, a *sample*:
@@ -21,8 +25,11 @@ JSON-ready dict, a *sample*:
   a daxproxy) CPU seconds over the window and per 1,000 requests; ``rss_bytes`` likewise;
 - ``caches``: the change in ``/admin/caches``' hits and misses over the window, and the
   entries and bytes at its end (item and query cache);
-- ``loadgen``: its CPU seconds, that as a fraction of one core, and ``bound`` (at or above
-  :data:`LOADGEN_BOUND`: the generator, not the target, may have set the pace).
+- ``loadgen``: ``generator`` (``wrk`` or ``httpload``), its CPU seconds, that as a fraction
+  of one core, and ``bound`` (at or above :data:`LOADGEN_BOUND`: the generator, not the
+  target, may have set the pace); ``pinned``: whether generator and servers had cores apart.
+  With wrk a ``latency`` class other than ``all`` holds percentiles only when it is every
+  answer (else its count alone), and the timeline is empty.
 
 :class:`MeasureError` when the generator fails or overruns its time.
 """
@@ -32,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import math
 import os
 import queue
 import subprocess
@@ -42,6 +50,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench import loadgen
 from bench.httpload import RESULT_MARKER, WINDOW_MARKER
 from bench.processes import die_with_parent
 from bench.workloads import Workload
@@ -58,6 +67,9 @@ _UPSTREAM_SERIES = (
     "daxproxy_upstream_failures_total",
 )
 Sample = dict[str, Any]
+HTTPLOAD, WRK = "httpload", loadgen.WRK
+GENERATORS = (WRK, HTTPLOAD)
+Cores = tuple[set[int], set[int]] | None
 
 
 class MeasureError(RuntimeError):
@@ -219,27 +231,49 @@ def measure(
     log_dir: Path,
     proxy_url: str | None = None,
     bucket_s: float = 0.1,
+    generator: str = HTTPLOAD,
+    cores: Cores = None,
+    wrk_threads: int = 1,
 ) -> Sample:
-    command = _command(
-        url,
-        workload,
-        connections=connections,
-        duration=duration,
-        warmup=warmup,
-        bucket=bucket_s,
-    )
+    if cores is not None:
+        for pid in pids.values():
+            loadgen.pin(pid, cores[0])
+    generator_cores = None if cores is None else cores[1]
     marks: dict[str, Any] = {}
-    result = run_generator(
-        command,
-        duration + warmup + _GRACE_S,
-        marks,
-        lambda _mark: _snapshot(pids, proxy_url),
-        log_dir / "httpload.log",
-    )
+    if generator == WRK:
+        result = _run_wrk(
+            url,
+            workload,
+            connections=connections,
+            duration=duration,
+            warmup=warmup,
+            log_dir=log_dir,
+            cores=generator_cores,
+            threads=wrk_threads,
+            snapshot=lambda: _snapshot(pids, proxy_url),
+            marks=marks,
+        )
+    else:
+        command = _command(
+            url,
+            workload,
+            connections=connections,
+            duration=duration,
+            warmup=warmup,
+            bucket=bucket_s,
+        )
+        result = run_generator(
+            loadgen.pinned(command, generator_cores),
+            duration + warmup + _GRACE_S,
+            marks,
+            lambda _mark: _snapshot(pids, proxy_url),
+            log_dir / "httpload.log",
+        )
+        result["generator"] = HTTPLOAD
     if set(marks) != {"start", "end"}:
         raise MeasureError("the load generator did not mark its measured window")
     rss = {role: rss_bytes(pid) for role, pid in pids.items()}
-    return build_sample(
+    sample = build_sample(
         workload,
         target,
         connections,
@@ -248,6 +282,51 @@ def measure(
         rss=rss,
         is_proxy=proxy_url is not None,
     )
+    sample["loadgen"]["pinned"] = cores is not None
+    return sample
+
+
+def wrk_seconds(seconds: float) -> int:
+    """wrk takes whole seconds: at least one."""
+    return max(1, math.ceil(seconds - 1e-9))
+
+
+def _run_wrk(
+    url: str,
+    workload: Workload,
+    *,
+    connections: int,
+    duration: float,
+    warmup: float,
+    log_dir: Path,
+    cores: set[int] | None,
+    threads: int,
+    snapshot: Callable[[], Any],
+    marks: dict[str, Any],
+) -> dict[str, Any]:
+    host = urlsplit(url).netloc
+    stream_file = loadgen.write_stream(workload, host, log_dir / f"stream-{workload.name}.txt")
+    threads = max(1, min(threads, connections))
+    if warmup > 0:
+        loadgen.run_wrk(
+            url,
+            stream_file,
+            seconds=wrk_seconds(warmup),
+            connections=connections,
+            threads=threads,
+            cores=cores,
+        )
+    marks["start"] = snapshot()
+    result = loadgen.run_wrk(
+        url,
+        stream_file,
+        seconds=wrk_seconds(duration),
+        connections=connections,
+        threads=threads,
+        cores=cores,
+    )
+    marks["end"] = snapshot()
+    return result
 
 
 def _delta(before: float | None, after: float | None) -> float | None:
@@ -310,6 +389,7 @@ def build_sample(
         }
     errors = {k: int(v) for k, v in result["errors"].items()}
     fraction = float(result["loadgen_cpu_fraction"])
+    labels = result.get("labels")
     return {
         "workload": workload.name,
         "target": target,
@@ -322,12 +402,14 @@ def build_sample(
         "errors": errors,
         "error_count": sum(errors.values()),
         "timeline": result["timeline"],
+        "labels": labels,
         "hit_ratio": hits / labelled if labelled else None,
         "upstream": upstream,
         "cpu": cpu,
         "rss_bytes": rss,
         "caches": _cache_change(start["caches"], end["caches"]) if is_proxy else {},
         "loadgen": {
+            "generator": result.get("generator", HTTPLOAD),
             "cpu_s": float(result["loadgen_cpu_s"]),
             "cpu_fraction": fraction,
             "bound": fraction >= LOADGEN_BOUND,

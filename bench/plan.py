@@ -6,20 +6,22 @@ targets of one workload run one after another, with the same generator and setti
 sweep workload (``read-zipf``) is measured at every count of ``sweep`` (throughput against
 concurrency); a cold-start workload only through the proxy (a cold upstream is the same as a
 warm one) and for at least :data:`COLD_MIN_S`; every other workload at ``connections``.
-The quick set measures the ceiling for the sweep workload only, the full set for every
-workload. Pure: no I/O.
+The quick set measures the aiohttp ceiling for the sweep workload only, the full set for
+every workload that reads through the cache; the Protocol+httptools ceiling
+(``constant-fast``) is measured for the sweep workload in both (the generator check), and a
+pass-through workload (caches off) has no ceiling. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.targets import CONSTANT, DIRECT, PROXY, TARGETS
+from bench.targets import CONSTANT, CONSTANT_FAST, PROXY, TARGETS
 from bench.workloads import CATALOGUE, DEFAULT_ITEMS, DEFAULT_SKEW, Workload
 
 SWEEP_WORKLOAD = "read-zipf"
 COLD_MIN_S = 3.0
-QUICK_WORKLOADS = ("read-zipf", "cold-start", "mix-95-5", "batch-25", "query")
+QUICK_WORKLOADS = ("read-zipf", "passthrough", "cold-start", "mix-95-5", "batch-100", "query")
 FULL_WORKLOADS = tuple(CATALOGUE)
 
 
@@ -93,10 +95,14 @@ def build(settings: Settings) -> list[Step]:
             counts = tuple(sorted({*settings.sweep, settings.connections}))
         else:
             counts = (settings.connections,)
-        for target in (DIRECT, PROXY, CONSTANT):
+        for target in TARGETS:
             if target not in settings.targets:
                 continue
-            if target == CONSTANT and not (settings.ceiling_everywhere or name == SWEEP_WORKLOAD):
+            if target == CONSTANT and not (
+                name == SWEEP_WORKLOAD or (settings.ceiling_everywhere and workload.caches)
+            ):
+                continue
+            if target == CONSTANT_FAST and name != SWEEP_WORKLOAD:
                 continue
             steps.append(Step(workload, target, counts, settings.duration, settings.warmup))
     return steps

@@ -30,10 +30,10 @@ from matplotlib.ticker import FuncFormatter
 
 from bench.plan import SETS, SWEEP_WORKLOAD
 from bench.summary import Facts, cold_figures, outcome_label, target_label
-from bench.targets import CONSTANT, DIRECT, PROXY
+from bench.targets import CONSTANT, CONSTANT_FAST, DIRECT, PROXY
 
 PERCENTILES = (("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("p999_us", "p99.9"))
-COLOURS = {DIRECT: "#4c72b0", PROXY: "#dd8452", CONSTANT: "#55a868"}
+COLOURS = {DIRECT: "#4c72b0", PROXY: "#dd8452", CONSTANT: "#55a868", CONSTANT_FAST: "#8172b3"}
 OUTCOME_ORDER = ("hit", "miss", "bypass", "write", "none")
 DPI = 110
 # Log axes labelled 0.5, 1, 2, 10 rather than 2 x 10^0; minor ticks only at 2, 3 and 5.
@@ -62,7 +62,7 @@ def _latency(facts: Facts, out: Path, dpi: int = DPI) -> Path | None:
             continue
         for outcome in OUTCOME_ORDER:
             figures = s["latency"].get(outcome)
-            if figures and figures["count"]:
+            if figures and figures["count"] and "p50_us" in figures:
                 name = _label(s["target"], facts.upstream)
                 label = f"{name}: {outcome_label(outcome)}" if len(s["latency"]) > 2 else name
                 panels.setdefault(s["workload"], []).append((label, figures))
@@ -102,7 +102,7 @@ def _throughput(facts: Facts, out: Path, dpi: int = DPI) -> Path | None:
     if not sweep:
         return None
     figure, (rate, latency) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for target in (DIRECT, PROXY, CONSTANT):
+    for target in (DIRECT, PROXY, CONSTANT, CONSTANT_FAST):
         points = sorted((s["connections"], s) for s in sweep if s["target"] == target)
         if not points:
             continue
@@ -191,7 +191,7 @@ def from_tables(
 ) -> Facts:
     """The samples of a report's first "Throughput and cost" and "Latency by outcome"
     tables (a run's ``bench.md``, or its copy in ``bench/README.md``), for ``workloads``."""
-    targets = {target_label(t, upstream): t for t in (DIRECT, PROXY, CONSTANT)}
+    targets = {target_label(t, upstream): t for t in (DIRECT, PROXY, CONSTANT, CONSTANT_FAST)}
     samples: dict[tuple[str, str, int], dict[str, Any]] = {}
     latency_seen = False
     for line in markdown.splitlines():

@@ -1,11 +1,9 @@
 """The servers under test, as child processes that are always stopped.
 
-Contract: :func:`start_moto` returns a ready :class:`MotoServer`; :func:`start_proxy` and
-:func:`start_constant` return a :class:`Child` whose ``GET /healthz`` has answered 200, and
-:func:`start_child` any other server, ready by a probe of its own;
-:func:`proxy_options` gives the daxproxy options for a pure pass-through (any cache off) and
-for the cache-hit targets (the item cache on, entries that never expire; the query cache on,
-with a TTL far longer than any run).
+Contract: :func:`start_proxy` and :func:`start_constant` return a :class:`Child` whose
+``GET /healthz`` has answered 200, and :func:`start_child` any other server, ready by a probe
+of its own; :func:`caches_off` gives the daxproxy options that turn every cache off (a pure
+pass-through).
 Every wait is bounded; a port taken between choosing and binding it is tried again with
 another. :meth:`Child.stop` sends SIGTERM, then SIGKILL after a grace period, and is safe
 to call twice; on Linux a child is also told to die if the harness dies first. A child's
@@ -24,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from daxproxy.service.embedded import EmbeddedBackendError, MotoServer, free_port
+from daxproxy.service.embedded import free_port
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,15 +40,9 @@ PROXY_ENV: dict[str, str | None] = {
     "AWS_EC2_METADATA_DISABLED": "true",
 }
 
-# Options of later daxproxy versions that turn a cache off: (option, value). For the query
-# cache, --query-ttl-millis 0 is the switch (0 there means off, not "no expiry").
+# The options that turn a cache off: (option, value). For the query cache,
+# --query-ttl-millis 0 is the switch (0 there means off, not "no expiry").
 _CACHE_OFF = (("--item-cache-max-bytes", "0"), ("--query-ttl-millis", "0"))
-# The item cache, at its default budget (256 MiB, room for every benchmark item), with no
-# TTL: an entry warmed before a measurement is still a hit at its end, however long it is.
-# The query cache at its default budget (64 MiB) with a one-hour TTL, since 0 would turn it
-# off: a page warmed before a measurement is still served from memory at the run's end.
-_CACHE_SWITCH = "--item-cache-max-bytes"
-_CACHE_HITS = (("--record-ttl-millis", "0"), ("--query-ttl-millis", "3600000"))
 
 
 class StartError(RuntimeError):
@@ -200,22 +192,12 @@ def start_child(
     raise AssertionError("unreachable")
 
 
-def proxy_options(cache_hits: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(pass-through options, cache-hit options) for the daxproxy in this checkout.
-
-    A proxy with an item cache would answer the pass-through targets' one GetItem from
-    memory, which is not what they measure: where ``--help`` lists the cache, it is turned
-    off. The cache-hit targets need it (StartError when this daxproxy has none, and
-    ``cache_hits`` asks for them). Asking ``--help`` also finds a daxproxy that cannot start
-    before anything is measured: StartError, with the end of its output.
-    """
+def caches_off() -> tuple[str, ...]:
+    """The options of this daxproxy (those its ``--help`` lists) that turn every cache off.
+    Asking ``--help`` also finds a daxproxy that cannot start before anything is measured:
+    StartError, with the end of its output."""
     text = _proxy_help()
-    off = tuple(part for option in _CACHE_OFF if option[0] in text for part in option)
-    if not cache_hits:
-        return off, ()
-    if _CACHE_SWITCH not in text:
-        raise StartError(f"this daxproxy has no item cache ({_CACHE_SWITCH} is not in --help)")
-    return off, tuple(part for option in _CACHE_HITS if option[0] in text for part in option)
+    return tuple(part for option in _CACHE_OFF if option[0] in text for part in option)
 
 
 def _proxy_help() -> str:
@@ -240,27 +222,12 @@ def start_proxy(
     return start_child(name, argv, log_dir / f"{name}.log", PROXY_ENV)
 
 
-def start_constant(log_dir: Path, body_file: Path | None = None) -> Child:
+def start_constant(
+    log_dir: Path, body_file: Path | None = None, kind: str = "aiohttp", name: str = "constant"
+) -> Child:
+    """:mod:`bench.constant_server` of that ``kind`` (``aiohttp`` or ``protocol``)."""
     argv = [sys.executable, "-m", "bench.constant_server", "--host", HOST, "--port", "{port}"]
+    argv += ["--kind", kind]
     if body_file is not None:
         argv += ["--body-file", str(body_file)]
-    return start_child("constant server", argv, log_dir / "constant_server.log")
-
-
-def start_moto() -> MotoServer:
-    """A ready moto server, stopped again if it does not come up."""
-    for attempt in range(1, START_ATTEMPTS + 1):
-        server = MotoServer(HOST)
-        server.launch()
-        try:
-            server.wait_ready_sync(READY_TIMEOUT_S)
-        except EmbeddedBackendError:
-            server.stop()
-            if attempt == START_ATTEMPTS:
-                raise
-            continue
-        except BaseException:
-            server.stop()
-            raise
-        return server
-    raise AssertionError("unreachable")
+    return start_child(f"constant server ({kind})", argv, log_dir / f"{name}.log")

@@ -4,10 +4,16 @@ bench-full``).
 Contract: in one run it starts one upstream (dynalite when installed, else moto, or a URL),
 seeds each workload's table there, and measures every step of :func:`bench.plan.build` in
 order, one server at a time: the upstream straight, a fresh daxproxy in front of it (its
-caches warmed first unless the workload is a cold start) and the constant server answering
-the workload's own bytes (the ceiling), all with the same load generator
-(:mod:`bench.httpload`) and settings. When wrk is installed it also measures the ceiling with
-wrk, to show how much the Python generator holds numbers down. It writes ``bench.md`` (also
+caches warmed first unless the workload is a cold start; every cache off for the
+``passthrough`` workload) and the constant servers answering the workload's own bytes (the
+aiohttp one, and the Protocol+httptools one, the ceiling for any Python server), all with the
+same load generator and settings: wrk with the workload's stream (:mod:`bench.loadgen`) when
+it is installed, else :mod:`bench.httpload`, which also times hits, misses and writes apart
+(the cold start always, and with wrk a second pass over each workload whose answers mix
+outcomes). With two cores or more the servers and the generator run on separate cores. The
+generator check: the generator must drive the Protocol+httptools constant server at
+:data:`GENERATOR_MARGIN` times the proxy's hit rate or more, else a warning. It writes
+``bench.md`` (also
 printed on stdout), ``bench.json`` and PNG plots to ``--out`` (``bench/results/``,
 git-ignored); progress and warnings go to stderr. Every process it starts is stopped on the
 way out, on Ctrl-C, SIGTERM and errors too.
@@ -22,7 +28,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +38,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import dataset, loadgen, machine, measure, plan, plots, processes, summary, targets
+from bench import (
+    dataset,
+    loadgen,
+    machine,
+    measure,
+    plan,
+    plots,
+    processes,
+    report,
+    summary,
+    targets,
+)
 from bench.plan import Settings, Step
 from bench.progress import Progress
 from bench.workloads import CATALOGUE, PAGES_PER_PARTITION
@@ -41,6 +57,9 @@ from bench.workloads import CATALOGUE, PAGES_PER_PARTITION
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 # Above this fraction of the CPUs busy with other work, the numbers are not worth much.
 BUSY_WARNING = 0.15
+# The generator must reach this many times the proxy's hit rate against the fastest Python
+# server (constant-fast), or it may be what caps the proxy's figure.
+GENERATOR_MARGIN = 1.5
 
 
 def _names(values: list[str], known: Collection[str], what: str) -> tuple[str, ...]:
@@ -76,11 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", type=Path, default=DEFAULT_OUT, help="where the report, JSON and plots go")
     add("--no-plots", action="store_true", help="skip the PNG plots")
     add(
-        "--wrk-check",
+        "--generator",
+        choices=("auto", *measure.GENERATORS),
+        default="auto",
+        help="the load generator: wrk with the workloads' streams (auto: when installed), or "
+        "httpload (Python, per-outcome latency)",
+    )
+    add(
+        "--pin",
         choices=("auto", "on", "off"),
         default="auto",
-        help="also measure the ceiling with wrk (auto: when wrk is installed)",
+        help="servers and generator on separate cores (auto: with 2 cores or more)",
     )
+    add("--wrk-threads", type=int, default=1, help="wrk threads (default 1: one core)")
     return parser
 
 
@@ -113,8 +140,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Settings
         parser.error("--duration, --connections and --items must be positive")
     if settings.warmup < 0 or settings.skew < 0 or min(settings.sweep) < 1:
         parser.error("--warmup and --skew cannot be negative, nor a --sweep count below 1")
-    if args.wrk_check == "on" and not shutil.which(loadgen.WRK):
-        parser.error("--wrk-check on, but wrk is not installed (apt-get install wrk)")
+    if args.generator == measure.WRK and not loadgen.available():
+        parser.error("--generator wrk, but wrk is not installed (apt-get install wrk)")
+    if args.pin == "on" and loadgen.cpu_split() is None:
+        parser.error("--pin on needs at least two usable cores")
+    if args.wrk_threads < 1:
+        parser.error("--wrk-threads must be at least 1")
     return args, settings
 
 
@@ -133,10 +164,11 @@ class Run:
     work_dir: Path
     progress: Progress
     upstream: targets.Server
-    wrk: bool
+    generator: str
+    cores: measure.Cores = None
+    wrk_threads: int = 1
     samples: list[measure.Sample] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    wrk_checks: list[dict[str, Any]] = field(default_factory=list)
     seeded: set[str] = field(default_factory=set)
 
     def warn(self, text: str) -> None:
@@ -149,10 +181,11 @@ def _start(run: Run, step: Step) -> targets.Server:
     if step.target == targets.DIRECT:
         return run.upstream
     if step.target == targets.PROXY:
-        run.progress.note("starting daxproxy")
-        proxy = targets.start_proxy(run.upstream.url, run.work_dir, f"daxproxy-{name}")
+        caches = step.workload.caches
+        run.progress.note("starting daxproxy" + ("" if caches else " with every cache off"))
+        proxy = targets.start_proxy(run.upstream.url, run.work_dir, f"daxproxy-{name}", caches)
         try:
-            if not step.workload.cold:
+            if caches and not step.workload.cold:
                 run.progress.note("warming its caches (every item read once)")
                 dataset.warm(proxy.url, step.workload)
                 _check_warm(run, proxy, step)
@@ -160,9 +193,9 @@ def _start(run: Run, step: Step) -> targets.Server:
             proxy.stop()
             raise
         return proxy
-    run.progress.note("starting the constant server with the workload's answer")
+    run.progress.note(f"starting the {step.target} server with the workload's answer")
     body = dataset.first_answer(run.upstream.url, step.workload)
-    return targets.start_constant(run.work_dir, body, name)
+    return targets.start_constant(run.work_dir, body, name, step.target)
 
 
 def _check_warm(run: Run, proxy: targets.Server, step: Step) -> None:
@@ -185,29 +218,71 @@ def _pids(run: Run, step: Step, server: targets.Server) -> dict[str, int | None]
     return {"server": server.pid}
 
 
+def _generator(run: Run, step: Step) -> str:
+    """The cold start needs httpload's timeline (hit ratio per bucket): always httpload."""
+    return measure.HTTPLOAD if step.workload.cold else run.generator
+
+
+def _untimed(sample: measure.Sample) -> bool:
+    """wrk measured answers of several outcomes, which its one histogram cannot time apart."""
+    return any("p50_us" not in v for k, v in sample["latency"].items() if k != "all")
+
+
+def _one(
+    run: Run, step: Step, server: targets.Server, connections: int, generator: str
+) -> measure.Sample:
+    return measure.measure(
+        server.url,
+        step.workload,
+        target=step.target,
+        connections=connections,
+        duration=step.duration,
+        warmup=step.warmup,
+        pids=_pids(run, step, server),
+        log_dir=run.work_dir,
+        proxy_url=server.url if step.target == targets.PROXY else None,
+        bucket_s=run.settings.bucket_s,
+        generator=generator,
+        cores=run.cores,
+        wrk_threads=run.wrk_threads,
+    )
+
+
+def _outcome_pass(run: Run, step: Step, server: targets.Server, sample: measure.Sample) -> None:
+    """httpload over the same step: each outcome's latency, beside wrk's throughput."""
+    connections = sample["connections"]
+    run.progress.note(f"timing outcomes apart with httpload ({step.duration:g} s)")
+    timed = _one(run, step, server, connections, measure.HTTPLOAD)
+    for name, figures in timed["latency"].items():
+        if name != "all":
+            sample["latency"][name] = {**figures, "by": measure.HTTPLOAD}
+    sample["outcome_pass"] = {
+        "generator": measure.HTTPLOAD,
+        "rps": timed["rps"],
+        "hit_ratio": timed["hit_ratio"],
+        "error_count": timed["error_count"],
+        "loadgen": timed["loadgen"],
+    }
+    sample["error_count"] += timed["error_count"]
+
+
 def _measure_step(run: Run, step: Step) -> None:
     server = _start(run, step)
+    generator = _generator(run, step)
     try:
         if not step.workload.cold:  # a cold cache stays empty until the measurement
             dataset.first_answer(server.url, step.workload)  # answers right, or DataError
         for index, connections in enumerate(step.connections):
             if index:
                 run.progress.step(f"{step.title}, {connections} conns")
-            run.progress.note(f"measuring {step.duration:g} s after {step.warmup:g} s of warm-up")
-            sample = measure.measure(
-                server.url,
-                step.workload,
-                target=step.target,
-                connections=connections,
-                duration=step.duration,
-                warmup=step.warmup,
-                pids=_pids(run, step, server),
-                log_dir=run.work_dir,
-                proxy_url=server.url if step.target == targets.PROXY else None,
-                bucket_s=run.settings.bucket_s,
+            run.progress.note(
+                f"measuring {step.duration:g} s after {step.warmup:g} s of warm-up ({generator})"
             )
+            sample = _one(run, step, server, connections, generator)
+            if generator == measure.WRK and _untimed(sample):
+                _outcome_pass(run, step, server, sample)
             run.samples.append(sample)
-            run.progress.say(summary.one_line(sample))
+            run.progress.say(report.one_line(sample))
             if sample["loadgen"]["bound"]:
                 run.warn(
                     f"{step.title}, {connections} conns: the load generator used "
@@ -215,39 +290,22 @@ def _measure_step(run: Run, step: Step) -> None:
                 )
         if step.workload.cold:
             dataset.first_answer(server.url, step.workload)
-        sweep = step.workload.name == plan.SWEEP_WORKLOAD
-        if step.target == targets.CONSTANT and run.wrk and sweep:
-            _wrk_check(run, step, server)
     finally:
         if server is not run.upstream:
             server.stop()
 
 
-def _wrk_check(run: Run, step: Step, server: targets.Server) -> None:
-    connections = run.settings.connections
-    run.progress.step(f"{step.title}, {connections} conns, with wrk")
-    seconds = max(1, round(step.duration))
-    run.progress.note(f"measuring {seconds} s with wrk (the generator check)")
-    load = loadgen.Load(connections, 1)
-    result = loadgen.measure(loadgen.WRK, server.url, seconds, load)
-    ours = next(
-        (
-            s
-            for s in run.samples
-            if (s["workload"], s["target"], s["connections"])
-            == (step.workload.name, targets.CONSTANT, connections)
-        ),
-        None,
-    )
-    check = {
-        "workload": step.workload.name,
-        "connections": connections,
-        "wrk_rps": result.rps,
-        "wrk_p50_us": result.p50_us,
-        "httpload_rps": None if ours is None else ours["rps"],
-    }
-    run.wrk_checks.append(check)
-    run.progress.say(f"  constant server with wrk at {connections} conns: {result.rps:,.0f} /s")
+def generator_check(run: Run) -> None:
+    """The generator against the fastest Python server, against the proxy's hit rate: a
+    warning when under the margin (the report says when the check could not be made)."""
+    found = summary.generator_check(run.samples, run.settings.connections, GENERATOR_MARGIN)
+    if found is not None and not found["ok"]:
+        run.warn(
+            f"the generator check failed: {found['reference_rps']:,.0f}/s against the "
+            f"Protocol+httptools constant server is {found['ratio']:.2f}x the proxy's hit rate "
+            f"({found['hit_rps']:,.0f}/s), under {GENERATOR_MARGIN:g}x: the generator may cap "
+            "the proxy's figures"
+        )
 
 
 def _seed(run: Run, step: Step) -> None:
@@ -262,18 +320,10 @@ def _seed(run: Run, step: Step) -> None:
     )
 
 
-def total_steps(steps: list[Step], wrk: bool) -> int:
+def total_steps(steps: list[Step]) -> int:
     tables = {s.workload.table for s in steps}
     measurements = sum(len(s.connections) for s in steps)
-    checks = (
-        1
-        if wrk
-        and any(
-            s.target == targets.CONSTANT and s.workload.name == plan.SWEEP_WORKLOAD for s in steps
-        )
-        else 0
-    )
-    return 1 + len(tables) + measurements + checks + 1
+    return 1 + len(tables) + measurements + 1
 
 
 def execute(run: Run, steps: list[Step]) -> None:
@@ -281,6 +331,7 @@ def execute(run: Run, steps: list[Step]) -> None:
         _seed(run, step)
         run.progress.step(f"{step.title}, {step.connections[0]} conns")
         _measure_step(run, step)
+    generator_check(run)
 
 
 def _node_version() -> str:
@@ -293,10 +344,24 @@ def _node_version() -> str:
     return done.stdout.strip()
 
 
-def describe_machine(upstream: targets.Server, wrk: bool) -> dict[str, Any]:
+def generator_text(run: Run) -> str:
+    if run.generator == measure.WRK:
+        text = f"wrk ({run.wrk_threads} thread(s), bench/stream.lua)"
+    else:
+        text = "bench.httpload (Python asyncio, one process)"
+    if run.cores is not None:
+        text += (
+            f"; pinned: servers on CPU {sorted(run.cores[0])}, generator on {sorted(run.cores[1])}"
+        )
+    return text
+
+
+def describe_machine(
+    upstream: targets.Server, load_generator: str = "", wrk: bool = False
+) -> dict[str, Any]:
     import matplotlib
 
-    description = machine.describe("bench.httpload (Python asyncio, one process)")
+    description = machine.describe(load_generator)
     description["upstream"] = upstream.version or upstream.name
     if upstream.name == "dynalite":
         description["node"] = _node_version()
@@ -312,10 +377,13 @@ def publish(run: Run, out: Path, draw: bool, busy: tuple[float | None, float | N
     facts = summary.Facts(
         date=datetime.datetime.now().isoformat(timespec="seconds"),
         settings=run.settings,
-        machine=describe_machine(run.upstream, run.wrk),
+        machine=describe_machine(
+            run.upstream, generator_text(run), wrk=run.generator == measure.WRK
+        ),
         upstream=run.upstream.name,
         samples=run.samples,
-        wrk_checks=run.wrk_checks,
+        generator=run.generator,
+        generator_margin=GENERATOR_MARGIN,
         notes=run.notes,
         cpu_busy_before=busy[0],
         cpu_busy_others_during=busy[1],
@@ -323,7 +391,7 @@ def publish(run: Run, out: Path, draw: bool, busy: tuple[float | None, float | N
     pictures = plots.draw(facts, out) if draw else []
     document = summary.as_json(facts, [p.name for p in pictures])
     (out / summary.JSON_NAME).write_text(json.dumps(document, indent=2) + "\n")
-    text = summary.markdown(facts, [p.name for p in pictures])
+    text = report.markdown(facts, [p.name for p in pictures])
     (out / summary.MARKDOWN_NAME).write_text(text)
     run.progress.close()
     sys.stdout.write(text)
@@ -339,12 +407,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.pop("AWS_PROFILE", None)
     # SIGTERM unwinds like Ctrl-C, so every finally clause stops its process.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    wrk = args.wrk_check == "on" or (args.wrk_check == "auto" and bool(shutil.which(loadgen.WRK)))
+    generator = args.generator
+    if generator == "auto":
+        generator = measure.WRK if loadgen.available() else measure.HTTPLOAD
+    cores = None if args.pin == "off" else loadgen.cpu_split()
     steps = plan.build(settings)
     if not steps:
         print("nothing to measure: no target runs any chosen workload", file=sys.stderr)
         return 1
-    progress = Progress(total_steps(steps, wrk))
+    progress = Progress(total_steps(steps))
     upstream: targets.Server | None = None
     try:
         busy_before = machine.cpu_busy(0.5)
@@ -358,7 +429,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress.step(f"starting the upstream: {kind}")
             others = machine.OtherWork()
             upstream = targets.start_upstream(kind, Path(work_dir))
-            run = Run(settings, Path(work_dir), progress, upstream, wrk)
+            run = Run(
+                settings, Path(work_dir), progress, upstream, generator, cores, args.wrk_threads
+            )
+            if cores is not None:
+                loadgen.pin(upstream.pid, cores[0])
+            if generator == measure.HTTPLOAD:
+                run.notes.append(
+                    "the load generator is bench.httpload (Python): wrk is not installed or "
+                    "was not chosen, and at the proxy's hit rates a Python generator on one "
+                    "core may set the pace (see the generator check)"
+                )
             if busy_before is not None and busy_before > BUSY_WARNING:
                 run.notes.append(f"the CPUs were {busy_before:.0%} busy before the run")
             try:

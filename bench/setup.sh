@@ -1,8 +1,9 @@
 #!/bin/sh
 # The bench's tools that are not Python packages, for `make bench` and `make bench-full`:
-# wrk (the cross-check of the load generator) and dynalite (a fast upstream, from
-# bench/package.json). Both are optional: without wrk the bench skips that check, without
-# node and npm it uses moto as its upstream, and it says so. Never fails the make target.
+# wrk (the load generator) and dynalite (a fast upstream, from bench/package.json). Both
+# are optional: without wrk the bench's Python generator (bench.httpload) drives it, and the
+# report warns; without node and npm it uses moto as its upstream, and it says so. Never
+# fails the make target.
 cd "$(dirname "$0")" || exit 0
 
 if ! command -v wrk >/dev/null 2>&1; then
@@ -10,9 +11,9 @@ if ! command -v wrk >/dev/null 2>&1; then
 		echo "bench: installing wrk (apt-get install -y wrk)"
 		apt-get install -y -q wrk >/dev/null 2>&1 ||
 			{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; } ||
-			echo "bench: could not install wrk; the bench runs without its wrk check"
+			echo "bench: could not install wrk; the bench's Python generator drives it"
 	else
-		echo "bench: wrk not found (apt-get install wrk, or brew install wrk); the bench runs without its wrk check"
+		echo "bench: wrk not found (apt-get install wrk, or brew install wrk); the bench's Python generator drives it"
 	fi
 fi
 

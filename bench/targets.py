@@ -5,8 +5,10 @@ server everything reads from: ``moto`` (moto's server, about 300 GetItem/s), ``d
 (node, from ``bench/node_modules``: ``npm ci`` in ``bench/``; about as fast as an empty
 aiohttp handler), a URL such as DynamoDB Local's, or ``auto`` (dynalite when it is installed,
 else moto). :func:`start_proxy` starts daxproxy with its caches at their defaults, as users
-run it, plus ``--admin`` (the harness reads ``/admin/caches``). :func:`start_constant` starts
-:mod:`bench.constant_server` answering every request with given bytes. Each returns a
+run it, plus ``--admin`` (the harness reads ``/admin/caches``), or with every cache off
+(``caches=False``: pass-through). :func:`start_constant` starts :mod:`bench.constant_server`
+answering every request with given bytes: aiohttp (``constant``) or an ``asyncio.Protocol``
+with httptools on uvloop (``constant-fast``, the ceiling for any Python server here). Each returns a
 :class:`Server`: a name, a URL, the pid to sample (None for a server this harness did not
 start), and ``stop()``, safe to call twice; every process is stopped by the caller's
 ``finally`` and, on Linux, dies with the harness. All on 127.0.0.1.
@@ -26,11 +28,14 @@ from bench import processes
 from bench.workloads import headers
 
 DIRECT, PROXY, CONSTANT = "direct", "proxy", "constant"
-TARGETS = (DIRECT, PROXY, CONSTANT)
+CONSTANT_FAST = "constant-fast"
+TARGETS = (DIRECT, PROXY, CONSTANT, CONSTANT_FAST)
+CONSTANTS = {CONSTANT: "aiohttp", CONSTANT_FAST: "protocol"}
 LABELS = {
     DIRECT: "upstream straight",
-    PROXY: "daxproxy (caches on)",
-    CONSTANT: "constant server (ceiling)",
+    PROXY: "daxproxy",
+    CONSTANT: "constant aiohttp server (ceiling)",
+    CONSTANT_FAST: "constant Protocol+httptools server (ceiling for any Python server)",
 }
 UPSTREAMS = ("auto", "dynalite", "moto")
 BENCH_DIR = Path(__file__).resolve().parent
@@ -112,14 +117,20 @@ def _moto_version() -> str:
     return f"moto {importlib.metadata.version('moto')}"
 
 
-def start_proxy(upstream_url: str, work_dir: Path, name: str = "daxproxy") -> Server:
-    options = ("--admin",)
+def start_proxy(
+    upstream_url: str, work_dir: Path, name: str = "daxproxy", caches: bool = True
+) -> Server:
+    options: tuple[str, ...] = ("--admin",)
+    if not caches:
+        options += processes.caches_off()
     child = processes.start_proxy(upstream_url, work_dir, options, name)
     return Server(name, child.url, child.pid, "", child)
 
 
-def start_constant(work_dir: Path, body: bytes, name: str = "constant") -> Server:
+def start_constant(
+    work_dir: Path, body: bytes, name: str = "constant", target: str = CONSTANT
+) -> Server:
     body_file = work_dir / f"{name}-body.json"
     body_file.write_bytes(body)
-    child = processes.start_constant(work_dir, body_file)
+    child = processes.start_constant(work_dir, body_file, CONSTANTS[target], name)
     return Server(name, child.url, child.pid, "", child)

@@ -8,7 +8,9 @@ table holds (their compact JSON is ``item_bytes`` long, give or take a byte); :f
 turns a workload into the fixed, seeded sequence of ``(kind, raw HTTP/1.1 request bytes)``
 that the load generator cycles through: keys drawn from a bounded Zipf distribution over the
 key space (rank ``k`` has weight ``1 / k**skew``; the ranks are shuffled over the keys), a
-``write_fraction`` of them PutItems of a full item of the same key space. Pure: no I/O.
+``write_fraction`` of them PutItems of a full item of the same key space. A workload with
+``caches`` off (``passthrough``) is measured through a proxy whose caches are all off: what
+forwarding costs. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Workload:
     batch_size: int = 0
     page_items: int = 10
     cold: bool = False
+    caches: bool = True  # False: the proxy runs with every cache off (pass-through)
     seed: int = 20261128
 
     @property
@@ -95,6 +98,8 @@ class Workload:
             else f"{self.keys:,} keys"
         )
         start = "cold cache" if self.cold else "warm cache"
+        if not self.caches:
+            start = "the proxy's caches off (pass-through)"
         return f"{what}, {size} items, Zipf {self.skew:g} over {space}, {start}"
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +124,7 @@ CATALOGUE: dict[str, Workload] = {
     w.name: w
     for w in (
         Workload("read-zipf"),
+        Workload("passthrough", caches=False),
         Workload("cold-start", cold=True),
         Workload("mix-95-5", write_fraction=0.05),
         Workload("mix-80-20", write_fraction=0.20),
