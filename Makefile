@@ -39,23 +39,16 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 run: install
 	$(BIN)/daxproxy $(ARGS)
 
-# docker-compose validates docker-compose.yml without a Docker engine (tests/unit/
-# test_containers.py). Debian's package installs in seconds where we are root with apt;
-# elsewhere that one test skips and says why.
-.PHONY: compose-tool
-compose-tool:
-	@command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing docker-compose (apt) to validate docker-compose.yml"; \
-			apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 || \
-			{ apt-get update -qq >/dev/null 2>&1 && \
-			  apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1; } || \
-			{ [ -z "$(CI)" ] || { echo "could not install docker-compose, and CI is set" >&2; exit 1; }; \
-			  echo "could not install docker-compose: its test will skip"; }; \
-		elif [ -n "$(CI)" ]; then echo "docker-compose not found, and CI is set: install it" >&2; exit 1; \
-		else echo "docker-compose not found: the compose file's test will skip"; fi; }
+# Test tools that are Debian packages (tests/tools.sh): docker-compose validates
+# docker-compose.yml without a Docker engine (tests/unit/test_containers.py); wrk drives the
+# bench's smoke test. Installed where we are root with apt; elsewhere their tests skip and
+# say why, unless CI is set.
+.PHONY: test-tools
+test-tools:
+	@sh tests/tools.sh docker-compose docker-compose "the compose file's test"
+	@sh tests/tools.sh wrk wrk "the bench's wrk smoke test"
 
-test: install $(AWSCLI_VENV)/.installed tests/js/node_modules/.installed compose-tool
+test: install $(AWSCLI_VENV)/.installed tests/js/node_modules/.installed test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
