@@ -33,7 +33,7 @@ from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.query_cache import QueryCache
 from daxproxy.service.runtime import build_proxy
 from daxproxy.service.tables import TableRegistry
-from tests.fakes import FakeTable, HeldDynamoDB
+from tests.fakes import FakeTable, HeldDynamoDB, _Refused
 
 
 def proxy(fake: HeldDynamoDB, **settings: Any) -> Proxy:
@@ -1431,3 +1431,113 @@ async def test_an_unprocessed_item_the_proxy_cannot_key_drops_its_table() -> Non
     put = {"PutRequest": {"Item": item("1", "new")}}
     await ok(p, request("BatchWriteItem", RequestItems={"t": [put]}))
     assert await get(p) == (item("1", "new"), "miss")
+
+
+# Guards found by the mutation run of the final code (tests/MUTANTS.md) ---------------------
+
+
+class IndexedTable(FakeTable):
+    """A table with a global secondary index keyed by ``g``."""
+
+    def description(self) -> dict[str, Any]:
+        index = {"IndexName": "by-g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}]}
+        return {**super().description(), "GlobalSecondaryIndexes": [index]}
+
+
+class IndexedDynamoDB(HeldDynamoDB):
+    """Refuses, as DynamoDB does, a GetItem whose projection steps into the index key g."""
+
+    def _answer(self, operation: str, payload: dict[str, Any], held: Any) -> dict[str, Any]:
+        if operation == "GetItem" and payload.get("ProjectionExpression") == "g.x":
+            raise _Refused("ValidationException")
+        return super()._answer(operation, payload, held)
+
+
+async def test_a_projection_into_an_index_key_of_a_known_table_goes_to_dynamodb() -> None:
+    """``get_item`` takes the registry's info without ``_resolve`` only for a read with no
+    projection: a projection into an index key of a table the proxy already knows (its
+    item cached) still meets ``_resolve``'s index-key check, so the client gets DynamoDB's
+    refusal, not a hit projected from the cache."""
+    fake = IndexedDynamoDB(IndexedTable("t"))
+    stored = {"pk": s("1"), "g": s("x")}
+    fake.put_direct("t", stored)
+    p = proxy(fake)
+    await cached(p, stored)
+    projected = request("GetItem", TableName="t", Key={"pk": s("1")}, ProjectionExpression="g.x")
+    answer = await p.handle(projected)
+    assert (answer.status, cache_of(answer)) == (400, "bypass")
+    assert orjson.loads(answer.body)["__type"].endswith("#ValidationException")
+    assert fake.count("GetItem") == 2 and last_sent(fake, "GetItem") == orjson.loads(projected.body)
+
+
+async def test_a_batch_get_whose_consistent_table_found_nothing_is_answered() -> None:
+    """``_merge`` reads a pass-through table's items as ``responses.get(table, [])``: an
+    answer whose Responses leaves out a table it found nothing in (as HeldDynamoDB's does)
+    is still answered, that table with no items, beside the cached table's hit."""
+    fake = HeldDynamoDB(FakeTable("t"), FakeTable("u"))
+    fake.put_direct("t", item("1", "one"))
+    p = proxy(fake)
+    await cached(p, item("1", "one"))
+    u = {"Keys": keys("9"), "ConsistentRead": True}
+    answer = await p.handle(
+        request("BatchGetItem", RequestItems={"t": {"Keys": keys("1")}, "u": u})
+    )
+    assert (answer.status, cache_of(answer)) == (200, "miss"), answer.body
+    body = orjson.loads(answer.body)
+    assert body["Responses"] == {"t": [item("1", "one")], "u": []}
+    assert body["UnprocessedKeys"] == {}
+    assert last_sent(fake, "BatchGetItem") == {"RequestItems": {"u": u}}
+
+
+async def test_a_write_whose_key_no_longer_fits_has_the_table_looked_up_again() -> None:
+    """``_keys``' ``suspect``: a written key that does not fit the schema the proxy knows
+    (the table was recreated outside with a range key) has the table described again
+    before its next use, so the next write is keyed by the new schema. Without it the old
+    schema would key the new item by its hash key alone, and a GetItem that DynamoDB
+    refuses (no range key) would be answered from the cache."""
+    fake = fake_with(item("1", "old"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    fake.tables["t"] = FakeTable("t", range_key="sk")  # recreated outside
+    delete = request("DeleteItem", TableName="t", Key={"pk": s("1"), "sk": s("a")})
+    await ok(p, delete)  # a key of the new schema: DynamoDB takes it
+    new = {"pk": s("1"), "sk": s("b"), "v": s("new")}
+    await ok(p, request("PutItem", TableName="t", Item=new))
+    full_key = request("GetItem", TableName="t", Key={"pk": s("1"), "sk": s("b")})
+    answer = await p.handle(full_key)
+    assert (orjson.loads(answer.body), cache_of(answer)) == ({"Item": new}, "hit")
+    answer = await p.handle(request("GetItem", TableName="t", Key={"pk": s("1")}))
+    assert (answer.status, cache_of(answer)) == (400, "bypass")
+    assert orjson.loads(answer.body)["__type"].endswith("#ValidationException")
+
+
+class UnreadableUnprocessedDynamoDB(HeldDynamoDB):
+    """Writes a BatchWriteItem's items and answers that one of table t's was unprocessed,
+    in a form no write request has (no DynamoDB does this; the proxy must not guess)."""
+
+    def _batch_write(
+        self, payload: dict[str, Any], unprocessed: tuple[dict[str, Any], ...]
+    ) -> dict[str, Any]:
+        answer = super()._batch_write(payload, unprocessed)
+        answer["UnprocessedItems"] = {"t": [{"NeitherPutNorDelete": {}}]}
+        return answer
+
+
+async def test_unprocessed_items_the_proxy_cannot_read_drop_every_table_of_the_write() -> None:
+    """``_unprocessed``'s ``Uncacheable`` branch: when UnprocessedItems cannot be read at
+    all, which writes happened is unknown, so every table of the batch is dropped (the
+    client still gets DynamoDB's 200, and each item written is read again, a miss)."""
+    fake = UnreadableUnprocessedDynamoDB(FakeTable("t"), FakeTable("u"))
+    fake.put_direct("t", item("1", "old"))
+    fake.put_direct("u", item("1", "u"))
+    p = proxy(fake)
+    await cached(p, item("1", "old"))
+    await u_cached(p, "miss")
+    writes = {
+        "t": [{"PutRequest": {"Item": item("1", "new")}}],
+        "u": [{"PutRequest": {"Item": item("1", "u2")}}],
+    }
+    await ok(p, request("BatchWriteItem", RequestItems=writes))
+    assert await get(p) == (item("1", "new"), "miss")
+    answer = await p.handle(request("GetItem", TableName="u", Key={"pk": s("1")}))
+    assert (orjson.loads(answer.body)["Item"], cache_of(answer)) == (item("1", "u2"), "miss")
