@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -154,28 +155,20 @@ _INTEGERS = [
 ]
 
 
+def _spelling(canonical: Callable[[str], str], text: str) -> str | None:
+    """The canonical spelling of ``text``; None where it is not canonical."""
+    try:
+        return canonical(text)
+    except NotCanonical:
+        return None
+
+
 @pytest.mark.parametrize("text", _INTEGERS)
 def test_the_integer_fast_path_agrees_with_the_decimal_path(text: str) -> None:
-    try:
-        slow: str | None = keys._canonical_decimal(text)
-    except NotCanonical:
-        slow = None
-    try:
-        fast: str | None = canonical_number(text)
-    except NotCanonical:
-        fast = None
-    assert fast == slow
+    assert _spelling(canonical_number, text) == _spelling(keys._canonical_decimal, text)
 
 
 @given(st.integers(min_value=-(10**40), max_value=10**40))
 def test_every_integer_takes_the_spelling_the_decimal_path_gives(number: int) -> None:
     text = str(number)
-    try:
-        slow: str | None = keys._canonical_decimal(text)
-    except NotCanonical:
-        slow = None
-    try:
-        fast: str | None = canonical_number(text)
-    except NotCanonical:
-        fast = None
-    assert fast == slow
+    assert _spelling(canonical_number, text) == _spelling(keys._canonical_decimal, text)
