@@ -1,0 +1,1 @@
+"""Several serving processes on one port, and the channel that keeps their caches coherent."""
