@@ -33,7 +33,7 @@ import contextlib
 import logging
 import os
 import struct
-from typing import Protocol
+from typing import Protocol, cast
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,9 @@ class _HubPeer(asyncio.Protocol):
         self._aborted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self._hub._joined(self)
-        transport.write(frame(WELCOME))
+        self._transport.write(frame(WELCOME))
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -367,9 +366,8 @@ class _LinkProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._link._connected(transport)
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._link._connected(self._transport)
 
     def data_received(self, data: bytes) -> None:
         assert self._transport is not None
