@@ -394,6 +394,9 @@ async def test_a_worker_that_lost_the_channel_drops_its_caches_and_stores_nothin
     await workers.hub.close()
     await until(lambda: not workers.links[1].live)
     assert b.metrics is not None and b.metrics.change_channel_lost == 1
+    assert b.admin is not None
+    stats = b.admin.stats()  # dropped at once, their memory too
+    assert stats["item_cache"]["entries"] == stats["query_cache"]["entries"] == 0
     await ok(a, put("2"))  # the channel is down: b cannot hear of it
     for _ in range(2):
         assert await get(b) == (item("2"), "miss")
@@ -404,6 +407,22 @@ async def test_a_worker_that_lost_the_channel_drops_its_caches_and_stores_nothin
     await cached(b, item("2"))
     assert await query(b) == ([item("2")], "miss")
     assert await query(b) == ([item("2")], "hit")
+
+
+async def test_a_worker_without_its_channel_does_not_share_fills(workers: Workers) -> None:
+    """Guard: while the cache stores nothing, a miss does not join a fill in flight
+    (ItemReads._joinable): a write through another worker, which this one cannot hear of,
+    may have overtaken it."""
+    b = await workers.proxy()
+    await workers.hub.close()
+    await until(lambda: not workers.links[0].live)
+    hold = workers.fake.hold("GetItem")
+    early = asyncio.create_task(get(b))  # has read v=1
+    await hold.wait_reached()
+    workers.fake.put_direct("t", item("2"))  # a write through another worker, unheard of
+    assert await get(b) == (item("2"), "miss")  # its own read, not the held one's
+    hold.release()
+    await early
 
 
 async def test_what_a_worker_cached_before_its_link_came_back_is_dropped(
