@@ -24,7 +24,7 @@ from daxproxy.core.config import Settings
 from daxproxy.core.wire import WireResponse
 from daxproxy.service.coherence import Coherence, decode_key, encode_key
 from daxproxy.service.proxy import ClientRequest, Proxy
-from daxproxy.service.runtime import build_proxy
+from daxproxy.service.runtime import build_proxy, open_proxy
 from daxproxy.service.tables import MAX_AGE
 from daxproxy.workers.channel import ChangeHub, ChangeLink
 from tests.fakes import FakeTable, HeldDynamoDB
@@ -515,3 +515,27 @@ def test_one_worker_alone_has_no_channel_metrics() -> None:
     p = build_proxy(Settings(upstream="http://127.0.0.1:1"), HeldDynamoDB())
     assert p.metrics is not None
     assert b"daxproxy_change" not in generate_latest(p.metrics.registry)
+
+
+# Assembly -------------------------------------------------------------------------------------
+
+
+async def test_open_proxy_links_the_worker_before_it_serves_and_unlinks_it_cleanly(
+    workers: Workers,
+) -> None:
+    other = await workers.proxy()
+    settings = Settings(upstream="http://127.0.0.1:1")
+    async with open_proxy(settings, changes=workers.path, worker=2) as proxy:
+        assert workers.hub.peers == 2
+        assert proxy.metrics is not None and proxy.metrics.channel
+    await until(lambda: workers.hub.peers == 1)
+    third = await workers.proxy()
+    await ok(third, put("2"))
+    await settled(other, third)  # relayed after any reset the hub sent when it left
+    assert other.metrics is not None and other.metrics.change_channel_resets == 0  # said bye
+
+
+async def test_a_worker_whose_hub_is_not_there_does_not_start(workers: Workers) -> None:
+    with pytest.raises(OSError):
+        async with open_proxy(Settings(upstream="http://127.0.0.1:1"), changes=workers.path + "x"):
+            pass
