@@ -20,12 +20,14 @@ import orjson
 import pytest
 from prometheus_client import generate_latest
 
+from daxproxy.core.cache import ItemCache, WriteTracker
 from daxproxy.core.config import Settings
 from daxproxy.core.wire import WireResponse
 from daxproxy.service.coherence import Coherence, decode_key, encode_key
+from daxproxy.service.metrics import Metrics
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.runtime import build_proxy, open_proxy
-from daxproxy.service.tables import MAX_AGE
+from daxproxy.service.tables import MAX_AGE, TableRegistry
 from daxproxy.workers.channel import ChangeHub, ChangeLink
 from tests.fakes import FakeTable, HeldDynamoDB
 
@@ -178,6 +180,10 @@ async def test_a_write_through_one_worker_evicts_the_key_in_the_others(workers: 
     await settled(a, b, c)
     for p in (b, c):
         assert await get(p) == (item("2"), "miss")
+    assert await get(a) == (item("2"), "hit")  # its own write, stored
+    await ok(b, put("3"))  # a worker that applied a change still publishes its own
+    await settled(a, b, c)
+    assert await get(a) == (item("3"), "miss")
 
 
 async def test_a_fill_in_another_worker_overtaken_by_a_write_is_neither_joined_nor_stored(
@@ -318,6 +324,66 @@ async def test_a_partiql_write_drops_the_tables_items_in_every_worker(
         assert await query(b) == ([item("2")], "miss")
 
 
+async def test_a_partiql_write_drops_only_the_tables_it_names_in_every_worker(
+    workers: Workers,
+) -> None:
+    """Guard: a drop names its tables (every table only when the statement is unreadable)."""
+    workers.fake.tables["u"] = FakeTable("u")
+    workers.fake.put_direct("u", item("1"))
+    a, b = await workers.proxy(), await workers.proxy()
+    other = request("GetItem", TableName="u", Key={"pk": s("1")})
+    other_query = request(
+        "Query",
+        TableName="u",
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": s("1")},
+    )
+    for call in (other, other_query, other, other_query):
+        await ok(b, call)
+    statement = request(
+        "ExecuteStatement",
+        Statement='UPDATE "t" SET "v" = ? WHERE "pk" = ?',
+        Parameters=[s("2"), s("1")],
+    )
+    await ok(a, statement)
+    await settled(a, b)
+    assert cache_of(await handle(b, other)) == "hit"
+    assert cache_of(await handle(b, other_query)) == "hit"
+
+
+async def test_an_unreadable_partiql_write_answered_5xx_holds_every_tables_pages_everywhere(
+    workers: Workers,
+) -> None:
+    """Guard: applying a drop of every table holds the pages when the write is unsure."""
+    a, b = await workers.proxy(), await workers.proxy()
+    assert await query(b) == ([item("1")], "miss")
+    workers.fake.hold("ExecuteStatement", status=500).release()  # applied, then 500
+    unreadable = request(
+        "ExecuteStatement",
+        Statement='UPDATE "t" SET "v" = ? WHERE "pk" = ? -- a comment',
+        Parameters=[s("2"), s("1")],
+    )
+    assert (await handle(a, unreadable)).status == 500
+    await settled(a, b)
+    assert await query(b) == ([item("2")], "miss")
+    assert await query(b) == ([item("2")], "miss")  # held: it may yet land
+
+
+async def test_in_dax_mode_an_unsure_write_leaves_the_other_workers_pages_alone(
+    workers: Workers,
+) -> None:
+    """As with one worker: only strict mode holds pages for an unsure write."""
+    a, b = await workers.proxy(), await workers.proxy()
+    lost = workers.fake.hold("PutItem", timeout=True, applied=False)
+    write = asyncio.create_task(handle(a, put("2")))
+    await lost.wait_reached()
+    lost.release()
+    assert (await write).status == 500
+    await settled(a, b)
+    assert await query(b) == ([item("1")], "miss")
+    assert await query(b) == ([item("1")], "hit")
+
+
 async def test_a_table_deleted_through_a_worker_that_never_used_it_is_forgotten_by_all(
     workers: Workers,
 ) -> None:
@@ -407,6 +473,11 @@ async def test_a_worker_that_lost_the_channel_drops_its_caches_and_stores_nothin
     await cached(b, item("2"))
     assert await query(b) == ([item("2")], "miss")
     assert await query(b) == ([item("2")], "hit")
+    await cached(a, item("2"))  # a's link came back too: it dropped its caches
+    heard = applied(a)
+    await ok(b, put("3"))  # and publishes again
+    await until(lambda: applied(a) == heard + 1)  # (what a published while down is lost)
+    assert await get(a) == (item("3"), "miss")
 
 
 async def test_a_worker_without_its_channel_does_not_share_fills(workers: Workers) -> None:
@@ -500,15 +571,62 @@ async def test_publishing_with_the_channel_down_never_fails_a_write(workers: Wor
 
 async def test_the_channel_is_measured(workers: Workers) -> None:
     a, b = await workers.proxy(), await workers.proxy()
-    await ok(a, put("2"))
+    for value in ("2", "3"):
+        await ok(a, put(value))
     await settled(a, b)
     assert a.metrics is not None and b.metrics is not None
     sent = generate_latest(a.metrics.registry).decode()
     heard = generate_latest(b.metrics.registry).decode()
-    assert 'daxproxy_changes_published_total{kind="write"} 1.0' in sent
-    assert 'daxproxy_changes_applied_total{kind="write"} 1.0' in heard
-    assert "daxproxy_change_lag_seconds_count 1.0" in heard
+    assert 'daxproxy_changes_published_total{kind="write"} 2.0' in sent
+    assert 'daxproxy_changes_applied_total{kind="write"} 2.0' in heard
+    assert "daxproxy_change_lag_seconds_count 2.0" in heard
     assert "daxproxy_change_channel_lost_total 0.0" in heard
+    assert "daxproxy_change_channel_resets_total 0.0" in heard
+
+
+class Published:
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+
+    def publish(self, payload: bytes) -> None:
+        self.payloads.append(payload)
+
+
+def coherence(clock: Clock) -> tuple[Coherence, Published, Metrics]:
+    fake, metrics, published = HeldDynamoDB(), Metrics(), Published()
+    tables = TableRegistry(fake)
+    changes = Coherence(
+        published,
+        items=ItemCache(1 << 20, None, clock),
+        tracker=WriteTracker(),
+        queries=None,
+        tables=tables,
+        hold_seconds=1.0,
+        metrics=metrics,
+        clock=clock,
+    )
+    return changes, published, metrics
+
+
+def test_the_lag_is_from_the_senders_stamp_to_the_application() -> None:
+    clock = Clock()
+    sender, published, _ = coherence(clock)
+    receiver, _, metrics = coherence(clock)
+    sender.written([("arn", "1", None)], ["t"], [])
+    clock.now += 0.25
+    receiver.apply(published.payloads[0])
+    clock.now += 0.5
+    receiver.apply(published.payloads[0])
+    assert metrics.change_lag.count == 2
+    assert metrics.change_lag.sum == 0.25 + 0.75
+    assert metrics.changes_applied == {"write": 2}
+
+
+def test_a_change_that_cannot_be_encoded_has_the_others_drop_everything() -> None:
+    clock = Clock()
+    sender, published, _ = coherence(clock)
+    sender.written([("arn", "\ud800", None)], ["t"], [])  # not UTF-8: orjson refuses it
+    assert orjson.loads(published.payloads[0]) == ["all", clock.now]
 
 
 def test_one_worker_alone_has_no_channel_metrics() -> None:
