@@ -134,6 +134,28 @@ async def test_a_worker_that_falls_behind_is_cut_off_and_comes_back(path: str) -
     await hub.close()
 
 
+async def test_a_link_the_hub_does_not_keep_up_with_lets_go_and_reconnects(
+    hub: ChangeHub, path: str
+) -> None:
+    link, owner = await linked(path, 1)
+    other, heard_by_other = await linked(path, 2)
+    link.max_backlog_bytes = 64 << 10
+    links_peer = hub._peers[0]
+    assert links_peer._transport is not None
+    links_peer._transport.pause_reading()  # the supervisor's loop is busy elsewhere
+    change = b'["' + b"x" * 1000 + b'"]'
+    async with asyncio.timeout(PROMPTLY):
+        while link.live:
+            for _ in range(64):
+                link.publish(change)  # never blocks: past the bound it lets go
+            await asyncio.sleep(0)
+    await owner.until(lambda: owner.events == ["lost", "restored"])
+    # What the hub had not read is lost: the other worker is told to reset.
+    await heard_by_other.until(lambda: "missed" in heard_by_other.events)
+    await link.close()
+    await other.close()
+
+
 async def test_a_link_whose_hub_went_away_tells_its_owner_and_reconnects(path: str) -> None:
     hub = ChangeHub(path)
     await hub.start()
