@@ -215,6 +215,11 @@ class Proxy:
             self._observe(request, call, response, time.perf_counter() - started)
         return response
 
+    @property
+    def tables(self) -> TableRegistry | None:
+        """The registry of tables' key schemas the caches use (DAX's defineKeySchema too)."""
+        return self._tables
+
     def add_observer(self, observer: Observer) -> None:
         """Let ``observer`` hear every later request's outcome too."""
         self._observers = (observer, *self._observers)

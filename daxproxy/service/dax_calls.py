@@ -1,0 +1,139 @@
+"""DAX calls answered through the proxy: the same caches, the same upstream as HTTP.
+
+:class:`DaxService` answers one framed DAX request (:class:`daxproxy.dax.session.Request`)
+with the bytes of its reply, or None for authorizeConnection, which gets none. A data call
+becomes the DynamoDB JSON request the HTTP edge would hand the proxy
+(:class:`~daxproxy.service.proxy.ClientRequest` with the target and body), so hits,
+misses, write-through and every other rule of the caches are the HTTP side's; the proxy's
+answer becomes DAX's reply, and a DynamoDB error DAX's error triple with the same code,
+message, status and request id. Key schemas come from the proxy's table registry
+(DescribeTable, cached), attribute-list ids from one :class:`AttributeLists` for every
+connection (the namespace is the server's).
+
+Requests are not checked against ``auth_file``: authorizeConnection's signature is not
+verified yet, so the caller must not serve DAX's protocol when ``auth_file`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from daxproxy.core import wire
+from daxproxy.core.keys import KeySchema
+from daxproxy.dax import calls, errors, methods
+from daxproxy.dax.attribute_lists import AttributeLists
+from daxproxy.dax.session import Request
+from daxproxy.service.proxy import ClientRequest, Proxy
+from daxproxy.service.tables import TableRegistry
+
+log = logging.getLogger(__name__)
+
+_TARGET_PREFIX = "DynamoDB_20120810."
+_HEADERS = (("Content-Type", wire.JSON_CONTENT_TYPE),)
+_NOT_FOUND = "Requested resource not found"
+
+
+class DaxService:
+    """Answers DAX requests for every connection of one proxy."""
+
+    def __init__(
+        self, proxy: Proxy, tables: TableRegistry, lists: AttributeLists | None = None
+    ) -> None:
+        self._proxy = proxy
+        self._tables = tables
+        self.lists = lists if lists is not None else AttributeLists()
+        self._handlers: dict[methods.Method, Callable[[Request, Any], Awaitable[bytes]]] = {
+            methods.ENDPOINTS: self._endpoints,
+            methods.DEFINE_KEY_SCHEMA: self._key_schema,
+            methods.DEFINE_ATTRIBUTE_LIST_ID: self._list_id,
+            methods.DEFINE_ATTRIBUTE_LIST: self._list,
+            methods.GET_ITEM: self._get_item,
+            methods.PUT_ITEM: self._put_item,
+        }
+
+    async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
+        """The reply to ``request`` on a connection accepted at ``endpoint`` (the packed
+        IP address and port the client reached: what the endpoints call names)."""
+        if not request.method.replies:
+            return None
+        handler = self._handlers.get(request.method)
+        try:
+            if handler is None:
+                raise calls.invalid(f"{request.method.name} is not served over DAX's protocol yet")
+            return await handler(request, endpoint)
+        except calls.CallError as error:
+            return errors.error_reply(
+                error.type, error.message, 400, wire.new_request_id(), error.codes
+            )
+        except Exception:
+            log.exception("a DAX %s call failed", request.method.name)
+            return errors.error_reply(
+                "InternalServerError", "Internal server error", 500, wire.new_request_id()
+            )
+
+    async def _endpoints(self, request: Request, endpoint: tuple[bytes, int]) -> bytes:
+        address, port = endpoint
+        return calls.endpoints_reply(address, port, "daxproxy")
+
+    async def _key_schema(self, request: Request, endpoint: Any) -> bytes:
+        table = calls.table_of(request.args[0])
+        return calls.key_schema_reply(await self._schema(table, errors.TABLE_NOT_FOUND))
+
+    async def _list_id(self, request: Request, endpoint: Any) -> bytes:
+        return calls.attribute_list_id_reply(request.args[0], self.lists)
+
+    async def _list(self, request: Request, endpoint: Any) -> bytes:
+        return calls.attribute_list_reply(request.args[0], self.lists)
+
+    async def _get_item(self, request: Request, endpoint: Any) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]))
+        payload = calls.get_item_payload(request.args, schema)
+        answer = await self._call("GetItem", payload)
+        if isinstance(answer, bytes):
+            return answer
+        return calls.get_item_reply(answer, schema, self.lists)
+
+    async def _put_item(self, request: Request, endpoint: Any) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]))
+        payload = calls.put_item_payload(request.args, schema, self.lists)
+        answer = await self._call("PutItem", payload)
+        if isinstance(answer, bytes):
+            return answer
+        return calls.write_reply(answer, schema, self.lists)
+
+    async def _schema(self, table: str, codes: tuple[int, ...] | None = None) -> KeySchema:
+        info = await self._tables.get(table)
+        if info is None:
+            raise calls.CallError("ResourceNotFoundException", _NOT_FOUND, codes)
+        return info.schema
+
+    async def _call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any] | bytes:
+        """The proxy's answer to the DynamoDB JSON request: its body as JSON on success,
+        else the bytes of DAX's error reply."""
+        response = await self._proxy.handle(
+            ClientRequest(_HEADERS, orjson.dumps(payload), _TARGET_PREFIX + operation)
+        )
+        try:
+            body = orjson.loads(response.body)
+        except orjson.JSONDecodeError:
+            body = None
+        if response.status == 200 and isinstance(body, dict):
+            return body
+        return _error(response, body)
+
+
+def _error(response: wire.WireResponse, body: Any) -> bytes:
+    """DAX's error reply for an answer that is not a success."""
+    request_id = next(
+        (v for k, v in response.headers if k.lower() == wire.REQUEST_ID_HEADER.lower()),
+        wire.new_request_id(),
+    )
+    if not isinstance(body, dict):
+        body = {}
+    error_type = str(body.get("__type") or "InternalServerError")
+    message = body.get("message", body.get("Message", ""))
+    return errors.error_reply(error_type, str(message or ""), response.status, request_id)

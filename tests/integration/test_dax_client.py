@@ -1,0 +1,310 @@
+"""The real Python DAX client (``amazon-dax-client``) in front of moto, through the proxy.
+
+A proxy built in this process (``open_proxy``, default caches) answers DAX's protocol on a
+port of its own (:func:`serve_dax`) from a loop in a background thread; the client is
+``AmazonDaxClient`` itself, as DAX users write it. Each answer is compared with boto3's
+against a second moto reached straight, after the same writes. Served so far: GetItem and
+PutItem; the other data calls are answered with a ValidationException that says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import boto3
+import orjson
+import pytest
+from amazondax import AmazonDaxClient
+from botocore.exceptions import ClientError
+
+from daxproxy.core.config import Settings
+from daxproxy.dax import cbor
+from daxproxy.edge.dax_protocol import serve_dax
+from daxproxy.service.dax_calls import DaxService
+from daxproxy.service.proxy import ClientRequest, Proxy
+from daxproxy.service.runtime import open_proxy
+from tests.integration.conftest import Endpoints
+from tests.integration.harness import NO_RETRIES, REGION, TEST_ENV
+
+T = TypeVar("T")
+
+PREAMBLE = b"".join(cbor.dumps(x) for x in ("J7yne5G", 0, b"s", {"UserAgent": "t"}, 0))
+
+TABLES: dict[str, dict[str, Any]] = {
+    "dax_hash_s": {"pk": "S"},
+    "dax_hash_b": {"pk": "B"},
+    "dax_s_n": {"pk": "S", "sk": "N"},
+    "dax_n_s": {"pk": "N", "sk": "S"},
+    "dax_s_b": {"pk": "S", "sk": "B"},
+}
+
+
+class InProcessDax:
+    """The proxy and its DAX listener on an event loop of their own."""
+
+    def __init__(self, upstream: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._stop: asyncio.Event | None = None
+        self._ready: Future[tuple[Proxy, int]] = Future()
+        self._upstream = upstream
+
+    def start(self) -> None:
+        self._thread.start()
+        self._done = asyncio.run_coroutine_threadsafe(self._serve(), self.loop)
+        self.proxy, self.port = self._ready.result(timeout=30)
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            async with open_proxy(Settings(upstream=self._upstream, region=REGION)) as proxy:
+                assert proxy.tables is not None
+                server = await serve_dax(
+                    DaxService(proxy, proxy.tables), "127.0.0.1", 0, max_bytes=1 << 20
+                )
+                async with server:
+                    self._ready.set_result((proxy, server.sockets[0].getsockname()[1]))
+                    await self._stop.wait()
+        except BaseException as error:
+            if not self._ready.done():
+                self._ready.set_exception(error)
+            raise
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        assert self._stop is not None
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._done.result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=30)
+        self.loop.close()
+
+
+def _boto(url: str) -> Any:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=TEST_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=TEST_ENV["AWS_SECRET_ACCESS_KEY"],
+        config=NO_RETRIES,
+    )
+
+
+def _create_tables(client: Any) -> None:
+    for name, keys in TABLES.items():
+        with_names = list(keys.items())
+        client.create_table(
+            TableName=name,
+            KeySchema=[
+                {"AttributeName": n, "KeyType": kind}
+                for (n, _), kind in zip(with_names, ("HASH", "RANGE"), strict=False)
+            ],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in with_names],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+
+@pytest.fixture(scope="module")
+def dax(endpoints: Endpoints) -> Iterator[InProcessDax]:
+    upstream, direct = _boto(endpoints.upstream), _boto(endpoints.direct)
+    for client in (upstream, direct):
+        _create_tables(client)
+    server = InProcessDax(endpoints.upstream)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        for client in (upstream, direct):
+            for name in TABLES:
+                client.delete_table(TableName=name)
+
+
+@pytest.fixture(scope="module")
+def client(dax: InProcessDax) -> Iterator[Any]:
+    with AmazonDaxClient(
+        endpoint_url=f"dax://127.0.0.1:{dax.port}",
+        region_name=REGION,
+        aws_access_key_id="AKIDDAX",
+        aws_secret_access_key="secret",
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def direct(endpoints: Endpoints) -> Any:
+    return _boto(endpoints.direct)
+
+
+def _numeric(value: Any) -> Any:
+    """Numbers as Decimals: the DAX client spells them as ``str(Decimal)`` does (``1E-12``
+    where DynamoDB writes ``0.000000000001``), against DAX itself too."""
+    if isinstance(value, dict):
+        if set(value) == {"N"}:
+            return {"N": Decimal(value["N"])}
+        if set(value) == {"NS"}:
+            return {"NS": sorted(Decimal(n) for n in value["NS"])}
+        return {k: _numeric(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numeric(v) for v in value]
+    return value
+
+
+def _same(call: Callable[[Any], T], client: Any, direct: Any) -> T:
+    """The call's answer through DAX, once it equals boto3's straight at moto."""
+    ours, theirs = call(client), call(direct)
+    ours.pop("ResponseMetadata", None)
+    theirs.pop("ResponseMetadata", None)
+    assert _numeric(ours) == _numeric(theirs)
+    return ours
+
+
+EVERY_TYPE = {
+    "s": {"S": "text ☃"},
+    "n": {"N": "-12.5"},
+    "big": {"N": "12345678901234567890123456789012345678"},
+    "tiny": {"N": "0.000000000001"},
+    "b": {"B": b"\x00\x01\xff"},
+    "t": {"BOOL": True},
+    "f": {"BOOL": False},
+    "nothing": {"NULL": True},
+    "ss": {"SS": ["a", "b"]},
+    "ns": {"NS": ["1", "-2.5"]},
+    "bs": {"BS": [b"\x01", b"\x02"]},
+    "l": {"L": [{"S": "x"}, {"N": "1"}, {"L": []}, {"M": {}}]},
+    "m": {"M": {"inner": {"M": {"deep": {"SS": ["z"]}}}, "n": {"N": "3"}}},
+}
+
+KEYS = [
+    ("dax_hash_s", {"pk": {"S": "h1"}}),
+    ("dax_hash_b", {"pk": {"B": b"\xfe\x00"}}),
+    ("dax_s_n", {"pk": {"S": "u1"}, "sk": {"N": "-3.25"}}),
+    ("dax_s_n", {"pk": {"S": "u1"}, "sk": {"N": "0"}}),
+    ("dax_s_n", {"pk": {"S": "u1"}, "sk": {"N": "1E+20"}}),
+    ("dax_n_s", {"pk": {"N": "-7"}, "sk": {"S": "a/b"}}),
+    ("dax_s_b", {"pk": {"S": "u2"}, "sk": {"B": b"\x00"}}),
+]
+
+
+@pytest.mark.parametrize(("table", "key"), KEYS)
+def test_put_then_get_every_type_equals_moto(
+    client: Any, direct: Any, table: str, key: dict[str, Any]
+) -> None:
+    item = {**key, **EVERY_TYPE}
+    _same(lambda c: c.put_item(TableName=table, Item=item), client, direct)
+    got = _same(lambda c: c.get_item(TableName=table, Key=key), client, direct)
+    assert _numeric(got["Item"]) == _numeric(item)
+    old = _same(
+        lambda c: c.put_item(
+            TableName=table, Item={**key, "s": {"S": "v2"}}, ReturnValues="ALL_OLD"
+        ),
+        client,
+        direct,
+    )
+    assert _numeric(old["Attributes"]) == _numeric(item)
+    _same(lambda c: c.get_item(TableName=table, Key=key, ConsistentRead=True), client, direct)
+
+
+def test_a_missing_item_equals_moto(client: Any, direct: Any) -> None:
+    assert (
+        _same(
+            lambda c: c.get_item(TableName="dax_hash_s", Key={"pk": {"S": "absent"}}),
+            client,
+            direct,
+        )
+        == {}
+    )
+
+
+def test_consumed_capacity_equals_moto_and_is_zero_on_a_hit(client: Any, direct: Any) -> None:
+    key = {"pk": {"S": "cc"}}
+    _same(lambda c: c.put_item(TableName="dax_hash_s", Item=key), client, direct)
+    _same(
+        lambda c: c.get_item(
+            TableName="dax_hash_s", Key=key, ConsistentRead=True, ReturnConsumedCapacity="TOTAL"
+        ),
+        client,
+        direct,
+    )
+    client.get_item(TableName="dax_hash_s", Key=key)  # fills the cache
+    hit = client.get_item(TableName="dax_hash_s", Key=key, ReturnConsumedCapacity="TOTAL")
+    # The behaviour contract: a hit reports zero capacity for the table, as on HTTP.
+    assert hit["ConsumedCapacity"] == {"TableName": "dax_hash_s", "CapacityUnits": 0.0}
+
+
+def _http_get(dax: InProcessDax, table: str, key: dict[str, Any]) -> Any:
+    body = orjson.dumps({"TableName": table, "Key": key, "ConsistentRead": False})
+    request = ClientRequest((), body, "DynamoDB_20120810.GetItem")
+    return orjson.loads(dax.run(dax.proxy.handle(request)).body)
+
+
+def test_one_cache_for_both_protocols(dax: InProcessDax, client: Any, endpoints: Endpoints) -> None:
+    """A write through DAX is what an HTTP read then sees; reads through DAX are served
+    from the item cache (a change behind the proxy's back stays unseen until a
+    ConsistentRead), as HTTP reads are."""
+    key = {"pk": {"S": "shared"}}
+    client.put_item(TableName="dax_hash_s", Item={**key, "v": {"S": "from dax"}})
+    assert _http_get(dax, "dax_hash_s", key)["Item"]["v"] == {"S": "from dax"}
+    _boto(endpoints.upstream).put_item(TableName="dax_hash_s", Item={**key, "v": {"S": "behind"}})
+    cached = client.get_item(TableName="dax_hash_s", Key=key)
+    assert cached["Item"]["v"] == {"S": "from dax"}  # a hit: the cache's copy
+    fresh = client.get_item(TableName="dax_hash_s", Key=key, ConsistentRead=True)
+    assert fresh["Item"]["v"] == {"S": "behind"}
+
+
+def test_unknown_table_is_resource_not_found(client: Any) -> None:
+    with pytest.raises(ClientError) as caught:
+        client.get_item(TableName="dax_no_such_table", Key={"pk": {"S": "x"}})
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_what_is_not_served_yet_says_so(client: Any) -> None:
+    with pytest.raises(ClientError) as caught:
+        client.get_item(TableName="dax_hash_s", Key={"pk": {"S": "x"}}, ProjectionExpression="pk")
+    error = caught.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert "not served over DAX's protocol yet" in error["Message"]
+
+
+def test_the_resource_api_puts_and_gets(dax: InProcessDax) -> None:
+    resource = AmazonDaxClient.resource(
+        endpoint_url=f"dax://127.0.0.1:{dax.port}",
+        region_name=REGION,
+        aws_access_key_id="AKIDDAX",
+        aws_secret_access_key="secret",
+    )
+    try:
+        table = resource.Table("dax_s_n")
+        table.put_item(Item={"pk": "res", "sk": -1, "b": base64.b64decode("AQ=="), "s": {"x"}})
+        got = table.get_item(Key={"pk": "res", "sk": -1})["Item"]
+        assert got["s"] == {"x"}
+        assert got["sk"] == -1
+    finally:
+        resource.meta.client.close()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"gJ7yne5G\xff\xff\xff",  # the magic, then not CBOR
+        PREAMBLE + b"\x01\x1a\x00\x00\x30\x39",  # an unknown method id
+        PREAMBLE + b"\x01\x1a\x0f\xb0\xcc\x6a" + b"\x81" * 200,  # nesting past the cap
+    ],
+)
+def test_broken_connections_close_and_the_server_serves_on(
+    dax: InProcessDax, client: Any, garbage: bytes
+) -> None:
+    with socket.create_connection(("127.0.0.1", dax.port), timeout=10) as raw:
+        raw.sendall(garbage)
+        assert raw.recv(100) == b""  # closed, nothing answered
+    assert client.get_item(TableName="dax_hash_s", Key={"pk": {"S": "absent"}}) == {}
