@@ -29,8 +29,11 @@ MAX_PENDING = 16
 
 
 class DaxProtocol(asyncio.Protocol):
-    def __init__(self, service: DaxService, max_bytes: int) -> None:
+    def __init__(
+        self, service: DaxService, max_bytes: int, connections: set[DaxProtocol] | None = None
+    ) -> None:
         self._service = service
+        self._connections = connections if connections is not None else set()
         self._session = Session(max_bytes)
         self._pending: collections.deque[Request] = collections.deque()
         self._transport: asyncio.Transport | None = None
@@ -41,6 +44,7 @@ class DaxProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._connections.add(self)
         sockname = transport.get_extra_info("sockname")
         family = socket.AF_INET6 if ":" in sockname[0] else socket.AF_INET
         self._endpoint = (socket.inet_pton(family, sockname[0]), sockname[1])
@@ -60,6 +64,7 @@ class DaxProtocol(asyncio.Protocol):
             self._transport.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.discard(self)
         self._transport = None
         self._pending.clear()
         if self._worker is not None:
@@ -80,14 +85,48 @@ class DaxProtocol(asyncio.Protocol):
         finally:
             self._worker = None
 
+    def close(self) -> None:
+        """Close the connection (what was written is still sent)."""
+        self._close()
+
     def _close(self) -> None:
         if self._transport is not None:
             self._transport.close()
 
 
+class DaxServer:
+    """A listener for DAX's protocol alone, and its connections."""
+
+    def __init__(self, service: DaxService, max_bytes: int) -> None:
+        self._service = service
+        self._max_bytes = max_bytes
+        self.connections: set[DaxProtocol] = set()
+        self.server: asyncio.Server | None = None
+
+    def protocol(self) -> DaxProtocol:
+        return DaxProtocol(self._service, self._max_bytes, self.connections)
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        if self.server is not None:
+            self.server.close()
+        for connection in list(self.connections):
+            connection.close()
+        if self.server is not None:
+            await self.server.wait_closed()
+        await asyncio.sleep(0)  # the transports' connection_lost callbacks
+
+
 async def serve_dax(
     service: DaxService, host: str, port: int, *, max_bytes: int, **kwargs: Any
-) -> asyncio.Server:
-    """A listening server for DAX's protocol alone (``kwargs``: to ``create_server``)."""
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: DaxProtocol(service, max_bytes), host, port, **kwargs)
+) -> DaxServer:
+    """Listen for DAX's protocol alone on ``host:port`` (``kwargs``: to ``create_server``)."""
+    dax = DaxServer(service, max_bytes)
+    dax.server = await asyncio.get_running_loop().create_server(dax.protocol, host, port, **kwargs)
+    return dax

@@ -26,7 +26,9 @@ from botocore.exceptions import ClientError
 
 from daxproxy.core.config import Settings
 from daxproxy.dax import cbor
+from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.edge.dax_protocol import serve_dax
+from daxproxy.service.attribute_store import SqliteListStore
 from daxproxy.service.dax_calls import DaxService
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.runtime import open_proxy
@@ -49,12 +51,14 @@ TABLES: dict[str, dict[str, Any]] = {
 class InProcessDax:
     """The proxy and its DAX listener on an event loop of their own."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, data_dir: str | None = None, port: int = 0) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._stop: asyncio.Event | None = None
         self._ready: Future[tuple[Proxy, int]] = Future()
         self._upstream = upstream
+        self._data_dir = data_dir
+        self._port = port
 
     def start(self) -> None:
         self._thread.start()
@@ -66,12 +70,16 @@ class InProcessDax:
         try:
             async with open_proxy(Settings(upstream=self._upstream, region=REGION)) as proxy:
                 assert proxy.tables is not None
-                server = await serve_dax(
-                    DaxService(proxy, proxy.tables), "127.0.0.1", 0, max_bytes=1 << 20
-                )
-                async with server:
-                    self._ready.set_result((proxy, server.sockets[0].getsockname()[1]))
+                store = None if self._data_dir is None else SqliteListStore(self._data_dir)
+                service = DaxService(proxy, proxy.tables, AttributeLists(store=store))
+                server = await serve_dax(service, "127.0.0.1", self._port, max_bytes=1 << 20)
+                try:
+                    self._ready.set_result((proxy, server.port))
                     await self._stop.wait()
+                finally:
+                    await server.close()
+                    if store is not None:
+                        store.close()
         except BaseException as error:
             if not self._ready.done():
                 self._ready.set_exception(error)
@@ -87,6 +95,15 @@ class InProcessDax:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=30)
         self.loop.close()
+
+
+def _dax_client(port: int) -> Any:
+    return AmazonDaxClient(
+        endpoint_url=f"dax://127.0.0.1:{port}",
+        region_name=REGION,
+        aws_access_key_id="AKIDDAX",
+        aws_secret_access_key="secret",
+    )
 
 
 def _boto(url: str) -> Any:
@@ -132,12 +149,7 @@ def dax(endpoints: Endpoints) -> Iterator[InProcessDax]:
 
 @pytest.fixture(scope="module")
 def client(dax: InProcessDax) -> Iterator[Any]:
-    with AmazonDaxClient(
-        endpoint_url=f"dax://127.0.0.1:{dax.port}",
-        region_name=REGION,
-        aws_access_key_id="AKIDDAX",
-        aws_secret_access_key="secret",
-    ) as client:
+    with _dax_client(dax.port) as client:
         yield client
 
 
@@ -308,3 +320,31 @@ def test_broken_connections_close_and_the_server_serves_on(
         raw.sendall(garbage)
         assert raw.recv(100) == b""  # closed, nothing answered
     assert client.get_item(TableName="dax_hash_s", Key={"pk": {"S": "absent"}}) == {}
+
+
+def test_a_client_that_outlives_a_restart_reads_correctly(
+    dax: InProcessDax, endpoints: Endpoints, tmp_path: Any
+) -> None:
+    """The attribute-list ids are in the data directory: after a restart, a list named
+    first by another client gets a new id, not one the long-lived client knows for
+    another list (which it would use to misread the item)."""
+    old_key, new_key = {"pk": {"S": "before restart"}}, {"pk": {"S": "after restart"}}
+    old_item = {**old_key, "x": {"S": "1"}, "y": {"S": "2"}}
+    new_item = {**new_key, "a": {"S": "3"}, "b": {"S": "4"}}
+    first = InProcessDax(endpoints.upstream, data_dir=str(tmp_path))
+    first.start()
+    with _dax_client(first.port) as long_lived:
+        long_lived.put_item(TableName="dax_hash_s", Item=old_item)
+        assert long_lived.get_item(TableName="dax_hash_s", Key=old_key)["Item"] == old_item
+        first.stop()
+        second = InProcessDax(endpoints.upstream, data_dir=str(tmp_path), port=first.port)
+        second.start()
+        try:
+            with _dax_client(second.port) as fresh:
+                fresh.put_item(TableName="dax_hash_s", Item=new_item)
+            got = long_lived.get_item(TableName="dax_hash_s", Key=new_key)
+            assert got["Item"] == new_item
+            got = long_lived.get_item(TableName="dax_hash_s", Key=old_key)
+            assert got["Item"] == old_item
+        finally:
+            second.stop()
