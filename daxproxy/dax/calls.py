@@ -9,9 +9,11 @@ Anything a client could not have sent, or that this codec does not serve yet, ra
 on: the request was read whole).
 
 Served: the bookkeeping methods (endpoints, defineKeySchema, defineAttributeListId,
-defineAttributeList), GetItem (ConsistentRead, ReturnConsumedCapacity) and PutItem
-(ReturnValues NONE and ALL_OLD, ReturnConsumedCapacity, ReturnItemCollectionMetrics).
-Not yet: projections and conditions (compiled expression trees), the other data methods.
+defineAttributeList); GetItem (ConsistentRead, ReturnConsumedCapacity); PutItem,
+DeleteItem and UpdateItem (conditions and updates rendered back to text by
+:class:`~daxproxy.dax.expressions.Renderer`, every ReturnValues, ReturnConsumedCapacity,
+ReturnItemCollectionMetrics). Not yet: GetItem's projection (its reply is a map of
+projection ordinals), Query, Scan, the batch and transaction methods.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from daxproxy.core.keys import KeySchema
 from daxproxy.dax import cbor, values
 from daxproxy.dax.attribute_lists import AttributeLists, Full
 from daxproxy.dax.errors import CODES
+from daxproxy.dax.expressions import BadExpression, Renderer
 from daxproxy.dax.methods import (
     RETURN_CONSUMED_CAPACITY,
     RETURN_ITEM_COLLECTION_METRICS,
@@ -161,7 +164,6 @@ def put_item_payload(
 ) -> dict[str, Any]:
     """PutItem: ``table, key, values, kwargs`` as DynamoDB's PutItem request."""
     table, key, payload_bytes, kwargs = args[0], args[1], args[2], kwargs_of(args[3])
-    _unsupported(kwargs, Param.CONDITION_EXPRESSION)
     if not isinstance(payload_bytes, bytes):
         raise invalid("an item's values are a byte string")
     try:
@@ -174,16 +176,53 @@ def put_item_payload(
         raise invalid(f"malformed item values: {error}") from None
     item.update(_key(key, schema))  # the key bytes name the item
     payload: dict[str, Any] = {"TableName": table_of(table), "Item": item}
+    _write_options(payload, kwargs, ("NONE", "ALL_OLD"))
+    return payload
+
+
+def delete_item_payload(args: tuple[Any, ...], schema: KeySchema) -> dict[str, Any]:
+    """DeleteItem: ``table, key, kwargs`` as DynamoDB's DeleteItem request."""
+    table, key, kwargs = args[0], args[1], kwargs_of(args[2])
+    payload: dict[str, Any] = {"TableName": table_of(table), "Key": _key(key, schema)}
+    _write_options(payload, kwargs, ("NONE", "ALL_OLD"))
+    return payload
+
+
+def update_item_payload(args: tuple[Any, ...], schema: KeySchema) -> dict[str, Any]:
+    """UpdateItem: ``table, key, kwargs`` as DynamoDB's UpdateItem request."""
+    table, key, kwargs = args[0], args[1], kwargs_of(args[2])
+    payload: dict[str, Any] = {"TableName": table_of(table), "Key": _key(key, schema)}
+    _write_options(payload, kwargs, tuple(RETURN_VALUES.values()))
+    return payload
+
+
+def _write_options(
+    payload: dict[str, Any], kwargs: Mapping[Any, Any], returns_allowed: tuple[str, ...]
+) -> None:
+    """A write's options: its expressions, ReturnValues, the capacity and metrics asked."""
+    renderer = Renderer()
+    try:
+        update = kwargs.get(Param.UPDATE_EXPRESSION)
+        if update is not None:
+            payload["UpdateExpression"] = renderer.update(update)
+        condition = kwargs.get(Param.CONDITION_EXPRESSION)
+        if condition is not None:
+            payload["ConditionExpression"] = renderer.condition(condition)
+    except BadExpression as error:
+        raise invalid(f"a malformed expression: {error}") from None
+    if renderer.names:
+        payload["ExpressionAttributeNames"] = renderer.names
+    if renderer.values:
+        payload["ExpressionAttributeValues"] = renderer.values
     returns = _enum(kwargs, Param.RETURN_VALUES, RETURN_VALUES)
-    if returns not in (None, "NONE", "ALL_OLD"):
-        raise invalid(f"ReturnValues {returns} is not valid for PutItem")
+    if returns is not None and returns not in returns_allowed:
+        raise invalid(f"ReturnValues {returns} is not valid here")
     if returns is not None:
         payload["ReturnValues"] = returns
     metrics = _enum(kwargs, Param.RETURN_ITEM_COLLECTION_METRICS, RETURN_ITEM_COLLECTION_METRICS)
     if metrics is not None:
         payload["ReturnItemCollectionMetrics"] = metrics
     _returns(payload, kwargs)
-    return payload
 
 
 # -- replies -----------------------------------------------------------------------------
@@ -235,18 +274,37 @@ def get_item_reply(answer: Mapping[str, Any], schema: KeySchema, lists: Attribut
     return success(body or None)
 
 
-def write_reply(answer: Mapping[str, Any], schema: KeySchema, lists: AttributeLists) -> bytes:
-    """PutItem's (and, for ALL_OLD and ALL_NEW, DeleteItem's and UpdateItem's) reply: the
-    returned attributes as a values payload, capacity, item collection metrics."""
+def write_reply(
+    answer: Mapping[str, Any],
+    schema: KeySchema,
+    lists: AttributeLists,
+    returns: str | None = None,
+) -> bytes:
+    """PutItem's, DeleteItem's and UpdateItem's reply: the returned attributes, capacity,
+    item collection metrics. The attributes are a values payload (the client puts back
+    the key from its request), or for UPDATED_OLD and UPDATED_NEW (``returns``) an
+    attribute-list id then a map from positions in that list to values."""
     body: dict[int, Any] = {}
     attributes = answer.get("Attributes")
-    if attributes is not None:
+    if attributes and returns in ("UPDATED_OLD", "UPDATED_NEW"):
+        body[Reply.ATTRIBUTES] = _updated_values(attributes, lists)
+    elif attributes is not None:
         body[Reply.ATTRIBUTES] = item_values(attributes, schema, lists)
     _capacity(body, answer)
     metrics = answer.get("ItemCollectionMetrics")
     if metrics is not None:
         body[Reply.ITEM_COLLECTION_METRICS] = _collection_metrics(metrics)
     return success(body or None)
+
+
+def _updated_values(attributes: Mapping[str, Any], lists: AttributeLists) -> bytes:
+    names = sorted(attributes)
+    try:
+        list_id = lists.id_of(names)
+    except Full as error:
+        raise CallError("LimitExceededException", str(error)) from None
+    positions = {i: values.to_cbor(attributes[name]) for i, name in enumerate(names)}
+    return cbor.dumps(list_id) + cbor.dumps(positions)
 
 
 def _capacity(body: dict[int, Any], answer: Mapping[str, Any]) -> None:

@@ -53,6 +53,8 @@ class DaxService:
             methods.DEFINE_ATTRIBUTE_LIST: self._list,
             methods.GET_ITEM: self._get_item,
             methods.PUT_ITEM: self._put_item,
+            methods.DELETE_ITEM: self._delete_item,
+            methods.UPDATE_ITEM: self._update_item,
         }
 
     async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
@@ -99,11 +101,27 @@ class DaxService:
 
     async def _put_item(self, request: Request, endpoint: Any) -> bytes:
         schema = await self._schema(calls.table_of(request.args[0]))
-        payload = calls.put_item_payload(request.args, schema, self.lists)
-        answer = await self._call("PutItem", payload)
+        return await self._write(
+            "PutItem", calls.put_item_payload(request.args, schema, self.lists), schema
+        )
+
+    async def _delete_item(self, request: Request, endpoint: Any) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]))
+        return await self._write(
+            "DeleteItem", calls.delete_item_payload(request.args, schema), schema
+        )
+
+    async def _update_item(self, request: Request, endpoint: Any) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]))
+        return await self._write(
+            "UpdateItem", calls.update_item_payload(request.args, schema), schema
+        )
+
+    async def _write(self, operation: str, payload: dict[str, Any], schema: KeySchema) -> bytes:
+        answer = await self._call(operation, payload)
         if isinstance(answer, bytes):
             return answer
-        return calls.write_reply(answer, schema, self.lists)
+        return calls.write_reply(answer, schema, self.lists, payload.get("ReturnValues"))
 
     async def _schema(self, table: str, codes: tuple[int, ...] | None = None) -> KeySchema:
         info = await self._tables.get(table)

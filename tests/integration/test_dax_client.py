@@ -172,11 +172,14 @@ def _numeric(value: Any) -> Any:
     return value
 
 
-def _same(call: Callable[[Any], T], client: Any, direct: Any) -> T:
-    """The call's answer through DAX, once it equals boto3's straight at moto."""
+def _same(call: Callable[[Any], T], client: Any, direct: Any, *, capacity: bool = False) -> T:
+    """The call's answer through DAX, once it equals boto3's straight at moto (less the
+    ConsumedCapacity moto adds to answers that did not ask for it, unless ``capacity``)."""
     ours, theirs = call(client), call(direct)
-    ours.pop("ResponseMetadata", None)
-    theirs.pop("ResponseMetadata", None)
+    for answer in (ours, theirs):
+        answer.pop("ResponseMetadata", None)
+        if not capacity:
+            answer.pop("ConsumedCapacity", None)
     assert _numeric(ours) == _numeric(theirs)
     return ours
 
@@ -247,6 +250,7 @@ def test_consumed_capacity_equals_moto_and_is_zero_on_a_hit(client: Any, direct:
         ),
         client,
         direct,
+        capacity=True,
     )
     client.get_item(TableName="dax_hash_s", Key=key)  # fills the cache
     hit = client.get_item(TableName="dax_hash_s", Key=key, ReturnConsumedCapacity="TOTAL")
@@ -348,3 +352,66 @@ def test_a_client_that_outlives_a_restart_reads_correctly(
             assert got["Item"] == old_item
         finally:
             second.stop()
+
+
+def test_conditions_updates_and_deletes_equal_moto(client: Any, direct: Any) -> None:
+    table, key = "dax_s_n", {"pk": {"S": "writes"}, "sk": {"N": "-0.5"}}
+    item = {**key, "name": {"S": "a"}, "n": {"N": "1"}, "tags": {"SS": ["x"]}, "l": {"L": []}}
+    _same(
+        lambda c: c.put_item(
+            TableName=table,
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk)",
+        ),
+        client,
+        direct,
+    )
+    for returns in ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"):
+        _same(
+            lambda c, returns=returns: c.update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="SET #n = :v, l = list_append(l, :l) ADD n :one "
+                "DELETE tags :t REMOVE gone",
+                ConditionExpression="#n <> :no AND size(l) < :ten",
+                ExpressionAttributeNames={"#n": "name"},
+                ExpressionAttributeValues={
+                    ":v": {"S": returns},
+                    ":l": {"L": [{"N": "1"}]},
+                    ":one": {"N": "1"},
+                    ":t": {"SS": ["y"]},
+                    ":no": {"S": "nobody"},
+                    ":ten": {"N": "10"},
+                },
+                ReturnValues=returns,
+            ),
+            client,
+            direct,
+        )
+    _same(lambda c: c.get_item(TableName=table, Key=key), client, direct)
+    _same(
+        lambda c: c.delete_item(
+            TableName=table,
+            Key=key,
+            ConditionExpression="n > :zero",
+            ExpressionAttributeValues={":zero": {"N": "0"}},
+            ReturnValues="ALL_OLD",
+        ),
+        client,
+        direct,
+    )
+    assert _same(lambda c: c.get_item(TableName=table, Key=key), client, direct) == {}
+
+
+def test_a_failed_condition_is_conditional_check_failed(client: Any, direct: Any) -> None:
+    key = {"pk": {"S": "guarded"}}
+    _same(lambda c: c.put_item(TableName="dax_hash_s", Item=key), client, direct)
+    errors = []
+    for c in (client, direct):
+        with pytest.raises(ClientError) as caught:
+            c.put_item(
+                TableName="dax_hash_s", Item=key, ConditionExpression="attribute_not_exists(pk)"
+            )
+        errors.append(caught.value.response["Error"])
+    assert errors[0] == errors[1]
+    assert errors[0]["Code"] == "ConditionalCheckFailedException"

@@ -148,7 +148,7 @@ def test_get_item_arguments_no_client_sends(args: tuple[Any, ...], message: str)
     assert caught.value.codes == errors.CODES["ValidationException"]
 
 
-def test_put_item_conditions_are_not_served_yet() -> None:
+def test_put_item_condition_is_rendered_from_the_tree() -> None:
     """The Python client sends the compiled condition (and, before it, its raw text under
     the same key: the last one wins)."""
     lists = AttributeLists()
@@ -158,16 +158,73 @@ def test_put_item_conditions_are_not_served_yet() -> None:
         lambda c: c.put_item(
             TableName="T",
             Item=_client_item(ITEM),
-            ConditionExpression="attribute_not_exists(#p)",
-            ExpressionAttributeNames={"#p": "pk"},
+            ConditionExpression="attribute_not_exists(#p) OR #n <> :v",
+            ExpressionAttributeNames={"#p": "pk", "#n": "name"},
+            ExpressionAttributeValues={":v": {"S": "bob"}},
         ),
         replies,
     )
     [_, put] = _requests(sent)
     condition = put.args[3][methods.Param.CONDITION_EXPRESSION]
-    assert cbor.loads(condition) == [1, [12, [18, "pk"]], []]  # the tree, not the text
-    with pytest.raises(calls.CallError, match="CONDITION_EXPRESSION is not served"):
-        calls.put_item_payload(put.args, SCHEMA, lists)
+    assert cbor.loads(condition)[:2] == [1, [7, [12, [18, "pk"]], [1, [18, "name"], [17, 0]]]]
+    payload = calls.put_item_payload(put.args, SCHEMA, lists)
+    assert payload["ConditionExpression"] == "(attribute_not_exists(#n0)) OR (#n1 <> :v0)"
+    assert payload["ExpressionAttributeNames"] == {"#n0": "pk", "#n1": "name"}
+    assert payload["ExpressionAttributeValues"] == {":v0": {"S": "bob"}}
+
+
+def test_update_item_with_condition_and_updated_new() -> None:
+    lists = AttributeLists()
+    reply = calls.write_reply(
+        {"Attributes": {"n": {"N": "2"}, "a": {"S": "x"}}}, SCHEMA, lists, "UPDATED_NEW"
+    )
+    replies = calls.key_schema_reply(SCHEMA) + reply + calls.attribute_list_reply(2, lists)
+    result, sent = drive(
+        lambda c: c.update_item(
+            TableName="T",
+            Key=KEY,
+            UpdateExpression="SET a = :x ADD n :one",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":x": {"S": "x"}, ":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        ),
+        replies,
+    )
+    assert result == {"Attributes": {"n": {"N": "2"}, "a": {"S": "x"}}}
+    [update] = _requests(sent)
+    assert calls.update_item_payload(update.args, SCHEMA) == {
+        "TableName": "T",
+        "Key": KEY,
+        "UpdateExpression": "SET #n0 = :v0 ADD #n1 :v1",
+        "ConditionExpression": "attribute_exists(#n2)",
+        "ExpressionAttributeNames": {"#n0": "a", "#n1": "n", "#n2": "pk"},
+        "ExpressionAttributeValues": {":v0": {"S": "x"}, ":v1": {"N": "1"}},
+        "ReturnValues": "UPDATED_NEW",
+        "ReturnConsumedCapacity": "NONE",
+    }
+
+
+def test_delete_item_all_old() -> None:
+    lists = AttributeLists()
+    reply = calls.write_reply({"Attributes": ITEM}, SCHEMA, lists, "ALL_OLD")
+    list_id = lists.id_of(("age", "bin", "doc", "name", "tags"))
+    replies = calls.key_schema_reply(SCHEMA) + reply + calls.attribute_list_reply(list_id, lists)
+    result, sent = drive(
+        lambda c: c.delete_item(TableName="T", Key=KEY, ReturnValues="ALL_OLD"), replies
+    )
+    assert result == {"Attributes": _client_item(ITEM)}
+    [delete] = _requests(sent)
+    assert calls.delete_item_payload(delete.args, SCHEMA)["ReturnValues"] == "ALL_OLD"
+
+
+def test_a_malformed_tree_is_a_validation_error() -> None:
+    args = (b"T", bytes.fromhex("627531c1800000"), {4: b"\xff"})
+    with pytest.raises(calls.CallError, match="malformed expression") as caught:
+        calls.delete_item_payload(args, SCHEMA)
+    assert caught.value.type == "ValidationException"
+    args = (b"T", bytes.fromhex("627531c1800000"), {7: 4})  # ALL_NEW
+    with pytest.raises(calls.CallError, match="ReturnValues ALL_NEW is not valid"):
+        calls.delete_item_payload(args, SCHEMA)
 
 
 def test_define_key_schema_hash_first() -> None:
