@@ -25,7 +25,7 @@ from daxproxy.core.keys import KeySchema
 from daxproxy.dax import cbor, values
 from daxproxy.dax.attribute_lists import AttributeLists, Full
 from daxproxy.dax.errors import CODES
-from daxproxy.dax.expressions import BadExpression, Renderer
+from daxproxy.dax.expressions import BadExpression, Path, Renderer
 from daxproxy.dax.methods import (
     RETURN_CONSUMED_CAPACITY,
     RETURN_ITEM_COLLECTION_METRICS,
@@ -126,12 +126,6 @@ def _enum(kwargs: Mapping[Any, Any], param: Param, names: Mapping[int, str]) -> 
     return names[value]
 
 
-def _unsupported(kwargs: Mapping[Any, Any], *params: Param) -> None:
-    for param in params:
-        if kwargs.get(param) is not None:
-            raise invalid(f"{param.name} is not served over DAX's protocol yet")
-
-
 def _key(arg: Any, schema: KeySchema) -> values.Item:
     if not isinstance(arg, bytes):
         raise invalid("a key is a byte string")
@@ -147,16 +141,37 @@ def _returns(payload: dict[str, Any], kwargs: Mapping[Any, Any]) -> None:
         payload["ReturnConsumedCapacity"] = capacity
 
 
-def get_item_payload(args: tuple[Any, ...], schema: KeySchema) -> dict[str, Any]:
-    """GetItem: ``table, key, kwargs`` as DynamoDB's GetItem request."""
+def get_item_payload(
+    args: tuple[Any, ...], schema: KeySchema
+) -> tuple[dict[str, Any], list[Path] | None]:
+    """GetItem: ``table, key, kwargs`` as DynamoDB's GetItem request, and the paths of its
+    projection (None without one), whose positions the reply's values are keyed by."""
     table, key, kwargs = args[0], args[1], kwargs_of(args[2])
-    _unsupported(kwargs, Param.PROJECTION_EXPRESSION)
     payload: dict[str, Any] = {"TableName": table_of(table), "Key": _key(key, schema)}
+    paths = _projection(payload, kwargs)
     consistent = kwargs.get(Param.CONSISTENT_READ)
     if consistent is not None:
         payload["ConsistentRead"] = bool(consistent)
     _returns(payload, kwargs)
-    return payload
+    return payload, paths
+
+
+def _projection(payload: dict[str, Any], kwargs: Mapping[Any, Any]) -> list[Path] | None:
+    data = kwargs.get(Param.PROJECTION_EXPRESSION)
+    if data is None:
+        return None
+    renderer = Renderer()
+    try:
+        text, paths = renderer.projection(data)
+    except BadExpression as error:
+        raise invalid(f"a malformed projection: {error}") from None
+    if any(isinstance(step, int) for path in paths for step in path):
+        # DynamoDB's answer packs a list's selected elements together; which element is
+        # which is not certain from it alone.
+        raise invalid("a projection with list indexes is not served over DAX's protocol yet")
+    payload["ProjectionExpression"] = text
+    payload["ExpressionAttributeNames"] = renderer.names
+    return paths
 
 
 def put_item_payload(
@@ -262,16 +277,37 @@ def _indexes(indexes: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {name: _units(index.get("CapacityUnits", 0)) for name, index in indexes.items()}
 
 
-def get_item_reply(answer: Mapping[str, Any], schema: KeySchema, lists: AttributeLists) -> bytes:
-    """GetItem's reply: null when there is nothing to say, else a map with the item (a
-    values payload) and the consumed capacity. Never ``{0: null}``, which the Python client
-    cannot read."""
+def get_item_reply(
+    answer: Mapping[str, Any],
+    schema: KeySchema,
+    lists: AttributeLists,
+    paths: list[Path] | None = None,
+) -> bytes:
+    """GetItem's reply: null when there is nothing to say, else a map with the item and the
+    consumed capacity. The item is a values payload, or with a projection a map from each
+    path's position to the value at its end (absent paths left out). Never ``{0: null}``,
+    which the Python client cannot read."""
     body: dict[int, Any] = {}
     item = answer.get("Item")
-    if item is not None:
+    if item is not None and paths is not None:
+        body[Reply.ITEM] = projected(item, paths)
+    elif item is not None:
         body[Reply.ITEM] = item_values(item, schema, lists)
     _capacity(body, answer)
     return success(body or None)
+
+
+def projected(item: Mapping[str, Any], paths: list[Path]) -> dict[int, Any]:
+    """The value at the end of each path (names only) in a projected item, by position."""
+    out = {}
+    for position, path in enumerate(paths):
+        value: Any = item.get(str(path[0]))
+        for step in path[1:]:
+            inner = value.get("M") if isinstance(value, Mapping) else None
+            value = inner.get(step) if isinstance(inner, Mapping) else None
+        if value is not None:
+            out[position] = values.to_cbor(value)
+    return out
 
 
 def write_reply(

@@ -93,11 +93,11 @@ class DaxService:
 
     async def _get_item(self, request: Request, endpoint: Any) -> bytes:
         schema = await self._schema(calls.table_of(request.args[0]))
-        payload = calls.get_item_payload(request.args, schema)
+        payload, paths = calls.get_item_payload(request.args, schema)
         answer = await self._call("GetItem", payload)
         if isinstance(answer, bytes):
             return answer
-        return calls.get_item_reply(answer, schema, self.lists)
+        return calls.get_item_reply(answer, schema, self.lists, paths)
 
     async def _put_item(self, request: Request, endpoint: Any) -> bytes:
         schema = await self._schema(calls.table_of(request.args[0]))

@@ -52,12 +52,38 @@ def test_get_item_hit_reads_back_the_whole_item() -> None:
     result, sent = drive(lambda c: c.get_item(TableName="T", Key=KEY, ConsistentRead=True), replies)
     assert result == {"Item": _client_item(ITEM)}
     [get] = _requests(sent)
-    assert calls.get_item_payload(get.args, SCHEMA) == {
+    assert calls.get_item_payload(get.args, SCHEMA)[0] == {
         "TableName": "T",
         "Key": KEY,
         "ConsistentRead": True,
         "ReturnConsumedCapacity": "NONE",
     }
+
+
+def test_get_item_projection_reads_back_by_position() -> None:
+    answer = {"Item": {"name": {"S": "hello"}, "doc": {"M": {"l": {"L": [{"N": "1"}]}}}}}
+    replies = calls.key_schema_reply(SCHEMA)
+    result, sent = drive(
+        lambda c: c.get_item(
+            TableName="T",
+            Key=KEY,
+            ProjectionExpression="#n, doc.l, absent, doc.nope",
+            ExpressionAttributeNames={"#n": "name"},
+        ),
+        replies
+        + calls.get_item_reply(
+            answer,
+            SCHEMA,
+            AttributeLists(),
+            [("name",), ("doc", "l"), ("absent",), ("doc", "nope")],
+        ),
+    )
+    # No key put back: the projection did not ask for it.
+    assert result == {"Item": answer["Item"]}
+    [get] = _requests(sent)
+    payload, paths = calls.get_item_payload(get.args, SCHEMA)
+    assert payload["ProjectionExpression"] == "#n0, #n1.#n2, #n3, #n1.#n4"
+    assert paths == [("name",), ("doc", "l"), ("absent",), ("doc", "nope")]
 
 
 def test_get_item_miss_is_null_never_an_empty_item() -> None:
@@ -78,7 +104,7 @@ def test_consumed_capacity_when_asked() -> None:
     )
     assert result == {"ConsumedCapacity": {"TableName": "T", "CapacityUnits": 0.5}}
     [get] = _requests(sent)
-    assert calls.get_item_payload(get.args, SCHEMA)["ReturnConsumedCapacity"] == "TOTAL"
+    assert calls.get_item_payload(get.args, SCHEMA)[0]["ReturnConsumedCapacity"] == "TOTAL"
 
 
 def test_put_item_sends_the_item_by_attribute_list_and_reads_all_old() -> None:
@@ -139,7 +165,11 @@ def test_put_item_without_return_values_reads_as_empty() -> None:
         ((b"\xff", b"bu1\x80", None), "UTF-8"),
         ((b"T", b"bu1\x80", [1]), "not a map"),
         ((b"T", b"bu1\x80", {3: 9}), "RETURN_CONSUMED_CAPACITY has no value 9"),
-        ((b"T", b"bu1\x80", {0: b"\x82\x01\x80"}), "PROJECTION_EXPRESSION is not served"),
+        ((b"T", b"bu1\x80", {0: b"\x82\x01\x80"}), "malformed projection"),
+        (
+            (b"T", b"bu1\x80", {0: bytes.fromhex("8201818312616cd90cfc00")}),  # l[0]
+            "list indexes is not served",
+        ),
     ],
 )
 def test_get_item_arguments_no_client_sends(args: tuple[Any, ...], message: str) -> None:
