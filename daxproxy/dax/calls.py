@@ -69,15 +69,15 @@ def endpoints_reply(address: bytes, port: int, hostname: str, zone: str = "local
     return success([endpoint])
 
 
-def table_of(arg: Any) -> str:
-    """A table name from a positional slot (bytes there; text is taken too)."""
+def table_of(arg: Any, what: str = "TableName") -> str:
+    """A table (or index) name from a positional slot (bytes there; text is taken too)."""
     if isinstance(arg, bytes):
         try:
             arg = arg.decode("utf-8")
         except UnicodeDecodeError:
-            raise invalid("TableName is not UTF-8") from None
+            raise invalid(f"{what} is not UTF-8") from None
     if not isinstance(arg, str) or not arg:
-        raise invalid("TableName must be a non-empty string")
+        raise invalid(f"{what} must be a non-empty string")
     return arg
 
 
@@ -117,7 +117,7 @@ def kwargs_of(arg: Any) -> Mapping[Any, Any]:
     return arg
 
 
-def _enum(kwargs: Mapping[Any, Any], param: Param, names: Mapping[int, str]) -> str | None:
+def enum_of(kwargs: Mapping[Any, Any], param: Param, names: Mapping[int, str]) -> str | None:
     value = kwargs.get(param)
     if value is None:
         return None
@@ -126,7 +126,7 @@ def _enum(kwargs: Mapping[Any, Any], param: Param, names: Mapping[int, str]) -> 
     return names[value]
 
 
-def _key(arg: Any, schema: KeySchema) -> values.Item:
+def key_of(arg: Any, schema: KeySchema) -> values.Item:
     if not isinstance(arg, bytes):
         raise invalid("a key is a byte string")
     try:
@@ -135,8 +135,8 @@ def _key(arg: Any, schema: KeySchema) -> values.Item:
         raise invalid(f"the key does not fit the table's key schema: {error}") from None
 
 
-def _returns(payload: dict[str, Any], kwargs: Mapping[Any, Any]) -> None:
-    capacity = _enum(kwargs, Param.RETURN_CONSUMED_CAPACITY, RETURN_CONSUMED_CAPACITY)
+def capacity_of(payload: dict[str, Any], kwargs: Mapping[Any, Any]) -> None:
+    capacity = enum_of(kwargs, Param.RETURN_CONSUMED_CAPACITY, RETURN_CONSUMED_CAPACITY)
     if capacity is not None:
         payload["ReturnConsumedCapacity"] = capacity
 
@@ -147,20 +147,24 @@ def get_item_payload(
     """GetItem: ``table, key, kwargs`` as DynamoDB's GetItem request, and the paths of its
     projection (None without one), whose positions the reply's values are keyed by."""
     table, key, kwargs = args[0], args[1], kwargs_of(args[2])
-    payload: dict[str, Any] = {"TableName": table_of(table), "Key": _key(key, schema)}
-    paths = _projection(payload, kwargs)
+    payload: dict[str, Any] = {"TableName": table_of(table), "Key": key_of(key, schema)}
+    renderer = Renderer()
+    paths = projection(payload, kwargs, renderer)
+    placeholders(payload, renderer)
     consistent = kwargs.get(Param.CONSISTENT_READ)
     if consistent is not None:
         payload["ConsistentRead"] = bool(consistent)
-    _returns(payload, kwargs)
+    capacity_of(payload, kwargs)
     return payload, paths
 
 
-def _projection(payload: dict[str, Any], kwargs: Mapping[Any, Any]) -> list[Path] | None:
+def projection(
+    payload: dict[str, Any], kwargs: Mapping[Any, Any], renderer: Renderer
+) -> list[Path] | None:
+    """The request's ProjectionExpression, rendered into ``payload``; its paths."""
     data = kwargs.get(Param.PROJECTION_EXPRESSION)
     if data is None:
         return None
-    renderer = Renderer()
     try:
         text, paths = renderer.projection(data)
     except BadExpression as error:
@@ -170,8 +174,15 @@ def _projection(payload: dict[str, Any], kwargs: Mapping[Any, Any]) -> list[Path
         # which is not certain from it alone.
         raise invalid("a projection with list indexes is not served over DAX's protocol yet")
     payload["ProjectionExpression"] = text
-    payload["ExpressionAttributeNames"] = renderer.names
     return paths
+
+
+def placeholders(payload: dict[str, Any], renderer: Renderer) -> None:
+    """The names and values of every expression the renderer rendered for ``payload``."""
+    if renderer.names:
+        payload["ExpressionAttributeNames"] = renderer.names
+    if renderer.values:
+        payload["ExpressionAttributeValues"] = renderer.values
 
 
 def put_item_payload(
@@ -189,7 +200,7 @@ def put_item_payload(
         item = values.decode_values(raw, names)
     except values.BadValue as error:
         raise invalid(f"malformed item values: {error}") from None
-    item.update(_key(key, schema))  # the key bytes name the item
+    item.update(key_of(key, schema))  # the key bytes name the item
     payload: dict[str, Any] = {"TableName": table_of(table), "Item": item}
     _write_options(payload, kwargs, ("NONE", "ALL_OLD"))
     return payload
@@ -198,7 +209,7 @@ def put_item_payload(
 def delete_item_payload(args: tuple[Any, ...], schema: KeySchema) -> dict[str, Any]:
     """DeleteItem: ``table, key, kwargs`` as DynamoDB's DeleteItem request."""
     table, key, kwargs = args[0], args[1], kwargs_of(args[2])
-    payload: dict[str, Any] = {"TableName": table_of(table), "Key": _key(key, schema)}
+    payload: dict[str, Any] = {"TableName": table_of(table), "Key": key_of(key, schema)}
     _write_options(payload, kwargs, ("NONE", "ALL_OLD"))
     return payload
 
@@ -206,7 +217,7 @@ def delete_item_payload(args: tuple[Any, ...], schema: KeySchema) -> dict[str, A
 def update_item_payload(args: tuple[Any, ...], schema: KeySchema) -> dict[str, Any]:
     """UpdateItem: ``table, key, kwargs`` as DynamoDB's UpdateItem request."""
     table, key, kwargs = args[0], args[1], kwargs_of(args[2])
-    payload: dict[str, Any] = {"TableName": table_of(table), "Key": _key(key, schema)}
+    payload: dict[str, Any] = {"TableName": table_of(table), "Key": key_of(key, schema)}
     _write_options(payload, kwargs, tuple(RETURN_VALUES.values()))
     return payload
 
@@ -225,19 +236,16 @@ def _write_options(
             payload["ConditionExpression"] = renderer.condition(condition)
     except BadExpression as error:
         raise invalid(f"a malformed expression: {error}") from None
-    if renderer.names:
-        payload["ExpressionAttributeNames"] = renderer.names
-    if renderer.values:
-        payload["ExpressionAttributeValues"] = renderer.values
-    returns = _enum(kwargs, Param.RETURN_VALUES, RETURN_VALUES)
+    placeholders(payload, renderer)
+    returns = enum_of(kwargs, Param.RETURN_VALUES, RETURN_VALUES)
     if returns is not None and returns not in returns_allowed:
         raise invalid(f"ReturnValues {returns} is not valid here")
     if returns is not None:
         payload["ReturnValues"] = returns
-    metrics = _enum(kwargs, Param.RETURN_ITEM_COLLECTION_METRICS, RETURN_ITEM_COLLECTION_METRICS)
+    metrics = enum_of(kwargs, Param.RETURN_ITEM_COLLECTION_METRICS, RETURN_ITEM_COLLECTION_METRICS)
     if metrics is not None:
         payload["ReturnItemCollectionMetrics"] = metrics
-    _returns(payload, kwargs)
+    capacity_of(payload, kwargs)
 
 
 # -- replies -----------------------------------------------------------------------------
@@ -293,7 +301,7 @@ def get_item_reply(
         body[Reply.ITEM] = projected(item, paths)
     elif item is not None:
         body[Reply.ITEM] = item_values(item, schema, lists)
-    _capacity(body, answer)
+    capacity_reply(body, answer)
     return success(body or None)
 
 
@@ -326,7 +334,7 @@ def write_reply(
         body[Reply.ATTRIBUTES] = _updated_values(attributes, lists)
     elif attributes is not None:
         body[Reply.ATTRIBUTES] = item_values(attributes, schema, lists)
-    _capacity(body, answer)
+    capacity_reply(body, answer)
     metrics = answer.get("ItemCollectionMetrics")
     if metrics is not None:
         body[Reply.ITEM_COLLECTION_METRICS] = _collection_metrics(metrics)
@@ -343,7 +351,7 @@ def _updated_values(attributes: Mapping[str, Any], lists: AttributeLists) -> byt
     return cbor.dumps(list_id) + cbor.dumps(positions)
 
 
-def _capacity(body: dict[int, Any], answer: Mapping[str, Any]) -> None:
+def capacity_reply(body: dict[int, Any], answer: Mapping[str, Any]) -> None:
     capacity = answer.get("ConsumedCapacity")
     if capacity is not None:
         body[Reply.CONSUMED_CAPACITY] = consumed_capacity(capacity)

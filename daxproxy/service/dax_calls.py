@@ -24,7 +24,7 @@ import orjson
 
 from daxproxy.core import wire
 from daxproxy.core.keys import KeySchema
-from daxproxy.dax import calls, errors, methods
+from daxproxy.dax import calls, errors, methods, queries
 from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.dax.session import Request
 from daxproxy.service.proxy import ClientRequest, Proxy
@@ -55,6 +55,8 @@ class DaxService:
             methods.PUT_ITEM: self._put_item,
             methods.DELETE_ITEM: self._delete_item,
             methods.UPDATE_ITEM: self._update_item,
+            methods.QUERY: self._query,
+            methods.SCAN: self._scan,
         }
 
     async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
@@ -122,6 +124,25 @@ class DaxService:
         if isinstance(answer, bytes):
             return answer
         return calls.write_reply(answer, schema, self.lists, payload.get("ReturnValues"))
+
+    async def _query(self, request: Request, endpoint: Any) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]))
+        payload, paths = queries.query_payload(request.args, schema)
+        return await self._read("Query", payload, schema, paths)
+
+    async def _scan(self, request: Request, endpoint: Any) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]))
+        payload, paths = queries.scan_payload(request.args, schema)
+        return await self._read("Scan", payload, schema, paths)
+
+    async def _read(
+        self, operation: str, payload: dict[str, Any], schema: KeySchema, paths: Any
+    ) -> bytes:
+        answer = await self._call(operation, payload)
+        if isinstance(answer, bytes):
+            return answer
+        index = "IndexName" in payload
+        return queries.read_reply(answer, schema, self.lists, paths, index)
 
     async def _schema(self, table: str, codes: tuple[int, ...] | None = None) -> KeySchema:
         info = await self._tables.get(table)
