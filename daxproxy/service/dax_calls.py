@@ -24,7 +24,7 @@ import orjson
 
 from daxproxy.core import wire
 from daxproxy.core.keys import KeySchema
-from daxproxy.dax import calls, errors, methods, queries
+from daxproxy.dax import batches, calls, errors, methods, queries
 from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.dax.session import Request
 from daxproxy.service.proxy import ClientRequest, Proxy
@@ -57,6 +57,7 @@ class DaxService:
             methods.UPDATE_ITEM: self._update_item,
             methods.QUERY: self._query,
             methods.SCAN: self._scan,
+            methods.BATCH_GET_ITEM: self._batch_get_item,
         }
 
     async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
@@ -143,6 +144,14 @@ class DaxService:
             return answer
         index = "IndexName" in payload
         return queries.read_reply(answer, schema, self.lists, paths, index)
+
+    async def _batch_get_item(self, request: Request, endpoint: Any) -> bytes:
+        schemas = {t: await self._schema(t) for t in batches.tables_of(request.args)}
+        payload, paths = batches.batch_get_payload(request.args, schemas)
+        answer = await self._call("BatchGetItem", payload)
+        if isinstance(answer, bytes):
+            return answer
+        return batches.batch_get_reply(answer, schemas, self.lists, paths)
 
     async def _schema(self, table: str, codes: tuple[int, ...] | None = None) -> KeySchema:
         info = await self._tables.get(table)
