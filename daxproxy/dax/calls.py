@@ -18,7 +18,7 @@ projection ordinals), Query, Scan, the batch and transaction methods.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daxproxy.core.keys import KeySchema
@@ -190,6 +190,15 @@ def put_item_payload(
 ) -> dict[str, Any]:
     """PutItem: ``table, key, values, kwargs`` as DynamoDB's PutItem request."""
     table, key, payload_bytes, kwargs = args[0], args[1], args[2], kwargs_of(args[3])
+    item = item_of(payload_bytes, lists)
+    item.update(key_of(key, schema))  # the key bytes name the item
+    payload: dict[str, Any] = {"TableName": table_of(table), "Item": item}
+    _write_options(payload, kwargs, ("NONE", "ALL_OLD"))
+    return payload
+
+
+def item_of(payload_bytes: Any, lists: AttributeLists) -> values.Item:
+    """The attributes of a values payload, named by its attribute list."""
     if not isinstance(payload_bytes, bytes):
         raise invalid("an item's values are a byte string")
     try:
@@ -197,13 +206,9 @@ def put_item_payload(
         names = lists.names_of(list_id)
         if names is None:
             raise invalid(f"unknown attribute list id {list_id}")
-        item = values.decode_values(raw, names)
+        return values.decode_values(raw, names)
     except values.BadValue as error:
         raise invalid(f"malformed item values: {error}") from None
-    item.update(key_of(key, schema))  # the key bytes name the item
-    payload: dict[str, Any] = {"TableName": table_of(table), "Item": item}
-    _write_options(payload, kwargs, ("NONE", "ALL_OLD"))
-    return payload
 
 
 def delete_item_payload(args: tuple[Any, ...], schema: KeySchema) -> dict[str, Any]:
@@ -251,14 +256,18 @@ def _write_options(
 # -- replies -----------------------------------------------------------------------------
 
 
+def list_id(names: Sequence[str], lists: AttributeLists) -> int:
+    """The id of an attribute list, named now if new (LimitExceeded when none is left)."""
+    try:
+        return lists.id_of(names)
+    except Full as error:
+        raise CallError("LimitExceededException", str(error)) from None
+
+
 def item_values(item: Mapping[str, Any], schema: KeySchema, lists: AttributeLists) -> bytes:
     """An item as a values payload (its key left out: the client puts back its own)."""
     names = values.attribute_names(item, schema)
-    try:
-        list_id = lists.id_of(names)
-    except Full as error:
-        raise CallError("LimitExceededException", str(error)) from None
-    return values.encode_values(item, names, list_id)
+    return values.encode_values(item, names, list_id(names, lists))
 
 
 def consumed_capacity(capacity: Mapping[str, Any]) -> bytes:
@@ -337,18 +346,14 @@ def write_reply(
     capacity_reply(body, answer)
     metrics = answer.get("ItemCollectionMetrics")
     if metrics is not None:
-        body[Reply.ITEM_COLLECTION_METRICS] = _collection_metrics(metrics)
+        body[Reply.ITEM_COLLECTION_METRICS] = collection_metrics(metrics)
     return success(body or None)
 
 
 def _updated_values(attributes: Mapping[str, Any], lists: AttributeLists) -> bytes:
     names = sorted(attributes)
-    try:
-        list_id = lists.id_of(names)
-    except Full as error:
-        raise CallError("LimitExceededException", str(error)) from None
     positions = {i: values.to_cbor(attributes[name]) for i, name in enumerate(names)}
-    return cbor.dumps(list_id) + cbor.dumps(positions)
+    return cbor.dumps(list_id(names, lists)) + cbor.dumps(positions)
 
 
 def capacity_reply(body: dict[int, Any], answer: Mapping[str, Any]) -> None:
@@ -357,7 +362,7 @@ def capacity_reply(body: dict[int, Any], answer: Mapping[str, Any]) -> None:
         body[Reply.CONSUMED_CAPACITY] = consumed_capacity(capacity)
 
 
-def _collection_metrics(metrics: Mapping[str, Any]) -> bytes:
+def collection_metrics(metrics: Mapping[str, Any]) -> bytes:
     """The partition key's value, then the size estimate's bounds (floats)."""
     ((_, key),) = metrics["ItemCollectionKey"].items()
     low, high = metrics["SizeEstimateRangeGB"]

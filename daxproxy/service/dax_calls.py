@@ -58,6 +58,7 @@ class DaxService:
             methods.QUERY: self._query,
             methods.SCAN: self._scan,
             methods.BATCH_GET_ITEM: self._batch_get_item,
+            methods.BATCH_WRITE_ITEM: self._batch_write_item,
         }
 
     async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
@@ -152,6 +153,14 @@ class DaxService:
         if isinstance(answer, bytes):
             return answer
         return batches.batch_get_reply(answer, schemas, self.lists, paths)
+
+    async def _batch_write_item(self, request: Request, endpoint: Any) -> bytes:
+        schemas = {t: await self._schema(t) for t in batches.tables_of(request.args)}
+        payload = batches.batch_write_payload(request.args, schemas, self.lists)
+        answer = await self._call("BatchWriteItem", payload)
+        if isinstance(answer, bytes):
+            return answer
+        return batches.batch_write_reply(answer, schemas, self.lists)
 
     async def _schema(self, table: str, codes: tuple[int, ...] | None = None) -> KeySchema:
         info = await self._tables.get(table)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -189,10 +190,13 @@ def _numeric(value: Any) -> Any:
 
 def _same(call: Callable[[Any], T], client: Any, direct: Any, *, capacity: bool = False) -> T:
     """The call's answer through DAX, once it equals boto3's straight at moto (less the
-    ConsumedCapacity moto adds to answers that did not ask for it, unless ``capacity``)."""
+    ConsumedCapacity moto adds to answers that did not ask for it, unless ``capacity``, and
+    the empty ItemCollectionMetrics moto adds to BatchWriteItem's)."""
     ours, theirs = call(client), call(direct)
     for answer in (ours, theirs):
         answer.pop("ResponseMetadata", None)
+        if answer.get("ItemCollectionMetrics") == {}:
+            del answer["ItemCollectionMetrics"]
         if not capacity:
             answer.pop("ConsumedCapacity", None)
     assert _numeric(ours) == _numeric(theirs)
@@ -577,3 +581,19 @@ def test_batch_get_equals_moto(client: Any, direct: Any) -> None:
         ours = _sorted_responses(client.batch_get_item(RequestItems=request))
         theirs = _sorted_responses(direct.batch_get_item(RequestItems=request))
         assert _numeric(ours) == _numeric(theirs)
+
+
+def test_batch_write_equals_moto(client: Any, direct: Any) -> None:
+    puts = [{"pk": {"S": f"bw{i}"}, "v": {"NS": [str(i), "-1"]}} for i in range(3)]
+    for c in (client, direct):
+        c.put_item(TableName="dax_hash_s", Item={"pk": {"S": "bw-gone"}})
+    request = {
+        "dax_hash_s": [{"PutRequest": {"Item": item}} for item in puts]
+        + [{"DeleteRequest": {"Key": {"pk": {"S": "bw-gone"}}}}],
+        "dax_s_n": [{"PutRequest": {"Item": {"pk": {"S": "bw"}, "sk": {"N": "-7.25"}}}}],
+    }
+    _same(lambda c: c.batch_write_item(RequestItems=copy.deepcopy(request)), client, direct)
+    for key in [{"pk": item["pk"]} for item in puts] + [{"pk": {"S": "bw-gone"}}]:
+        _same(lambda c, key=key: c.get_item(TableName="dax_hash_s", Key=key), client, direct)
+    key = {"pk": {"S": "bw"}, "sk": {"N": "-7.25"}}
+    _same(lambda c: c.get_item(TableName="dax_s_n", Key=key), client, direct)

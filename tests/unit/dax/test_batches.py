@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -82,3 +83,64 @@ def test_requests_no_client_sends(args: tuple[Any, ...]) -> None:
     with pytest.raises(calls.CallError):
         batches.tables_of(args)
         batches.batch_get_payload(args, SCHEMAS)
+
+
+def test_batch_write_both_ways_and_unprocessed_puts_keep_their_key() -> None:
+    lists = AttributeLists()
+    put = {"pk": {"S": "u"}, "sk": {"N": "1.5"}, "a": {"L": [{"S": "x"}]}}
+    answer = {
+        "UnprocessedItems": {
+            "R": [
+                {"PutRequest": {"Item": put}},
+                {"DeleteRequest": {"Key": {"pk": {"S": "d"}, "sk": {"N": "0"}}}},
+            ]
+        },
+        "ItemCollectionMetrics": {
+            "R": [{"ItemCollectionKey": {"pk": {"S": "u"}}, "SizeEstimateRangeGB": [0.0, 1.0]}]
+        },
+    }
+    reply = batches.batch_write_reply(answer, SCHEMAS, lists)
+    full_list = lists.id_of(("a", "pk", "sk"))
+    replies = (
+        calls.key_schema_reply(SCHEMAS["H"])
+        + calls.key_schema_reply(SCHEMAS["R"])
+        + calls.attribute_list_id_reply(["v"], lists)  # the put to H
+        + calls.attribute_list_id_reply(["a"], lists)  # the put to R
+        + reply
+        + calls.attribute_list_reply(full_list, lists)
+    )
+    request = {
+        "H": [
+            {"PutRequest": {"Item": {"id": {"S": "h"}, "v": {"N": "1"}}}},
+            {"DeleteRequest": {"Key": {"id": {"S": "gone"}}}},
+        ],
+        "R": [
+            {"PutRequest": {"Item": put}},
+            {"DeleteRequest": {"Key": {"pk": {"S": "d"}, "sk": {"N": "0"}}}},
+        ],
+    }
+    expected = copy.deepcopy(request)  # the client writes its own notes into the request
+    result, sent = drive(
+        lambda c: c.batch_write_item(RequestItems=request, ReturnItemCollectionMetrics="SIZE"),
+        replies,
+    )
+    assert result == {
+        "UnprocessedItems": answer["UnprocessedItems"],
+        "ItemCollectionMetrics": answer["ItemCollectionMetrics"],
+    }
+    [batch] = [r for r in Session(1 << 20).receive(sent) if r.method == methods.BATCH_WRITE_ITEM]
+    payload = batches.batch_write_payload(batch.args, SCHEMAS, lists)
+    assert payload == {
+        "RequestItems": expected,
+        "ReturnItemCollectionMetrics": "SIZE",
+        "ReturnConsumedCapacity": "NONE",
+    }
+
+
+@pytest.mark.parametrize(
+    "writes",
+    [[], [b"h"], "pairs", [b"h", b"\x63"]],  # none, no values slot, not an array, a bad id
+)
+def test_batch_writes_no_client_sends(writes: Any) -> None:
+    with pytest.raises(calls.CallError):
+        batches.batch_write_payload(({"H": writes}, None), SCHEMAS, AttributeLists())
