@@ -14,6 +14,8 @@ without its namespace), its message, HTTP status and request id.
 
 from __future__ import annotations
 
+from typing import Any
+
 from daxproxy.dax import cbor
 
 _DATA = (4, 37, 38, 39)
@@ -49,9 +51,16 @@ def error_reply(
     status: int,
     request_id: str,
     codes: tuple[int, ...] | None = None,
+    *,
+    reasons: list[dict[str, Any]] | None = None,
 ) -> bytes:
-    """The bytes of DAX's error answer (``codes``: DAX's own, else from the type)."""
+    """The bytes of DAX's error answer (``codes``: DAX's own, else from the type). A
+    TransactionCanceledException's ``reasons`` (DynamoDB's CancellationReasons) follow in
+    the third item, flat: code, message, then null (the old item is not sent yet)."""
     code = short_type(error_type)
     if codes is None:
         codes = CODES.get(code, UNMAPPED)
-    return cbor.dumps(list(codes)) + cbor.dumps(message) + cbor.dumps([request_id, code, status])
+    detail: list[Any] = [request_id, code, status]
+    if reasons is not None:
+        detail.append([x for r in reasons for x in (r.get("Code", "None"), r.get("Message"), None)])
+    return cbor.dumps(list(codes)) + cbor.dumps(message) + cbor.dumps(detail)

@@ -24,7 +24,7 @@ import orjson
 
 from daxproxy.core import wire
 from daxproxy.core.keys import KeySchema
-from daxproxy.dax import batches, calls, errors, methods, queries
+from daxproxy.dax import batches, calls, errors, methods, queries, transactions
 from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.dax.session import Request
 from daxproxy.service.proxy import ClientRequest, Proxy
@@ -59,6 +59,8 @@ class DaxService:
             methods.SCAN: self._scan,
             methods.BATCH_GET_ITEM: self._batch_get_item,
             methods.BATCH_WRITE_ITEM: self._batch_write_item,
+            methods.TRANSACT_GET_ITEMS: self._transact_get_items,
+            methods.TRANSACT_WRITE_ITEMS: self._transact_write_items,
         }
 
     async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
@@ -162,6 +164,23 @@ class DaxService:
             return answer
         return batches.batch_write_reply(answer, schemas, self.lists)
 
+    async def _transact_get_items(self, request: Request, endpoint: Any) -> bytes:
+        tables = transactions.tables_of(request.args, 0)
+        schemas = {t: await self._schema(t) for t in tables}
+        payload, paths = transactions.transact_get_payload(request.args, schemas)
+        answer = await self._call("TransactGetItems", payload)
+        if isinstance(answer, bytes):
+            return answer
+        return transactions.transact_get_reply(answer, schemas, tables, self.lists, paths)
+
+    async def _transact_write_items(self, request: Request, endpoint: Any) -> bytes:
+        schemas = {t: await self._schema(t) for t in transactions.tables_of(request.args, 1)}
+        payload = transactions.transact_write_payload(request.args, schemas, self.lists)
+        answer = await self._call("TransactWriteItems", payload)
+        if isinstance(answer, bytes):
+            return answer
+        return transactions.transact_write_reply(answer)
+
     async def _schema(self, table: str, codes: tuple[int, ...] | None = None) -> KeySchema:
         info = await self._tables.get(table)
         if info is None:
@@ -193,4 +212,9 @@ def _error(response: wire.WireResponse, body: Any) -> bytes:
         body = {}
     error_type = str(body.get("__type") or "InternalServerError")
     message = body.get("message", body.get("Message", ""))
-    return errors.error_reply(error_type, str(message or ""), response.status, request_id)
+    reasons = body.get("CancellationReasons")
+    if not isinstance(reasons, list) or not all(isinstance(r, dict) for r in reasons):
+        reasons = None
+    return errors.error_reply(
+        error_type, str(message or ""), response.status, request_id, reasons=reasons
+    )
