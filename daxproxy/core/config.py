@@ -24,6 +24,9 @@ LOG_FORMATS = ("text", "json")
 MODES = ("dax", "strict")
 # The event loop: "auto" is uvloop where it is installed (the "fast" extra), else asyncio's.
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+# The workers setting's word: one worker per CPU the process may use (daxproxy.workers.cpus).
+AUTO_WORKERS = "auto"
+MAX_WORKERS = 1024
 # Settings whose default is None, "not set": the AWS chain's region, the embedded backend.
 _OPTIONAL = frozenset({"upstream", "region", "auth_file", "tls_cert_file", "tls_key_file"})
 
@@ -73,6 +76,9 @@ class Settings:
     shutdown_timeout_millis: int = 10_000
     # The event loop the proxy runs on (EVENT_LOOPS).
     event_loop: str = "auto"
+    # Serving processes on the one port, each with its own caches (daxproxy.workers), or
+    # "auto": one per CPU the process may use. 1: one process, as without workers.
+    workers: int | str = 1
     # --- Protection ---
     # A TOML file of the access keys allowed in and what each may do; None: no checks.
     auth_file: str | None = None
@@ -133,6 +139,7 @@ class Settings:
         _check_int(self, "breaker_failures", 0, 1_000_000)
         _check_int(self, "breaker_cooldown_millis", 1, 3_600_000)
         _check_int(self, "stale_grace_millis", 0, 365 * 24 * 3600 * 1000)
+        _check_workers(self.workers)
         for flag in ("admin", "log_requests", "metrics_per_table"):
             if not isinstance(getattr(self, flag), bool):
                 raise SettingError(flag, f"must be true or false, not {getattr(self, flag)!r}")
@@ -167,6 +174,16 @@ def _check_int(settings: Settings, name: str, low: int, high: int) -> None:
     value = getattr(settings, name)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise SettingError(name, f"must be a whole number from {low} to {high}, not {value!r}")
+
+
+def _check_workers(value: object) -> None:
+    if value == AUTO_WORKERS:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise SettingError(
+            "workers",
+            f"must be a whole number from 1 to {MAX_WORKERS} or {AUTO_WORKERS!r}, not {value!r}",
+        )
 
 
 def _check_url(url: str) -> None:

@@ -63,9 +63,11 @@ async def _credentials(session: AioSession, upstream: str | None) -> CredentialS
 
 @contextlib.asynccontextmanager
 async def open_proxy(
-    settings: Settings, grants: Mapping[str, Grant] | None = None
+    settings: Settings, grants: Mapping[str, Grant] | None = None, *, embedded: str | None = None
 ) -> AsyncIterator[Proxy]:
-    """``grants``: the ``auth_file``'s, loaded at the edge (:mod:`daxproxy.edge.auth`)."""
+    """``grants``: the ``auth_file``'s, loaded at the edge (:mod:`daxproxy.edge.auth`).
+    ``embedded``: the URL of an embedded moto already running (a worker's, started by the
+    supervisor of the workers), used as the embedded backend rather than starting one."""
     session = AioSession()
     region = settings.region or default_region(session)
     access = access_from_settings(settings, region, grants)  # before anything starts
@@ -73,7 +75,10 @@ async def open_proxy(
         log.info("auth_file: %d access keys; every request's signature is checked", len(access))
     async with contextlib.AsyncExitStack() as stack:
         upstream_setting = settings.upstream
-        if upstream_setting is None:
+        if upstream_setting is None and embedded is not None:
+            url = embedded
+            described = f"{url} (embedded moto)"
+        elif upstream_setting is None:
             try:
                 moto = await start_embedded_moto()
             except EmbeddedBackendError as exc:

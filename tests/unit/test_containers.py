@@ -419,6 +419,9 @@ def test_image_runs_unprivileged_on_every_interface_of_port_8111() -> None:
     command = [arg for line in final("ENTRYPOINT") + final("CMD") for arg in json.loads(line)]
     host_in_command = "--host" in command and command[command.index("--host") + 1] == "0.0.0.0"
     assert re.search(r"\bDAXPROXY_HOST=0\.0\.0\.0\b", env) or host_in_command
+    # One worker per CPU the container may use, in the image and in the compose stack.
+    assert re.search(r"\bDAXPROXY_WORKERS=auto\b", env)
+    assert service("daxproxy")["environment"]["DAXPROXY_WORKERS"] == "auto"
     check = healthcheck_command()
     assert "/healthz" in " ".join(check)
     assert check[0] == "python", "the slim image has neither curl nor wget"
