@@ -232,10 +232,18 @@ async def _start(
 ) -> Proxy | None:
     """The proxy, opened on ``stack``; None when a signal came first (the opening is
     cancelled, and what it had started stopped)."""
-    embedded = None if worker is None else worker.embedded
-    opening = asyncio.create_task(
-        stack.enter_async_context(open_proxy(settings, grants=grants, embedded=embedded))
+    opened = (
+        open_proxy(settings, grants=grants)
+        if worker is None
+        else open_proxy(
+            settings,
+            grants=grants,
+            changes=worker.changes,
+            worker=worker.number,
+            embedded=worker.embedded,
+        )
     )
+    opening = asyncio.create_task(stack.enter_async_context(opened))
     signalled = asyncio.create_task(stop.event.wait())
     try:
         await asyncio.wait({opening, signalled}, return_when=asyncio.FIRST_COMPLETED)

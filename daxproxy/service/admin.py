@@ -4,8 +4,9 @@
 hit rate, TTL, evictions by reason and the tables whose drops it tracks.
 :meth:`CacheAdmin.invalidate` drops one item (``{"table": T, "key": K}``), everything
 known of one table (``{"table": T}``: its items, its query pages and its key schema) or
-everything (``{"all": true}``). A request it cannot read raises ValidationException. The
-edge serves both under ``/admin/`` when the ``admin`` setting is on.
+everything (``{"all": true}``), in every worker (``changes``). A request it cannot read
+raises ValidationException. The edge serves both under ``/admin/`` when the ``admin``
+setting is on.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from daxproxy.core.cache import ItemCache
 from daxproxy.core.errors import ValidationException
 from daxproxy.core.keys import NotCanonical, item_key
+from daxproxy.service.coherence import NO_CHANGES, Changes
 from daxproxy.service.query_cache import QueryCache
 from daxproxy.service.tables import TableRegistry
 
@@ -44,7 +46,9 @@ class CacheAdmin:
         queries: QueryCache | None,
         tables: TableRegistry,
         mode: str,
+        changes: Changes = NO_CHANGES,
     ) -> None:
+        self._changes = changes
         self._items = items
         self._queries = queries
         self._tables = tables
@@ -71,6 +75,7 @@ class CacheAdmin:
             )
         if "key" in request:
             return await self._invalidate_key(table, request["key"])
+        self._changes.forgotten(table)
         self._tables.forget(table)  # its listeners drop the table's items and pages
         return {"invalidated": "table", "table": table}
 
@@ -82,11 +87,13 @@ class CacheAdmin:
             canonical = item_key(info.arn, key, info.schema)
         except NotCanonical as exc:
             raise ValidationException(f"not a key of {table!r}: {exc}") from None
+        self._changes.written([canonical], (), ())
         if self._items is not None:
             self._items.evict(canonical)
         return {"invalidated": "key", "table": table}
 
     def _drop_all(self) -> None:
+        self._changes.cleared()
         if self._items is not None:
             self._items.drop_all()
         if self._queries is not None:

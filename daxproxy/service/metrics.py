@@ -61,8 +61,25 @@ BUCKETS = (
     5.0,
     10.0,
 )
-# The ``le`` labels, spelled as prometheus_client spells them (Python's repr, as Go's).
-_BOUNDS = [*(repr(b) for b in BUCKETS), "+Inf"]
+# From a change applied by the other workers within microseconds to one behind by seconds.
+LAG_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
 # DynamoDB's throttling errors (DAX's ThrottledRequestCount), relayed or, later, the proxy's.
 THROTTLES = frozenset(
     {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
@@ -75,22 +92,25 @@ ITEM, QUERY = "item", "query"  # cache names
 class _Histogram:
     """Bucket counts (not cumulative; the last is +Inf), their total and the sum."""
 
-    __slots__ = ("buckets", "count", "sum")
+    __slots__ = ("bounds", "buckets", "count", "sum")
 
-    def __init__(self) -> None:
-        self.buckets = [0] * (len(BUCKETS) + 1)
+    def __init__(self, bounds: tuple[float, ...] = BUCKETS) -> None:
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)
         self.count = 0
         self.sum = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.buckets[bisect_left(BUCKETS, seconds)] += 1  # a bucket's bound is inclusive
+        self.buckets[bisect_left(self.bounds, seconds)] += 1  # a bucket's bound is inclusive
         self.count += 1
         self.sum += seconds
 
     def cumulative(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
         total = 0
-        for bound, count in zip(_BOUNDS, self.buckets, strict=True):
+        # The ``le`` labels, spelled as prometheus_client spells them (Python's repr, as Go's).
+        bounds = [*(repr(b) for b in self.bounds), "+Inf"]
+        for bound, count in zip(bounds, self.buckets, strict=True):
             total += count
             out.append((bound, total))
         return out
@@ -111,6 +131,12 @@ class Metrics:
         self.breaker_open: bool | None = None  # None: no breaker
         self.breaker_opens = 0
         self.breaker_rejected_requests: Counter[str] = Counter()  # operation
+        # The change channel between workers (daxproxy.service.coherence), when there is one.
+        self.channel = False
+        self.changes_published: Counter[str] = Counter()  # kind
+        self.changes_applied: Counter[str] = Counter()  # kind
+        self.change_lag = _Histogram(LAG_BUCKETS)
+        self.change_channel_lost = 0
         # Read at scrape time.
         self.item_cache: ItemCache | None = None
         self.query_cache: QueryCache | None = None
@@ -209,6 +235,8 @@ class _Collector:
         yield from self._state()
         yield from self._lookups()
         yield from self._caches()
+        if self._metrics.channel:
+            yield from self._changes()
 
     def _requests(self) -> Iterator[Metric]:
         m = self._metrics
@@ -407,3 +435,33 @@ class _Collector:
             evicted_bytes.add_metric([name], stats.evicted_bytes)
             stale.add_metric([name], stats.stale_served)
         yield from (size, budget, entries, utilization, evictions, evicted_bytes, stale)
+
+    def _changes(self) -> Iterator[Metric]:
+        m = self._metrics
+        published = CounterMetricFamily(
+            "daxproxy_changes_published",
+            "Changes this worker made or learned and sent to the other workers, by kind "
+            "(write, unsure, drop, table, all)",
+            labels=["kind"],
+        )
+        applied = CounterMetricFamily(
+            "daxproxy_changes_applied",
+            "Changes other workers sent that this worker applied to its caches, by kind",
+            labels=["kind"],
+        )
+        for kind, count in sorted(m.changes_published.items()):
+            published.add_metric([kind], count)
+        for kind, count in sorted(m.changes_applied.items()):
+            applied.add_metric([kind], count)
+        lag = HistogramMetricFamily(
+            "daxproxy_change_lag_seconds",
+            "From a change's publication by one worker to its application by another",
+        )
+        lag.add_metric([], m.change_lag.cumulative(), m.change_lag.sum)
+        lost = CounterMetricFamily(
+            "daxproxy_change_channel_lost",
+            "Times this worker lost its change channel (or was cut off for falling behind) "
+            "and dropped its caches",
+        )
+        lost.add_metric([], m.change_channel_lost)
+        yield from (published, applied, lag, lost)

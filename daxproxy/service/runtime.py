@@ -7,6 +7,11 @@ it closes them in reverse order. A configuration it cannot run with raises
 :class:`SettingError` naming the setting, before the proxy takes any traffic. Each proxy
 has its own :class:`Metrics`, fed by the request handler, the upstream client, the breaker
 and the caches.
+
+With ``changes`` (the change hub's socket path, one worker of several), the worker
+connects its :class:`~daxproxy.workers.channel.ChangeLink` before it takes traffic and its
+proxy publishes and applies changes (:mod:`daxproxy.service.coherence`); without it,
+nothing of that exists.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from daxproxy.core.cache import ItemCache, WriteTracker
 from daxproxy.core.config import AWS_UPSTREAM, SettingError, Settings, resolve_endpoints
 from daxproxy.service.admin import CacheAdmin
 from daxproxy.service.breaker import Breaker
+from daxproxy.service.coherence import NO_CHANGES, Changes, Coherence
 from daxproxy.service.embedded import EmbeddedBackendError, start_embedded_moto
 from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
@@ -41,6 +47,7 @@ from daxproxy.service.signing import (
 )
 from daxproxy.service.tables import TableRegistry
 from daxproxy.service.upstream import HttpUpstream, Upstream
+from daxproxy.workers.channel import ChangeLink
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +70,18 @@ async def _credentials(session: AioSession, upstream: str | None) -> CredentialS
 
 @contextlib.asynccontextmanager
 async def open_proxy(
-    settings: Settings, grants: Mapping[str, Grant] | None = None, *, embedded: str | None = None
+    settings: Settings,
+    grants: Mapping[str, Grant] | None = None,
+    *,
+    changes: str | None = None,
+    worker: int = 1,
+    embedded: str | None = None,
 ) -> AsyncIterator[Proxy]:
     """``grants``: the ``auth_file``'s, loaded at the edge (:mod:`daxproxy.edge.auth`).
-    ``embedded``: the URL of an embedded moto already running (a worker's, started by the
-    supervisor of the workers), used as the embedded backend rather than starting one."""
+    ``changes``: the change hub's socket path; ``worker``: this worker's number (1..N), as
+    the hub's log names it. ``embedded``: the URL of an embedded moto already running (the
+    supervisor's, which all its workers share), used as the embedded backend rather than
+    starting one."""
     session = AioSession()
     region = settings.region or default_region(session)
     access = access_from_settings(settings, region, grants)  # before anything starts
@@ -103,8 +117,16 @@ async def open_proxy(
         )
         stack.push_async_callback(upstream.close)
         log.info("upstream %s, region %s", described, region)
+        link = None
+        if changes is not None:
+            link = await ChangeLink.connect(changes, worker)
+            stack.push_async_callback(link.close)
         yield build_proxy(
-            settings, with_breaker(settings, upstream, metrics), metrics, access=access
+            settings,
+            with_breaker(settings, upstream, metrics),
+            metrics,
+            access=access,
+            changes=link,
         )
 
 
@@ -128,6 +150,7 @@ def build_proxy(
     access: Access | None = None,
     *,
     clock: Callable[[], float] = time.monotonic,
+    changes: ChangeLink | None = None,
 ) -> Proxy:
     """The proxy for these settings: each cache unless its budget or TTL is 0.
 
@@ -136,6 +159,7 @@ def build_proxy(
     ``access``: the check of each request's signature and grant (``auth_file``), loaded by
     :func:`open_proxy`; None: none.
     ``clock``: the caches' and the table registry's (tests tick a fake one).
+    ``changes``: this worker's link to the others (:mod:`daxproxy.service.coherence`).
     """
     if metrics is None:
         metrics = Metrics(per_table=settings.metrics_per_table)
@@ -148,6 +172,7 @@ def build_proxy(
     tables = TableRegistry(upstream, clock=clock)
     queries = item_reads = item_writes = None
     cache = None
+    coherent: Changes = NO_CHANGES
     if queries_on:
         pages = ItemCache(
             settings.query_cache_max_bytes,
@@ -166,8 +191,21 @@ def build_proxy(
         writes_cache = ItemCache(settings.item_cache_max_bytes, ttl, clock, stale_grace=grace)
         tables.on_change(writes_cache.drop_table)
         tracker = WriteTracker()
+        if changes is not None:
+            coherence = Coherence(
+                changes,
+                items=writes_cache,
+                tracker=tracker,
+                queries=queries,
+                tables=tables,
+                hold_seconds=hold,
+                metrics=metrics,
+            )
+            tables.on_change(coherence.forgotten)
+            changes.attach(coherence)
+            coherent = coherence
         item_writes = ItemWrites(
-            upstream, writes_cache, tables, tracker, queries, hold_seconds=hold
+            upstream, writes_cache, tables, tracker, queries, hold_seconds=hold, changes=coherent
         )
         if items_on:
             cache = writes_cache
@@ -178,7 +216,7 @@ def build_proxy(
         item_reads=item_reads,
         item_writes=item_writes,
         queries=queries,
-        admin=CacheAdmin(cache, queries, tables, settings.mode),
+        admin=CacheAdmin(cache, queries, tables, settings.mode, coherent),
         observers=observers,
         metrics=metrics,
         max_in_flight=settings.max_in_flight,

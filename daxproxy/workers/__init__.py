@@ -3,7 +3,8 @@
 :mod:`~daxproxy.workers.cpus` (what ``workers = "auto"`` means), :mod:`~daxproxy.workers.
 listeners` (the port, checked and held by the supervisor), :mod:`~daxproxy.workers.
 supervisor` (starts, restarts and stops the worker processes), :mod:`~daxproxy.workers.
-worker` (one worker process), :mod:`~daxproxy.workers.figures` (each worker's metrics and
-cache figures, gathered over private Unix sockets) and :mod:`~daxproxy.workers.totals`
-(those figures summed).
+worker` (one worker process), :mod:`~daxproxy.workers.channel` (the change hub and each
+worker's link to it), :mod:`~daxproxy.workers.figures` (each worker's metrics and cache
+figures, gathered over private Unix sockets) and :mod:`~daxproxy.workers.totals` (those
+figures summed).
 """

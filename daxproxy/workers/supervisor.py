@@ -53,6 +53,7 @@ from daxproxy.edge.loops import loop_factory
 from daxproxy.edge.server import Stop, mode_note, stop_signals
 from daxproxy.edge.tls import server_context
 from daxproxy.service.embedded import EmbeddedBackendError, start_embedded_moto
+from daxproxy.workers.channel import ChangeHub
 from daxproxy.workers.figures import (
     CACHES,
     METRICS,
@@ -62,7 +63,7 @@ from daxproxy.workers.figures import (
     worker_socket,
 )
 from daxproxy.workers.listeners import reserve
-from daxproxy.workers.spec import READY, WorkerSpec
+from daxproxy.workers.spec import CHANGES_SOCKET, READY, WorkerSpec
 from daxproxy.workers.totals import MetricTotals, cache_totals
 
 log = logging.getLogger("daxproxy")
@@ -155,6 +156,9 @@ async def _start(stack: contextlib.AsyncExitStack, pool: WorkerPool) -> None:
             ) from None
         stack.callback(moto.stop)
         pool.embedded = moto.url
+    hub = ChangeHub(os.path.join(pool.run_dir, CHANGES_SOCKET))
+    await hub.start()
+    stack.push_async_callback(hub.close)
     totals = FigureServer(totals_socket(pool.run_dir), pool.totals_answer)
     await totals.start()
     stack.push_async_callback(totals.close)
