@@ -56,7 +56,7 @@ def start_workers(*options: str, **kwargs: Any) -> ProxyProcess:
 
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[ProxyProcess]:
-    proxy = start_workers("--admin", "--log-requests")
+    proxy = start_workers("--admin", "--log-requests", "--mode", "strict")
     try:
         yield proxy
     finally:
@@ -174,6 +174,139 @@ def test_the_admin_view_shows_the_totals_and_each_worker(proxy: ProxyProcess) ->
     for figure in ("hits", "misses", "entries", "bytes", "max_bytes"):
         assert item[figure] == sum(w["item_cache"][figure] for w in view["per_worker"]), figure
     assert item["max_bytes"] == 2 * 256 * 1024 * 1024  # the budget is per worker
+
+
+# --- coherence: no worker serves what another worker's change made stale -------------
+
+
+def applied(proxy: ProxyProcess, kind: str) -> float:
+    """Changes of ``kind`` the workers have applied from each other, summed."""
+    return scrape(proxy).get(("daxproxy_changes_applied_total", (("kind", kind),)), 0.0)
+
+
+def wait_applied(proxy: ProxyProcess, kind: str, count: float) -> None:
+    """Until the other worker has applied the change: the lag, waited for, not guessed."""
+    wait_for(lambda: applied(proxy, kind) >= count, f"no {kind} change applied")
+
+
+def item_table(proxy: ProxyProcess) -> tuple[str, dict[str, Any]]:
+    table = new_table(proxy)
+    return table, {"TableName": table, "Key": {"pk": {"S": "k"}}}
+
+
+def put(proxy: ProxyProcess, table: str, value: str, pk: str = "k") -> None:
+    answer = call(
+        proxy, "PutItem", {"TableName": table, "Item": {"pk": {"S": pk}, "v": {"S": value}}}
+    )
+    assert answer.status == 200, answer.body
+
+
+def cached_on_each_worker(proxy: ProxyProcess, operation: str, payload: dict[str, Any]) -> Any:
+    """Read until each worker has answered from its cache; what they hold (the same)."""
+    for _ in range(ATTEMPTS):
+        answers = on_each_worker(proxy, operation, payload)
+        hits = {a.worker: a.json() for a in answers if a.headers.get("x-daxproxy-cache") == "hit"}
+        if set(hits) == WORKERS:
+            assert hits[1] == hits[2]
+            return hits[1]
+    raise AssertionError("the workers never both answered from their caches")
+
+
+def moto_url(proxy: ProxyProcess) -> str:
+    found = re.search(r"embedded moto server started on (\S+)", proxy.log())
+    assert found, proxy.log()
+    return found.group(1)
+
+
+def behind_the_back(proxy: ProxyProcess, operation: str, payload: dict[str, Any]) -> None:
+    """A request straight to the moto both workers use: no worker sees it."""
+    connection = http.client.HTTPConnection(moto_url(proxy).removeprefix("http://"), timeout=10)
+    try:
+        connection.request(
+            "POST",
+            "/",
+            body=json.dumps(payload),
+            headers={
+                "X-Amz-Target": f"DynamoDB_20120810.{operation}",
+                "Content-Type": "application/x-amz-json-1.0",
+                "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/"
+                "dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+            },
+        )
+        answer = connection.getresponse()
+        assert answer.status == 200, answer.read()
+        answer.read()
+    finally:
+        connection.close()
+
+
+def test_a_write_through_one_worker_is_seen_by_every_worker_after_the_lag(
+    proxy: ProxyProcess,
+) -> None:
+    table, get_k = item_table(proxy)
+    put(proxy, table, "old")
+    assert cached_on_each_worker(proxy, "GetItem", get_k)["Item"]["v"] == {"S": "old"}
+    before = applied(proxy, "write")
+    put(proxy, table, "new")  # on one connection, so through one worker
+    wait_applied(proxy, "write", before + 1)
+    answers = on_each_worker(proxy, "GetItem", get_k, at_least=2)
+    assert [a.json()["Item"]["v"] for a in answers] == [{"S": "new"}] * len(answers)
+
+
+@pytest.mark.parametrize(
+    ("request_body", "kind"),
+    [({"key": {"pk": {"S": "k"}}}, "write"), ({}, "table"), (None, "all")],
+    ids=["key", "table", "all"],
+)
+def test_an_admin_invalidation_through_one_worker_reaches_every_worker(
+    proxy: ProxyProcess, request_body: dict[str, Any] | None, kind: str
+) -> None:
+    table, get_k = item_table(proxy)
+    put(proxy, table, "old")
+    assert cached_on_each_worker(proxy, "GetItem", get_k)["Item"]["v"] == {"S": "old"}
+    behind_the_back(
+        proxy, "PutItem", {"TableName": table, "Item": {"pk": {"S": "k"}, "v": {"S": "new"}}}
+    )
+    assert cached_on_each_worker(proxy, "GetItem", get_k)["Item"]["v"] == {"S": "old"}
+    before = applied(proxy, kind)
+    body = {"all": True} if request_body is None else {"table": table, **request_body}
+    status, answer = get(f"{proxy.url}/admin/invalidate", data=json.dumps(body).encode())
+    assert status == 200, answer
+    wait_applied(proxy, kind, before + 1)
+    answers = on_each_worker(proxy, "GetItem", get_k, at_least=2)
+    assert [a.json()["Item"]["v"] for a in answers] == [{"S": "new"}] * len(answers)
+
+
+def test_a_table_deleted_through_one_worker_is_forgotten_by_every_worker(
+    proxy: ProxyProcess,
+) -> None:
+    table, get_k = item_table(proxy)
+    put(proxy, table, "old")
+    cached_on_each_worker(proxy, "GetItem", get_k)
+    before = applied(proxy, "table")
+    assert call(proxy, "DeleteTable", {"TableName": table}).status == 200
+    wait_applied(proxy, "table", before + 1)
+    answers = on_each_worker(proxy, "GetItem", get_k, at_least=2)
+    assert {a.status for a in answers} == {400}  # the table is gone, not served from a cache
+    assert all("ResourceNotFoundException" in a.json()["__type"] for a in answers)
+
+
+def test_in_strict_mode_a_write_through_one_worker_drops_every_workers_pages(
+    proxy: ProxyProcess,
+) -> None:
+    table, _ = item_table(proxy)
+    put(proxy, table, "old")
+    query = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :k",
+        "ExpressionAttributeValues": {":k": {"S": "k"}},
+    }
+    assert cached_on_each_worker(proxy, "Query", query)["Items"][0]["v"] == {"S": "old"}
+    before = applied(proxy, "write")
+    put(proxy, table, "new")
+    wait_applied(proxy, "write", before + 1)
+    answers = on_each_worker(proxy, "Query", query, at_least=2)
+    assert [a.json()["Items"][0]["v"] for a in answers] == [{"S": "new"}] * len(answers)
 
 
 def test_a_killed_worker_is_replaced_and_serves_again(proxy: ProxyProcess) -> None:
