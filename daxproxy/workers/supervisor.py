@@ -194,6 +194,8 @@ class WorkerPool:
         self.stopping = False
         self._workers = {n: _Worker(n) for n in range(1, count + 1)}
         self._snapshots: asyncio.Task[None] | None = None
+        # One read of the metrics at a time, so that an older answer never replaces a newer.
+        self._reading = asyncio.Lock()
 
     def serving(self) -> int:
         return sum(1 for w in self._workers.values() if w.serving)
@@ -202,7 +204,10 @@ class WorkerPool:
         """Worker 1, then the others at once; WorkerFailed if one exits first."""
         first, *others = self._workers.values()
         await self._launch(first)
-        await asyncio.gather(*(self._launch(w) for w in others))
+        started = await asyncio.gather(*(self._launch(w) for w in others), return_exceptions=True)
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
         self._snapshots = asyncio.create_task(self._read_metrics_often())
 
     async def _launch(self, worker: _Worker) -> None:
@@ -327,8 +332,9 @@ class WorkerPool:
         return found
 
     async def _read_metrics(self) -> None:
-        for number, answer in (await self._gather(METRICS)).items():
-            self.totals.update(number, orjson.loads(answer))
+        async with self._reading:
+            for number, answer in (await self._gather(METRICS)).items():
+                self.totals.update(number, orjson.loads(answer))
 
     async def _read_metrics_often(self) -> None:
         while True:

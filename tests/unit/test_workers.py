@@ -327,3 +327,17 @@ def test_a_bad_workers_value_exits_2_naming_the_setting(
     assert "setting 'workers': must be a whole number from 1 to 1024 or 'auto', not 'none'" in (
         capsys.readouterr().err
     )
+
+
+# --- the bench's lag quantiles ----------------------------------------------------------
+
+
+def test_the_bench_interpolates_quantiles_within_buckets_as_prometheus_does() -> None:
+    from bench.workers import quantile
+
+    buckets = [(0.0001, 50.0), (0.001, 90.0), (0.01, 100.0), (float("inf"), 100.0)]
+    assert quantile(0.5, buckets) == pytest.approx(0.0001)
+    assert quantile(0.7, buckets) == pytest.approx(0.0001 + 0.0009 * 20 / 40)
+    assert quantile(0.99, buckets) == pytest.approx(0.001 + 0.009 * 9 / 10)
+    assert quantile(0.5, [(float("inf"), 0.0)]) is None
+    assert quantile(0.5, [(0.001, 0.0), (float("inf"), 4.0)]) == 0.001
