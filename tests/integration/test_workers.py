@@ -374,6 +374,68 @@ def test_sigterm_lets_a_request_in_flight_finish_and_exits_0() -> None:
     assert "Traceback" not in log and "killing" not in log
 
 
+def marked(mark: str) -> list[int]:
+    """The live processes whose environment holds ``mark``: a supervisor, its workers and
+    its moto, and nothing that another test started."""
+    needle = f"WORKERS_TEST_MARK={mark}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if needle in Path(f"/proc/{entry}/environ").read_bytes():
+                    found.append(int(entry))
+            except OSError:  # gone, or a zombie
+                continue
+    return found
+
+
+def marked_proxy() -> tuple[ProxyProcess, str]:
+    mark = uuid.uuid4().hex
+    proxy = ProxyProcess(
+        "--workers", "2", env={**os.environ, **TEST_ENV, "WORKERS_TEST_MARK": mark}
+    )
+    return proxy, mark
+
+
+def test_when_the_supervisor_is_killed_its_workers_and_its_moto_stop_too() -> None:
+    proxy, mark = marked_proxy()
+    try:
+        proxy.start()
+        wait_for(lambda: "with 2 workers" in proxy.log(), "the supervisor did not serve")
+        assert len(marked(mark)) == 4  # the supervisor, two workers, moto
+        assert proxy.process is not None
+        proxy.process.kill()
+        proxy.process.wait(10)
+        wait_for(lambda: not marked(mark), "processes outlived their supervisor")
+    finally:
+        proxy.stop()
+        os.unlink(proxy.log_path)
+
+
+def test_a_signal_during_start_up_stops_what_had_started_and_exits_0() -> None:
+    proxy, mark = marked_proxy()
+    with open(proxy.log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daxproxy", "--port", str(proxy.port), *proxy.options],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=proxy.env,
+        )
+    try:
+        # moto is up and worker 1 is on its way: the start-up is half done.
+        wait_for(lambda: "embedded moto server started" in proxy.log(), "moto did not start")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, proxy.log()
+        wait_for(lambda: not marked(mark), "processes outlived the start-up")
+        assert "Traceback" not in proxy.log()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.unlink(proxy.log_path)
+
+
 def run_to_exit(
     *options: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
