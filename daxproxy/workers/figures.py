@@ -96,7 +96,7 @@ class FigureServer:
         except (OSError, asyncio.IncompleteReadError):
             pass
         except Exception:
-            log.exception("fault while answering %s on %s", "a figures request", self.path)
+            log.exception("fault while answering a figures request on %s", self.path)
         finally:
             writer.close()
             with contextlib.suppress(OSError):

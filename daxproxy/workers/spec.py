@@ -21,7 +21,6 @@ CHANGES_SOCKET = "changes.sock"
 @dataclass(frozen=True)
 class WorkerSpec:
     number: int  # 1..workers, kept by the worker that replaces a dead one
-    workers: int
     settings: Settings  # the port is the one the supervisor holds (never 0)
     grants: Mapping[str, Grant] | None
     run_dir: str  # the supervisor's private directory of Unix sockets

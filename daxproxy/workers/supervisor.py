@@ -214,7 +214,6 @@ class WorkerPool:
         """Start ``worker``'s process and wait until it serves, then watch it."""
         spec = WorkerSpec(
             number=worker.number,
-            workers=len(self._workers),
             settings=self.settings,
             grants=self.grants,
             run_dir=self.run_dir,
