@@ -159,7 +159,9 @@ class Coherence(Changes):
         self._publish(WRITE, [encode_key(k) for k in keys], sorted(tables), self._spellings(whole))
 
     def unsure(self, keys: Iterable[ItemKey], whole: Iterable[str], tables: Iterable[str]) -> None:
-        self._publish(UNSURE, [encode_key(k) for k in keys], self._spellings(whole), sorted(tables))
+        self._publish(
+            UNSURE, [encode_key(k) for k in keys], self._spellings(whole), self._spellings(tables)
+        )
 
     def dropped(self, tables: Iterable[str] | None, *, unsure: bool) -> None:
         self._publish(DROP, None if tables is None else self._spellings(tables), unsure)
@@ -221,9 +223,9 @@ class Coherence(Changes):
         decoded = [decode_key(key) for key in keys]
         self._overtake(decoded)
         self._items.hold([*decoded, *self._arns(whole)], self._hold_seconds)
-        if self._queries is not None:
-            for table in tables:
-                self._queries.write_unsure(table)
+        if self._queries is not None and self._queries.strict:
+            # Held even if this worker does not know them yet (QueryCache.write_unsure).
+            self._queries.cache.hold(self._arns(tables), self._hold_seconds)
 
     def _apply_dropped(self, tables: list[str] | None, unsure: bool) -> None:
         arns = self._tables.arns() if tables is None else self._arns(tables)
@@ -241,11 +243,7 @@ class Coherence(Changes):
                 self._queries.dropped(arn, unsure=unsure)
 
     def _apply_forgotten(self, table: str) -> None:
-        forgotten = self._tables.forget(table)  # its listeners drop the items and pages
-        for arn in self._arns([table]) - forgotten:
-            self._items.drop_table(arn)
-            if self._queries is not None:
-                self._queries.dropped(arn)
+        self._tables.forget(table)  # its listeners drop the items and pages
 
     def _clear(self) -> None:
         """Forget every item, page and table."""
@@ -284,4 +282,5 @@ class Coherence(Changes):
 
     def missed(self) -> None:
         log.warning("changes from another worker may have been lost: caches dropped")
+        self._metrics.change_channel_resets += 1
         self._dropping_all()

@@ -283,9 +283,9 @@ class ItemWrites:
 
     def _forget_table(self, table: str, *, unsure: bool) -> None:
         """Forget the table's schema; the registry's listeners drop its items and pages."""
-        self._changes.forgotten(table)
-        if unsure:
+        if unsure:  # first: a worker that knows the table holds it before it forgets it
             self._changes.dropped([table], unsure=True)
+        self._changes.forgotten(table)
         arns = self._tables.forget(table)
         if unsure:
             self._cache.hold(arns, self._hold_seconds)

@@ -137,6 +137,7 @@ class Metrics:
         self.changes_applied: Counter[str] = Counter()  # kind
         self.change_lag = _Histogram(LAG_BUCKETS)
         self.change_channel_lost = 0
+        self.change_channel_resets = 0
         # Read at scrape time.
         self.item_cache: ItemCache | None = None
         self.query_cache: QueryCache | None = None
@@ -464,4 +465,10 @@ class _Collector:
             "and dropped its caches",
         )
         lost.add_metric([], m.change_channel_lost)
-        yield from (published, applied, lag, lost)
+        resets = CounterMetricFamily(
+            "daxproxy_change_channel_resets",
+            "Times this worker dropped its caches because another worker's changes may have "
+            "been lost (it was cut off, died, or published while its channel was down)",
+        )
+        resets.add_metric([], m.change_channel_resets)
+        yield from (published, applied, lag, lost, resets)

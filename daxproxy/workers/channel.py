@@ -164,8 +164,7 @@ class _HubPeer(asyncio.Protocol):
         self._aborted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's Unix transports are not asyncio.Transport subclasses: no isinstance check.
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self._hub._joined(self)
         self._transport.write(frame(WELCOME))
 
@@ -367,8 +366,7 @@ class _LinkProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's Unix transports are not asyncio.Transport subclasses: no isinstance check.
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self._link._connected(self._transport)
 
     def data_received(self, data: bytes) -> None:
