@@ -178,6 +178,9 @@ class _Worker:
 class WorkerPool:
     """The worker processes, by number, and what the supervisor knows of them."""
 
+    # How a worker process is started (tests start stand-ins).
+    command: tuple[str, ...] = (sys.executable, "-m", "daxproxy.workers.worker")
+
     def __init__(
         self,
         settings: Settings,
@@ -221,9 +224,7 @@ class WorkerPool:
             supervisor=os.getpid(),
         )
         process = worker.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "daxproxy.workers.worker",
+            *self.command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,  # a terminal's Ctrl-C reaches the supervisor only
