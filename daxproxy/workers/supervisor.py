@@ -345,7 +345,7 @@ class WorkerPool:
         """The totals socket's answers: ``metrics`` (text) and ``caches`` (JSON)."""
         if what == METRICS:
             await self._read_metrics()
-            return self.totals.exposition(self._own_metrics())
+            return self.totals.exposition(self.own_metrics())
         if what == CACHES:
             found = await self._gather(CACHES)
             if not found:
@@ -353,7 +353,8 @@ class WorkerPool:
             return orjson.dumps(cache_totals({n: orjson.loads(a) for n, a in found.items()}))
         return None
 
-    def _own_metrics(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+    def own_metrics(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        """The supervisor's series: ``daxproxy_workers`` and the restarts."""
         workers = GaugeMetricFamily(
             "daxproxy_workers", "Worker processes serving (the workers setting, when all serve)"
         )
