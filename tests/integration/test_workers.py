@@ -332,7 +332,33 @@ def test_a_killed_worker_is_replaced_and_serves_again(proxy: ProxyProcess) -> No
     assert requests_of(after, "GetItem") >= requests_of(before, "GetItem") + len(answers)
 
 
-def test_sigterm_lets_a_request_in_flight_finish_and_exits_0() -> None:
+def connection_to_each_worker(proxy: ProxyProcess) -> dict[int, http.client.HTTPConnection]:
+    """One open keep-alive connection to each worker (a connection stays with its worker)."""
+    connections: dict[int, http.client.HTTPConnection] = {}
+    for _ in range(ATTEMPTS):
+        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+        connection.request("GET", "/healthz")
+        answer = connection.getresponse()
+        answer.read()
+        worker = int(answer.getheader("x-daxproxy-worker", "0"))
+        if worker in connections:
+            connection.close()
+        else:
+            connections[worker] = connection
+        if set(connections) == WORKERS:
+            return connections
+    raise AssertionError(f"{ATTEMPTS} connections did not reach both workers")
+
+
+def get_item_on(connection: http.client.HTTPConnection, table: str) -> tuple[int, bytes]:
+    body = json.dumps({"TableName": table, "Key": {"pk": {"S": "k"}}})
+    headers = {"X-Amz-Target": "DynamoDB_20120810.GetItem"}
+    connection.request("POST", "/", body=body, headers=headers)
+    answer = connection.getresponse()
+    return answer.status, answer.read()
+
+
+def test_sigterm_lets_a_request_in_flight_on_each_worker_finish_and_exits_0() -> None:
     moto = MotoServer()
     moto.launch()
     relay = None
@@ -343,22 +369,27 @@ def test_sigterm_lets_a_request_in_flight_finish_and_exits_0() -> None:
         proxy = start_workers("--upstream", relay.url, *caches_off)
         try:
             table = new_table(proxy)
-            held = relay.hold("GetItem")
-            answer: list[Answer] = []
-            request = threading.Thread(
-                target=lambda: answer.append(
-                    call(proxy, "GetItem", {"TableName": table, "Key": {"pk": {"S": "k"}}})
+            held = relay.hold("GetItem", times=2)
+            answers: dict[int, tuple[int, bytes]] = {}
+            requests = [
+                threading.Thread(
+                    target=lambda w=worker, c=connection: answers.__setitem__(
+                        w, get_item_on(c, table)
+                    )
                 )
-            )
-            request.start()
-            held.wait()  # moto answered; the answer is held in the relay
+                for worker, connection in connection_to_each_worker(proxy).items()
+            ]
+            for request in requests:
+                request.start()
+            held.wait(2)  # moto answered both; their answers are held in the relay
             assert proxy.process is not None
             proxy.process.send_signal(signal.SIGTERM)
             wait_for(lambda: proxy.log().count("stopping on SIGTERM") == 3, "not all stopping")
-            assert request.is_alive()
-            relay.reset()  # the answer goes back now
-            request.join(10)
-            assert answer and answer[0].status == 200 and answer[0].json() == {}
+            assert all(request.is_alive() for request in requests)
+            relay.reset()  # the answers go back now
+            for request in requests:
+                request.join(10)
+            assert answers == {1: (200, b"{}"), 2: (200, b"{}")}
             assert proxy.process.wait(15) == 0
             log = proxy.log()
         finally:
@@ -368,7 +399,8 @@ def test_sigterm_lets_a_request_in_flight_finish_and_exits_0() -> None:
         if relay is not None:
             relay.stop()
         moto.stop()
-    assert re.search(r"worker \d stopping on SIGTERM; requests in flight: 1", log), log
+    for worker in WORKERS:
+        assert f"worker {worker} stopping on SIGTERM; requests in flight: 1" in log, log
     assert "telling 2 workers to finish their requests in flight within 10 s" in log
     assert re.search(r"daxproxy stopped in \d+\.\d\d s", log)
     assert "Traceback" not in log and "killing" not in log
