@@ -1,8 +1,9 @@
 """What the supervisor tells each worker process, and how a worker says it serves.
 
 The supervisor writes a :class:`WorkerSpec` (pickled) to the worker's standard input; the
-worker writes :data:`READY` to its standard output once it listens and answers its figures
-socket, and nothing else is ever written there.
+worker writes :data:`READY` to its standard output (a pipe the supervisor reads) once it
+listens and answers its figures socket, then points its standard output at its standard
+error, so that nothing a library prints can fill that pipe and block the worker.
 """
 
 from __future__ import annotations
@@ -39,3 +40,4 @@ class WorkerSpec:
 
 def announce_ready() -> None:
     os.write(1, READY)
+    os.dup2(2, 1)
