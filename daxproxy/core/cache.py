@@ -127,22 +127,33 @@ class ItemCache:
     def get_entry(self, key: ItemKey) -> bytes | None:
         """As :meth:`get`, but the stored object itself, whose value starts at byte
         :data:`VALUE_START`: for a caller that sends part of a value without copying it."""
+        entry = self.hit(key)
+        if entry is not None:
+            return entry
+        entry = self._entries.get(key)
+        if entry is not None:  # expired, or its table dropped since it was stored
+            expires, stamp = _HEADER.unpack_from(entry)
+            dropped = stamp < self._dropped.get(key[0], self._cleared)
+            now = self._clock()
+            if expires <= now:
+                if expires + self.stale_grace <= now:
+                    self._remove(key, Eviction.TTL)
+                elif dropped:
+                    self._remove(key, Eviction.TABLE)
+                # else within the grace it stays, for get_stale
+            elif dropped:
+                self._remove(key, Eviction.TABLE)
+        self.stats.misses += 1
+        return None
+
+    def hit(self, key: ItemKey) -> bytes | None:
+        """The stored object when :meth:`get_entry` would return it (and counted as the
+        hit it is); else None, with nothing counted, removed or moved."""
         entry = self._entries.get(key)
         if entry is None:
-            self.stats.misses += 1
             return None
         expires, stamp = _HEADER.unpack_from(entry)
-        now = self._clock()
-        if expires <= now:
-            if expires + self.stale_grace <= now:
-                self._remove(key, Eviction.TTL)
-            elif stamp < self._dropped.get(key[0], self._cleared):
-                self._remove(key, Eviction.TABLE)
-            self.stats.misses += 1  # within the grace it stays, for get_stale
-            return None
-        if stamp < self._dropped.get(key[0], self._cleared):
-            self._remove(key, Eviction.TABLE)
-            self.stats.misses += 1
+        if expires <= self._clock() or stamp < self._dropped.get(key[0], self._cleared):
             return None
         self._entries.move_to_end(key)
         self.stats.hits += 1

@@ -2,12 +2,14 @@
 
 :class:`HttpProtocol` is an ``asyncio.Protocol``; the server (:mod:`daxproxy.edge.server`)
 makes one per accepted connection and hands it an :class:`Edge`, what all connections
-share. Its contract:
+share. Its :class:`~daxproxy.edge.reader.RequestReader` reads the requests (llhttp's
+callbacks, the limits on a head and a body); the protocol answers them. Its contract:
 
 - **Answers in order.** Keep-alive and pipelined requests are answered in the order they
-  came; one request is handled at a time. A request whose handler finishes without waiting
-  (a cache hit) is answered inline, inside ``data_received``: its coroutine's first step
-  runs there (``coro.send(None)``) and no task, future or timer is made for it. Only a
+  came; one request is handled at a time. A request whose handler does not wait (a cache
+  hit, whose answer the handler returns at once; a coroutine that ends in its first step,
+  run there with ``coro.send(None)``) is answered inline, inside ``data_received``, and no
+  task, future or timer is made for it. Only a
   handler that waits (a miss, a write) gets a task, which continues that same coroutine
   (:func:`daxproxy.edge.inline.resume`) and then answers whatever was pipelined behind it.
 - **Flow control.** While a request is being handled in a task and another is waiting
@@ -51,22 +53,13 @@ from daxproxy.core import wire
 from daxproxy.core.errors import (
     DynamoDBError,
     InternalServerError,
-    RequestEntityTooLargeException,
     SerializationException,
 )
 from daxproxy.edge import answers
 from daxproxy.edge.inline import Carrier, first_step, resume
-from daxproxy.edge.limits import (
-    ENCODING,
-    KNOWN_FIELDS,
-    LENGTH,
-    MAX_HEADER_FIELDS,
-    TARGET,
-    WATCHED_FIELDS,
-    Limits,
-    RawHeaders,
-)
-from daxproxy.edge.routes import Route, Router
+from daxproxy.edge.reader import Edge as ReadingEdge
+from daxproxy.edge.reader import Refusal, RequestReader, Stop
+from daxproxy.edge.routes import Route
 from daxproxy.service.proxy import ClientRequest
 
 log = logging.getLogger(__name__)
@@ -74,32 +67,13 @@ log = logging.getLogger(__name__)
 # Timer slack: a timer the loop runs this close to its deadline counts as on time.
 _SLACK = 0.001
 _IDLE, _READ = 1, 2
-_READ_SLACK = 1024 * 1024  # more than one read of asyncio's or uvloop's transports
 
 
-class Edge(Protocol):
+class Edge(ReadingEdge, Protocol):
     """What every connection of one server shares (:class:`daxproxy.edge.server.EdgeServer`)."""
-
-    loop: asyncio.AbstractEventLoop
-    limits: Limits
-    router: Router
-    stopping: bool
 
     def register(self, connection: HttpProtocol) -> bool: ...
     def forget(self, connection: HttpProtocol) -> None: ...
-
-
-class _Refusal(Exception):
-    """Raised in a parser callback: answer ``error`` (then close); ``report``: count it as
-    a refused DynamoDB request."""
-
-    def __init__(self, error: DynamoDBError, status: int | None = None, report: bool = False):
-        super().__init__(error.message)
-        self.error, self.status, self.report = error, status, report
-
-
-class _Stop(Exception):
-    """Raised in a parser callback: parse no further (the connection is closing)."""
 
 
 # A request received and not yet answered: route, request, keep-alive, HEAD, begin time.
@@ -108,9 +82,6 @@ _Queued = tuple[Route, ClientRequest, bool, bool, float]
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
-        "_began",
-        "_body",
-        "_body_size",
         "_broken",
         "_carrier",
         "_closed",
@@ -118,29 +89,17 @@ class HttpProtocol(asyncio.Protocol):
         "_deadline",
         "_deadline_kind",
         "_edge",
-        "_encoding",
         "_eof",
-        "_expect",
-        "_fields",
-        "_head_only",
-        "_head_seen",
-        "_in_head",
-        "_keep_alive",
-        "_length",
         "_limits",
         "_loop",
-        "_parser",
         "_queue",
         "_read_paused",
-        "_receiving",
-        "_route",
+        "_reader",
         "_router",
-        "_target",
         "_task",
         "_timer",
         "_timer_at",
         "_transport",
-        "_url",
         "_write_paused",
     )
 
@@ -149,9 +108,7 @@ class HttpProtocol(asyncio.Protocol):
         self._loop = edge.loop
         self._limits = edge.limits
         self._router = edge.router
-        self._parser = httptools.HttpRequestParser(self)
-        # Bytes after a "Connection: close" request are dropped, not a parse error.
-        self._parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self._reader = RequestReader(self, edge)
         self._transport: asyncio.Transport | None = None
         self._carrier = Carrier(self._loop)
         self._queue: deque[_Queued] = deque()
@@ -159,27 +116,9 @@ class HttpProtocol(asyncio.Protocol):
         self._closed = self._broken = self._eof = False
         self._read_paused = self._write_paused = False
         self._continue_owed = False
-        self._head_seen = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = self._deadline = 0.0
         self._deadline_kind = _IDLE
-        self._reset()
-        self._began = 0.0
-
-    def _reset(self) -> None:
-        """Nothing of a request received yet."""
-        self._receiving = self._in_head = False
-        self._url = b""
-        self._fields: list[tuple[bytes, bytes]] = []
-        self._target: bytes | None = None
-        self._encoding: bytes | None = None
-        self._length: bytes | None = None
-        self._expect: bytes | None = None
-        self._body: list[bytes] = []
-        self._body_size = 0
-        self._route: Route | None = None
-        self._keep_alive = True
-        self._head_only = False
 
     # asyncio.Protocol ----------------------------------------------------------------------
 
@@ -190,7 +129,7 @@ class HttpProtocol(asyncio.Protocol):
             transport.abort()
             return
         self._transport = transport
-        self._began = now = self._loop.time()
+        self._reader.began = now = self._loop.time()
         self._set_deadline(now + self._limits.idle_timeout, _IDLE)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -229,137 +168,48 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._broken or self._closed:
             return
+        reader = self._reader
         try:
-            # At least the bytes of any head in this chunk (which a head may begin in, after
-            # another request's end), and of the chunks before it while a head continues.
-            self._head_seen = (self._head_seen if self._in_head else 0) + len(data)
-            self._parser.feed_data(data)
+            too_long = reader.feed(data)
         except httptools.HttpParserCallbackError as exc:
             self._callback_failed(exc.__context__)
         except httptools.HttpParserUpgrade:
             self._end_of_input()  # what follows is not HTTP: answer what came, then close
         except httptools.HttpParserError as exc:
             log.debug("unparsable request: %s", exc)
-            report = self._receiving and not self._in_head  # a broken body
+            report = reader.receiving and not reader.in_head  # a broken body
             self._fail(SerializationException(f"Malformed HTTP request: {exc}"[:512]), None, report)
         except Exception:  # never out of a protocol callback
             log.exception("fault while reading a request")
             self._fail(InternalServerError("The proxy failed to handle the request"))
         else:
-            if self._in_head and self._head_seen > self._head_limit():
+            if too_long:
                 self._fail(self._limits.header_error())
-        if not self._closed and not self._receiving and self._task is None and not self._queue:
+        if not self._closed and not reader.receiving and self._task is None and not self._queue:
             # Idle again: the clock runs from the last request's first byte, which an
             # inline answer follows within microseconds.
-            self._set_deadline(self._began + self._limits.idle_timeout, _IDLE)
+            self._set_deadline(reader.began + self._limits.idle_timeout, _IDLE)
 
     def _callback_failed(self, cause: BaseException | None) -> None:
-        if isinstance(cause, _Stop):
+        if isinstance(cause, Stop):
             self._broken = True
-        elif isinstance(cause, _Refusal):
+        elif isinstance(cause, Refusal):
             self._fail(cause.error, cause.status, cause.report)
         else:
             log.error("fault while reading a request", exc_info=cause)
             self._fail(InternalServerError("The proxy failed to handle the request"))
 
-    def _head_limit(self) -> int:
-        """A whole head's bound: its fields', with one read's worth of slack (the chunk a
-        head begins in is counted whole)."""
-        return (self._limits.max_header_bytes + 4) * (MAX_HEADER_FIELDS + 2) + _READ_SLACK
+    # What the reader tells the connection (daxproxy.edge.reader.Connection) ----------------
 
-    # httptools callbacks --------------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
+    def request_began(self, now: float) -> None:
         if self._broken or self._closed:
-            raise _Stop()
-        self._receiving = self._in_head = True
-        self._began = now = self._loop.time()
+            raise Stop()
         if not self._read_paused:
             self._set_deadline(now + self._limits.read_timeout, _READ)
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self._limits.max_header_bytes:
-            raise _Refusal(self._limits.header_error())
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._fields.append((name, value))
-        if self._head_seen > self._limits.max_header_bytes:  # else no field can be too long
-            if len(name) + len(value) > self._limits.max_header_bytes:
-                raise _Refusal(self._limits.header_error())
-            if len(self._fields) > MAX_HEADER_FIELDS:
-                raise _Refusal(self._fields_error())
-        kind = KNOWN_FIELDS.get(name)
-        if kind is None:
-            kind = WATCHED_FIELDS.get(name.lower())
-        if kind:
-            if kind == TARGET:
-                self._target = value
-            elif kind == ENCODING:
-                self._encoding = value
-            elif kind == LENGTH:
-                self._length = value
-            else:
-                self._expect = value
-
-    def _fields_error(self) -> SerializationException:
-        return SerializationException(f"More than {MAX_HEADER_FIELDS} header fields")
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        if len(self._fields) > MAX_HEADER_FIELDS:
-            raise _Refusal(self._fields_error())
-        parser = self._parser
-        method = parser.get_method()
-        self._head_only = method == b"HEAD"
-        self._keep_alive = parser.should_keep_alive() and not self._edge.stopping
-        self._route = route = self._router.route(method, self._url)
-        if not route.takes_body:
-            return
-        expect = self._expect
-        if self._length is not None and int(self._length) > self._limits.max_body_bytes:
-            if expect is not None:  # its client waits for a 100 before it sends the body
-                raise _Refusal(self._too_large(), report=True)
-            # Its client sends the body before it reads an answer: the body is read and
-            # dropped, then answered (in order), then the connection closes.
-            self._route = Route(error=self._too_large(), refusal=True, takes_body=False)
-            self._keep_alive = False
-            return
-        if expect is not None:
-            if expect.strip().lower() != b"100-continue":
-                raise _Refusal(
-                    SerializationException(f"Unsupported Expect: {expect[:100]!r}"),
-                    417,
-                    report=True,
-                )
-            if self._length != b"0":
-                self._send_continue()
-
-    def on_body(self, body: bytes) -> None:
-        route = self._route
-        if route is None or not route.takes_body:
-            return
-        self._body_size += len(body)
-        if self._body_size > self._limits.max_body_bytes:
-            raise _Refusal(self._too_large(), report=True)
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        route = self._route
-        assert route is not None
-        chunks = self._body
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        target = self._target
-        encoding = self._encoding
-        request = ClientRequest(
-            RawHeaders(self._fields),
-            body,
-            None if target is None else target.decode("latin-1"),
-            None if encoding is None else encoding.decode("latin-1"),
-            self._url.decode("latin-1"),
-        )
-        keep_alive, head_only, began = self._keep_alive, self._head_only, self._began
-        self._reset()
+    def received(
+        self, route: Route, request: ClientRequest, keep_alive: bool, head_only: bool, began: float
+    ) -> None:
         if self._task is None and not self._queue and not self._write_paused:
             self._answer(route, request, keep_alive, head_only, began)
         else:
@@ -442,10 +292,10 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
             return
         self._resume_reading()
-        if not self._receiving:
+        if not self._reader.receiving:
             self._set_deadline(self._loop.time() + self._limits.idle_timeout, _IDLE)
         elif self._continue_owed:
-            self._send_continue()
+            self.send_continue()
 
     def _advance(self) -> None:
         """Answer queued requests inline (outside any task) until one has to wait."""
@@ -483,7 +333,7 @@ class HttpProtocol(asyncio.Protocol):
             self._router.refused(target, answer, self._loop.time() - began)
         self._send(answer, not keep_alive, head_only)
 
-    def _send_continue(self) -> None:
+    def send_continue(self) -> None:
         if self._task is None and not self._queue and self._transport is not None:
             self._continue_owed = False
             self._transport.write(answers.CONTINUE)
@@ -494,20 +344,16 @@ class HttpProtocol(asyncio.Protocol):
         log.exception("fault while handling %s", request.target or request.raw_path)
         return answers.error(InternalServerError("The proxy failed to handle the request"))
 
-    def _too_large(self) -> RequestEntityTooLargeException:
-        return RequestEntityTooLargeException(
-            f"Request body exceeds the limit of {self._limits.max_body_bytes} bytes"
-        )
-
     def _fail(self, error: DynamoDBError, status: int | None = None, report: bool = False) -> None:
         """Answer ``error`` after the answers owed before it, read nothing more, close."""
         self._broken = True
         self._pause_reading()
-        target = None if self._target is None else self._target.decode("latin-1")
+        reader = self._reader
+        target = reader.target
         route = Route(error=error, status=status, refusal=report)
         request = ClientRequest((), b"", target)
-        began = self._began
-        self._reset()
+        began = reader.began
+        reader.reset()
         if self._task is None and not self._queue:
             self._send_refusal(route, target, False, False, began)
         else:
@@ -525,14 +371,14 @@ class HttpProtocol(asyncio.Protocol):
         if not self._read_paused and self._transport is not None:
             self._read_paused = True
             self._transport.pause_reading()
-            if self._receiving:  # the read clock stops while the proxy is not reading
+            if self._reader.receiving:  # the read clock stops while the proxy is not reading
                 self._clear_deadline()
 
     def _resume_reading(self) -> None:
         if self._read_paused and not self._broken and self._transport is not None:
             self._read_paused = False
             self._transport.resume_reading()
-            if self._receiving:  # and starts again
+            if self._reader.receiving:  # and starts again
                 self._set_deadline(self._loop.time() + self._limits.read_timeout, _READ)
 
     def _set_deadline(self, when: float, kind: int) -> None:
@@ -563,7 +409,7 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
             return
         log.debug("client read timeout: request incomplete after %g s", self._limits.read_timeout)
-        report = self._receiving and not self._in_head  # a DynamoDB request, by its headers
+        report = self._reader.receiving and not self._reader.in_head  # by its headers
         self._fail(self._limits.read_timeout_error(), report=report)
 
     # Shutdown -------------------------------------------------------------------------------
@@ -571,7 +417,7 @@ class HttpProtocol(asyncio.Protocol):
     @property
     def busy(self) -> bool:
         """A request is being received, handled or waits to be answered."""
-        return self._receiving or self._task is not None or bool(self._queue)
+        return self._reader.receiving or self._task is not None or bool(self._queue)
 
     def shutdown(self) -> None:
         """Close now if idle; else after the answer under way (``Edge.stopping`` is set)."""

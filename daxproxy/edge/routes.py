@@ -1,7 +1,7 @@
 """Routes: which handler answers a request, by its method and path.
 
 ``POST`` on any path is a DynamoDB request (DynamoDB ignores the path), answered by
-:meth:`Proxy.handle`. ``GET /healthz`` answers while the process serves; ``GET /readyz``
+:meth:`Proxy.answer`. ``GET /healthz`` answers while the process serves; ``GET /readyz``
 only while the upstream answers; ``GET /metrics`` serves the proxy's Prometheus registry
 (with the edge's count of client connections), or 404 when the proxy has no metrics. With
 the ``admin`` setting, ``GET /admin/caches`` and ``POST /admin/invalidate`` serve
@@ -15,8 +15,9 @@ as DynamoDB answers it. A 405 is an edge refusal: the
 protocol reports it to :meth:`Proxy.refused`, so the metrics and the request log count it;
 a 404 is not a DynamoDB request and is not counted.
 
-A handler takes the request and returns its answer, or a coroutine of it: the protocol
-runs that coroutine's first step inline, so a cache hit costs no task.
+A handler takes the request and returns its answer, or a coroutine of it: a cache hit comes
+back as its answer, and the protocol runs a coroutine's first step inline, so what does not
+wait costs no task.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class Router:
         self.proxy = proxy
         self._connections = connections
         self._totals = totals
-        self.dynamodb = Route(proxy.handle)
+        self.dynamodb = Route(proxy.answer)
         metrics = self._metrics if totals is None or proxy.metrics is None else self._all_metrics
         gets: dict[bytes, Route] = {
             b"/healthz": Route(self._healthz, takes_body=False),

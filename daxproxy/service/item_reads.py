@@ -84,9 +84,10 @@ class ItemReads:
     def _joinable(self, key: ItemKey) -> Fill | None:
         """The fill in flight for ``key`` that a miss starting now may share: none once a
         write to the key or a drop of its table overtook it (it may answer with the value
-        from before a write that has been answered)."""
+        from before a write that has been answered), nor while the cache stores nothing
+        (a worker that lost its change channel: a write it cannot hear of may overtake it)."""
         found = self._fills.get(key)
-        if found is None:
+        if found is None or not self._cache.storing:
             return None
         fill, ticket = found
         if not ticket.clean or self._cache.dropped_since(key[0], ticket.since):
@@ -111,6 +112,32 @@ class ItemReads:
 
     # GetItem ---------------------------------------------------------------------------
 
+    def cached(self, call: Call) -> WireResponse | None:
+        """GetItem's answer from the cache when it is there and needs no wait (the table
+        known, no projection); else None, with nothing counted, and :meth:`get_item`
+        answers it."""
+        payload = call.payload
+        try:
+            read = requests.get_item_read(payload)
+            if read.consistent or read.projection is not None:
+                return None
+            info = self._tables.known(read.table)
+            if info is None:
+                return None
+            entry = self._cache.hit(item_key(info.arn, payload["Key"], info.schema))
+        except (DynamoDBError, Uncacheable, NotCanonical):  # get_item says why, or forwards
+            return None
+        if entry is None:
+            return None
+        return self._get_item_hit(read, payload, entry)
+
+    def _get_item_hit(self, read: TableRead, payload: dict[str, Any], entry: bytes) -> WireResponse:
+        capacity = "NONE" if len(payload) == 2 else requests.capacity_of(payload)
+        if read.projection is None and capacity == "NONE":
+            # The answer stored with the entry, as it is: no copy of the item, no CRC.
+            return hit_response(*requests.stored_answer(entry, VALUE_START))
+        return self._get_item_answer(read, entry[VALUE_START:], capacity, HIT)
+
     async def get_item(self, call: Call) -> WireResponse:
         payload = call.payload
         key = None
@@ -125,13 +152,10 @@ class ItemReads:
             key = None
         if key is None:
             return relay(await forward(self._upstream, call), BYPASS)
-        capacity = "NONE" if len(payload) == 2 else requests.capacity_of(payload)
         entry = self._cache.get_entry(key)
         if entry is not None:
-            if read.projection is None and capacity == "NONE":
-                # The answer stored with the entry, as it is: no copy of the item, no CRC.
-                return hit_response(*requests.stored_answer(entry, VALUE_START))
-            return self._get_item_answer(read, entry[VALUE_START:], capacity, HIT)
+            return self._get_item_hit(read, payload, entry)
+        capacity = "NONE" if len(payload) == 2 else requests.capacity_of(payload)
         try:
             response = await self._get_item_fill(call, read, key, capacity)
         except DynamoDBError as error:

@@ -20,15 +20,18 @@ After each request every observer hears its :class:`~daxproxy.service.observe.Ou
 :class:`~daxproxy.service.metrics.Metrics`, when given, hears the same facts by a direct
 call (:meth:`Metrics.record`, no Outcome), and the edge serves its registry.
 
-A cache hit creates no Task and no Future: the handler runs on the caller's task, and the
-route of each known ``X-Amz-Target`` (its target, operation and handler) is looked up once.
+:meth:`Proxy.answer` answers a GetItem cache hit without a coroutine, Task or Future (and
+the edge writes it at once); anything that waits comes back as a coroutine for the caller
+to run. The route of each known ``X-Amz-Target`` (its target, operation and handler) is
+looked up once.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 from daxproxy.core import operations, wire
 from daxproxy.core.access import Access
@@ -128,8 +131,12 @@ class Proxy:
         self._max_body_bytes = max_body_bytes
         self._access = access  # None: no auth_file, no checks
         self._handlers: dict[Kind, Handler] = {}
+        # GetItem's handler, and its answer from the cache when that needs no wait.
+        self._get_item: Handler | None = None
+        self._cached: Callable[[Call], WireResponse | None] = _no_answer
         if item_reads is not None:
-            self._handlers[Kind.ITEM_READ] = item_reads.get_item
+            self._get_item = self._handlers[Kind.ITEM_READ] = item_reads.get_item
+            self._cached = item_reads.cached
             self._handlers[Kind.BATCH_READ] = item_reads.batch_get_item
         if item_writes is not None:
             for kind in (Kind.ITEM_WRITE, Kind.BATCH_WRITE, Kind.TRANSACT_WRITE):
@@ -143,8 +150,15 @@ class Proxy:
         self._routes: dict[str, _Route] = {}
 
     async def handle(self, request: ClientRequest) -> WireResponse:
-        metrics = self.metrics
-        observing = metrics is not None or bool(self._observers)
+        """The answer to ``request`` (what :meth:`answer` gives, awaited when it waits)."""
+        answer = self.answer(request)
+        return answer if isinstance(answer, WireResponse) else await answer
+
+    def answer(self, request: ClientRequest) -> WireResponse | Coroutine[Any, Any, WireResponse]:
+        """The answer at once when it needs no wait (a cache hit, an error found in the
+        request), else a coroutine of it, which the caller must run: the request counts as
+        in flight until that coroutine ends."""
+        observing = self.metrics is not None or bool(self._observers)
         started = time.perf_counter() if observing else 0.0
         call = None
         self.in_flight += 1
@@ -160,6 +174,28 @@ class Proxy:
                     operation=call.operation,
                     payload=call.payload,
                 )
+            response = self._cached(call) if route[2] is self._get_item else None
+        except DynamoDBError as error:
+            response = wire.error_response(error)
+        except Exception:  # the edge answers it with a 500 InternalServerError
+            self.in_flight -= 1
+            if observing:
+                self._observe(request, call, None, time.perf_counter() - started)
+            raise
+        if response is None:
+            assert call is not None
+            return self._waiting(request, call, route, started if observing else None)
+        self.in_flight -= 1
+        if observing:
+            self._observe(request, call, response, time.perf_counter() - started)
+        return response
+
+    async def _waiting(
+        self, request: ClientRequest, call: Call, route: _Route, started: float | None
+    ) -> WireResponse:
+        """The rest of :meth:`answer` for a call that goes to a handler or the upstream
+        (``started``: None when nobody observes)."""
+        try:
             handler = route[2]
             if handler is not None:
                 response = await handler(call)
@@ -170,12 +206,12 @@ class Proxy:
         except DynamoDBError as error:
             response = wire.error_response(error)
         except Exception:  # the edge answers it with a 500 InternalServerError
-            if observing:
+            if started is not None:
                 self._observe(request, call, None, time.perf_counter() - started)
             raise
         finally:
             self.in_flight -= 1
-        if observing:
+        if started is not None:
             self._observe(request, call, response, time.perf_counter() - started)
         return response
 
@@ -271,6 +307,10 @@ class Proxy:
         if isinstance(items, dict):
             for table in items:
                 self._tables.suspect(table)
+
+
+def _no_answer(call: Call) -> None:
+    return None
 
 
 def _outcome(

@@ -266,13 +266,16 @@ class ChangeLink:
         return self._live
 
     def attach(self, owner: Receiver) -> None:
-        """Tell ``owner`` of every change from now on (before: none, nothing is cached)."""
+        """Tell ``owner`` of every change from now on (before: none, nothing is cached),
+        and at once when the link is already down."""
         self._owner = owner
+        if not self._live:
+            owner.lost()
 
     def publish(self, payload: bytes) -> None:
         """Send a change to every other worker, without waiting."""
         transport = self._transport
-        if not self._live or transport is None:
+        if not self._live or transport is None or transport.is_closing():
             self._unsent = True
             return
         try:
@@ -307,6 +310,7 @@ class ChangeLink:
             async with asyncio.timeout(WELCOME_TIMEOUT):
                 await asyncio.shield(self._welcomed)
         except BaseException:
+            self._welcomed = None  # no one waits for it any more
             transport.abort()
             raise
 

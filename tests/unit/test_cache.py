@@ -202,6 +202,23 @@ def stale_cache(
     return ItemCache(max_bytes, ttl, clock, stale_grace=grace), clock
 
 
+def test_hit_gives_only_what_get_entry_would_and_counts_nothing_else() -> None:
+    """The answer at once (ItemReads.cached) looks with hit(); GetItem then asks get_entry."""
+    c, clock = stale_cache(ttl=10.0, grace=100.0)
+    c.put(k(1), ITEM)
+    c.put(k(2), ITEM)
+    c.put(k(3), ITEM)
+    assert c.hit(k(1)) == c.get_entry(k(1)) and (c.stats.hits, c.stats.misses) == (2, 0)
+    assert c.hit(k(9)) is None
+    c.drop_table("t")
+    assert c.hit(k(2)) is None and len(c) == 3  # dropped: left for get_entry to remove
+    c.put(k(4), ITEM)
+    clock.now += 12.0
+    assert c.hit(k(4)) is None and c.get_stale(k(4)) is not None  # expired, within the grace
+    assert (c.stats.hits, c.stats.misses) == (2, 0) and len(c) == 4
+    assert c.get_entry(k(2)) is None and c.stats.evicted[Eviction.TABLE] == 1
+
+
 def test_an_expired_entry_is_a_miss_but_stays_stale_within_the_grace() -> None:
     c, clock = stale_cache(ttl=10.0, grace=5.0)
     c.put(k(1), ITEM)

@@ -256,6 +256,43 @@ async def test_a_batch_get_read_consistently_in_part_still_serves_the_rest() -> 
     assert body["Responses"] == {"t": [ITEM_1], "u": [{"pk": s("9")}]}
 
 
+# The hit answered at once -------------------------------------------------------------------
+
+
+async def test_a_hit_is_answered_at_once_and_anything_that_waits_as_a_coroutine() -> None:
+    p = proxy(fake_with(ITEM_1))
+    pending = p.answer(get())
+    assert asyncio.iscoroutine(pending)  # a miss: the caller runs it
+    assert p.in_flight == 1  # in flight until that coroutine ends
+    assert checked(await pending, "miss") == {"Item": ITEM_1}
+    assert p.in_flight == 0
+    answer = p.answer(get())
+    assert isinstance(answer, WireResponse)  # no coroutine, task or future for a hit
+    assert checked(answer, "hit") == {"Item": ITEM_1} and p.in_flight == 0
+    # Answers the proxy gives at once besides a hit: an error found in the request.
+    target = "DynamoDB_20120810.GetItem"
+    bad = p.answer(ClientRequest((("X-Amz-Target", target),), b"not json", target))
+    assert isinstance(bad, WireResponse) and bad.status == 400 and p.in_flight == 0
+    # And what a hit at once may not answer waits: a consistent read is forwarded.
+    consistent = p.answer(get(ConsistentRead=True))
+    assert asyncio.iscoroutine(consistent)
+    assert (await consistent).headers[-1] == ("x-daxproxy-cache", "bypass")
+
+
+async def test_each_get_item_counts_one_hit_or_one_miss() -> None:
+    """The answer at once looks without counting a miss: GetItem counts it (else each miss
+    would count twice)."""
+    p = proxy(fake_with(ITEM_1))
+    stats = item_cache(p).stats
+    await warm(p)
+    assert (stats.hits, stats.misses) == (0, 1)
+    await p.handle(get())
+    assert (stats.hits, stats.misses) == (1, 1)
+    item_cache(p).drop_table(next(iter(p._tables.arns())))  # type: ignore[union-attr]
+    assert checked(await p.handle(get()), "miss") == {"Item": ITEM_1}
+    assert (stats.hits, stats.misses) == (1, 2)
+
+
 # Remembered routes --------------------------------------------------------------------------
 
 

@@ -177,6 +177,20 @@ async def test_a_worker_leaving_without_saying_bye_makes_the_others_reset(
     await marker.close()
 
 
+async def test_an_owner_attached_to_a_link_already_down_is_told_at_once(path: str) -> None:
+    hub = ChangeHub(path)
+    await hub.start()
+    link = await ChangeLink.connect(path, 1)
+    await hub.close()
+    async with asyncio.timeout(PROMPTLY):
+        while link.live:
+            await asyncio.sleep(0.001)
+    owner = Owner()
+    link.attach(owner)  # it must not cache as if the link were live
+    assert owner.events == ["lost"]
+    await link.close()
+
+
 async def test_connecting_to_no_hub_fails_at_once(path: str) -> None:
     with pytest.raises(OSError):
         await ChangeLink.connect(path, 1)

@@ -24,7 +24,7 @@ from daxproxy.core.config import Settings
 from daxproxy.core.wire import WireResponse
 from daxproxy.service.coherence import Coherence, decode_key, encode_key
 from daxproxy.service.proxy import ClientRequest, Proxy
-from daxproxy.service.runtime import build_proxy
+from daxproxy.service.runtime import build_proxy, open_proxy
 from daxproxy.service.tables import MAX_AGE
 from daxproxy.workers.channel import ChangeHub, ChangeLink
 from tests.fakes import FakeTable, HeldDynamoDB
@@ -394,6 +394,9 @@ async def test_a_worker_that_lost_the_channel_drops_its_caches_and_stores_nothin
     await workers.hub.close()
     await until(lambda: not workers.links[1].live)
     assert b.metrics is not None and b.metrics.change_channel_lost == 1
+    assert b.admin is not None
+    stats = b.admin.stats()  # dropped at once, their memory too
+    assert stats["item_cache"]["entries"] == stats["query_cache"]["entries"] == 0
     await ok(a, put("2"))  # the channel is down: b cannot hear of it
     for _ in range(2):
         assert await get(b) == (item("2"), "miss")
@@ -404,6 +407,22 @@ async def test_a_worker_that_lost_the_channel_drops_its_caches_and_stores_nothin
     await cached(b, item("2"))
     assert await query(b) == ([item("2")], "miss")
     assert await query(b) == ([item("2")], "hit")
+
+
+async def test_a_worker_without_its_channel_does_not_share_fills(workers: Workers) -> None:
+    """Guard: while the cache stores nothing, a miss does not join a fill in flight
+    (ItemReads._joinable): a write through another worker, which this one cannot hear of,
+    may have overtaken it."""
+    b = await workers.proxy()
+    await workers.hub.close()
+    await until(lambda: not workers.links[0].live)
+    hold = workers.fake.hold("GetItem")
+    early = asyncio.create_task(get(b))  # has read v=1
+    await hold.wait_reached()
+    workers.fake.put_direct("t", item("2"))  # a write through another worker, unheard of
+    assert await get(b) == (item("2"), "miss")  # its own read, not the held one's
+    hold.release()
+    await early
 
 
 async def test_what_a_worker_cached_before_its_link_came_back_is_dropped(
@@ -496,3 +515,27 @@ def test_one_worker_alone_has_no_channel_metrics() -> None:
     p = build_proxy(Settings(upstream="http://127.0.0.1:1"), HeldDynamoDB())
     assert p.metrics is not None
     assert b"daxproxy_change" not in generate_latest(p.metrics.registry)
+
+
+# Assembly -------------------------------------------------------------------------------------
+
+
+async def test_open_proxy_links_the_worker_before_it_serves_and_unlinks_it_cleanly(
+    workers: Workers,
+) -> None:
+    other = await workers.proxy()
+    settings = Settings(upstream="http://127.0.0.1:1")
+    async with open_proxy(settings, changes=workers.path, worker=2) as proxy:
+        assert workers.hub.peers == 2
+        assert proxy.metrics is not None and proxy.metrics.channel
+    await until(lambda: workers.hub.peers == 1)
+    third = await workers.proxy()
+    await ok(third, put("2"))
+    await settled(other, third)  # relayed after any reset the hub sent when it left
+    assert other.metrics is not None and other.metrics.change_channel_resets == 0  # said bye
+
+
+async def test_a_worker_whose_hub_is_not_there_does_not_start(workers: Workers) -> None:
+    with pytest.raises(OSError):
+        async with open_proxy(Settings(upstream="http://127.0.0.1:1"), changes=workers.path + "x"):
+            pass

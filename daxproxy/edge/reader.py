@@ -1,0 +1,253 @@
+"""Reading requests off one client connection: llhttp's callbacks, and the limits on a head
+and a body.
+
+A :class:`RequestReader` belongs to one :class:`~daxproxy.edge.protocol.HttpProtocol` (its
+:class:`Connection`): :meth:`RequestReader.feed` gives llhttp the bytes read, and the
+callbacks pick out the header fields the proxy reads (``X-Amz-Target``,
+``Content-Encoding``, ``Content-Length``, ``Expect``), route the request by its method and
+path once its head is in, keep its body, and hand each complete request to the connection
+(:meth:`Connection.received`) with its route, whether the connection stays open, whether it
+was a HEAD and when its first byte came. A callback that refuses the request raises
+:class:`Refusal` (the connection answers its error, then closes); :class:`Stop` means the
+connection reads no further. The limits and what each gives are in
+:mod:`daxproxy.edge.protocol`'s contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+import httptools
+
+from daxproxy.core.errors import (
+    DynamoDBError,
+    RequestEntityTooLargeException,
+    SerializationException,
+)
+from daxproxy.edge.limits import (
+    ENCODING,
+    KNOWN_FIELDS,
+    LENGTH,
+    MAX_HEADER_FIELDS,
+    TARGET,
+    WATCHED_FIELDS,
+    Limits,
+    RawHeaders,
+)
+from daxproxy.edge.routes import Route, Router
+from daxproxy.service.proxy import ClientRequest
+
+_READ_SLACK = 1024 * 1024  # more than one read of asyncio's or uvloop's transports
+
+
+class Refusal(Exception):
+    """Raised in a parser callback: answer ``error`` (then close); ``report``: count it as
+    a refused DynamoDB request."""
+
+    def __init__(self, error: DynamoDBError, status: int | None = None, report: bool = False):
+        super().__init__(error.message)
+        self.error, self.status, self.report = error, status, report
+
+
+class Stop(Exception):
+    """Raised in a parser callback: parse no further (the connection is closing)."""
+
+
+class Edge(Protocol):
+    """What the reader reads of its server (:class:`daxproxy.edge.server.EdgeServer`)."""
+
+    loop: asyncio.AbstractEventLoop
+    limits: Limits
+    router: Router
+    stopping: bool
+
+
+class Connection(Protocol):
+    """What the reader tells its connection."""
+
+    def request_began(self, now: float) -> None:
+        """A request's first byte came; raise :class:`Stop` if it is not to be read."""
+        ...
+
+    def send_continue(self) -> None:
+        """Send ``100 Continue`` now, or once the answers owed before it are out."""
+        ...
+
+    def received(
+        self, route: Route, request: ClientRequest, keep_alive: bool, head_only: bool, began: float
+    ) -> None:
+        """A complete request."""
+        ...
+
+
+class RequestReader:
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_connection",
+        "_edge",
+        "_encoding",
+        "_expect",
+        "_fields",
+        "_head_limit",
+        "_head_only",
+        "_head_seen",
+        "_keep_alive",
+        "_length",
+        "_limits",
+        "_now",
+        "_parser",
+        "_route",
+        "_router",
+        "_target",
+        "_url",
+        "began",
+        "in_head",
+        "receiving",
+    )
+
+    def __init__(self, connection: Connection, edge: Edge) -> None:
+        self._connection = connection
+        self._edge = edge
+        self._limits = limits = edge.limits
+        self._router = edge.router
+        self._now = edge.loop.time
+        # A whole head's bound: its fields', with one read's worth of slack (the chunk a
+        # head begins in is counted whole).
+        self._head_limit = (limits.max_header_bytes + 4) * (MAX_HEADER_FIELDS + 2) + _READ_SLACK
+        self._parser = httptools.HttpRequestParser(self)
+        # Bytes after a "Connection: close" request are dropped, not a parse error.
+        self._parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self._head_seen = 0
+        self.began = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Nothing of a request received yet."""
+        self.receiving = self.in_head = False
+        self._url = b""
+        self._fields: list[tuple[bytes, bytes]] = []
+        self._target: bytes | None = None
+        self._encoding: bytes | None = None
+        self._length: bytes | None = None
+        self._expect: bytes | None = None
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._route: Route | None = None
+        self._keep_alive = True
+        self._head_only = False
+
+    @property
+    def target(self) -> str | None:
+        """The ``X-Amz-Target`` of the request being read, if its head gave one."""
+        return None if self._target is None else self._target.decode("latin-1")
+
+    def feed(self, data: bytes) -> bool:
+        """Parse ``data``; True when a head is being read and has gone past its whole
+        bound. httptools' errors, and :class:`Refusal` or :class:`Stop` as the cause of its
+        ``HttpParserCallbackError``, propagate."""
+        # At least the bytes of any head in this chunk (which a head may begin in, after
+        # another request's end), and of the chunks before it while a head continues.
+        self._head_seen = (self._head_seen if self.in_head else 0) + len(data)
+        self._parser.feed_data(data)
+        return self.in_head and self._head_seen > self._head_limit
+
+    # httptools callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        now = self._now()
+        self._connection.request_began(now)
+        self.began = now
+        self.receiving = self.in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._limits.max_header_bytes:
+            raise Refusal(self._limits.header_error())
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields.append((name, value))
+        if self._head_seen > self._limits.max_header_bytes:  # else no field can be too long
+            if len(name) + len(value) > self._limits.max_header_bytes:
+                raise Refusal(self._limits.header_error())
+            if len(self._fields) > MAX_HEADER_FIELDS:
+                raise Refusal(_fields_error())
+        kind = KNOWN_FIELDS.get(name)
+        if kind is None:
+            kind = WATCHED_FIELDS.get(name.lower())
+        if kind:
+            if kind == TARGET:
+                self._target = value
+            elif kind == ENCODING:
+                self._encoding = value
+            elif kind == LENGTH:
+                self._length = value
+            else:
+                self._expect = value
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        if len(self._fields) > MAX_HEADER_FIELDS:
+            raise Refusal(_fields_error())
+        parser = self._parser
+        method = parser.get_method()
+        self._head_only = method == b"HEAD"
+        self._keep_alive = parser.should_keep_alive() and not self._edge.stopping
+        self._route = route = self._router.route(method, self._url)
+        if not route.takes_body:
+            return
+        expect = self._expect
+        if self._length is not None and int(self._length) > self._limits.max_body_bytes:
+            if expect is not None:  # its client waits for a 100 before it sends the body
+                raise Refusal(self._too_large(), report=True)
+            # Its client sends the body before it reads an answer: the body is read and
+            # dropped, then answered (in order), then the connection closes.
+            self._route = Route(error=self._too_large(), refusal=True, takes_body=False)
+            self._keep_alive = False
+            return
+        if expect is not None:
+            if expect.strip().lower() != b"100-continue":
+                raise Refusal(
+                    SerializationException(f"Unsupported Expect: {expect[:100]!r}"),
+                    417,
+                    report=True,
+                )
+            if self._length != b"0":
+                self._connection.send_continue()
+
+    def on_body(self, body: bytes) -> None:
+        route = self._route
+        if route is None or not route.takes_body:
+            return
+        self._body_size += len(body)
+        if self._body_size > self._limits.max_body_bytes:
+            raise Refusal(self._too_large(), report=True)
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        route = self._route
+        assert route is not None
+        chunks = self._body
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        target = self._target
+        encoding = self._encoding
+        request = ClientRequest(
+            RawHeaders(self._fields),
+            body,
+            None if target is None else target.decode("latin-1"),
+            None if encoding is None else encoding.decode("latin-1"),
+            self._url.decode("latin-1"),
+        )
+        keep_alive, head_only = self._keep_alive, self._head_only
+        self.reset()
+        self._connection.received(route, request, keep_alive, head_only, self.began)
+
+    def _too_large(self) -> RequestEntityTooLargeException:
+        return RequestEntityTooLargeException(
+            f"Request body exceeds the limit of {self._limits.max_body_bytes} bytes"
+        )
+
+
+def _fields_error() -> SerializationException:
+    return SerializationException(f"More than {MAX_HEADER_FIELDS} header fields")
