@@ -39,6 +39,8 @@ from daxproxy.service.signing import (
     default_region,
     load_chain_credentials,
 )
+from daxproxy.service.stream_changes import LocalApplier
+from daxproxy.service.streams import StreamFollower
 from daxproxy.service.tables import TableRegistry
 from daxproxy.service.upstream import HttpUpstream, Upstream
 
@@ -98,9 +100,18 @@ async def open_proxy(
         )
         stack.push_async_callback(upstream.close)
         log.info("upstream %s, region %s", described, region)
-        yield build_proxy(
-            settings, with_breaker(settings, upstream, metrics), metrics, access=access
+        proxy = build_proxy(
+            settings,
+            with_breaker(settings, upstream, metrics),
+            metrics,
+            access=access,
+            streams_upstream=upstream,
         )
+        if proxy.streams is not None:
+            await proxy.streams.start()
+            stack.push_async_callback(proxy.streams.close)
+            log.info("coherence streams: following the stream of each table cached")
+        yield proxy
 
 
 def with_breaker(settings: Settings, upstream: Upstream, metrics: Metrics) -> Upstream:
@@ -123,6 +134,7 @@ def build_proxy(
     access: Access | None = None,
     *,
     clock: Callable[[], float] = time.monotonic,
+    streams_upstream: Upstream | None = None,
 ) -> Proxy:
     """The proxy for these settings: each cache unless its budget or TTL is 0.
 
@@ -131,6 +143,10 @@ def build_proxy(
     ``access``: the check of each request's signature and grant (``auth_file``), loaded by
     :func:`open_proxy`; None: none.
     ``clock``: the caches' and the table registry's (tests tick a fake one).
+    ``streams_upstream``: where the stream follower (``coherence = "streams"``) reads,
+    without the breaker, so that a stream's failures never fail client requests; by
+    default ``upstream``. The follower is built here and started by the caller
+    (:func:`open_proxy`): ``proxy.streams``.
     """
     if metrics is None:
         metrics = Metrics(per_table=settings.metrics_per_table)
@@ -142,7 +158,7 @@ def build_proxy(
     hold = settings.request_timeout_millis / 1000
     tables = TableRegistry(upstream, clock=clock)
     queries = item_reads = item_writes = None
-    cache = None
+    cache = tracker = None
     if queries_on:
         pages = ItemCache(
             settings.query_cache_max_bytes,
@@ -167,18 +183,25 @@ def build_proxy(
         if items_on:
             cache = writes_cache
             item_reads = ItemReads(upstream, cache, tables, tracker)
+    follower = None
+    if settings.coherence == "streams" and (items_on or queries_on):
+        applier = LocalApplier(cache, tracker, queries)
+        follower = StreamFollower(streams_upstream or upstream, tables, applier)
     proxy = Proxy(
         upstream,
         max_body_bytes=settings.max_body_bytes,
         item_reads=item_reads,
         item_writes=item_writes,
         queries=queries,
-        admin=CacheAdmin(cache, queries, tables, settings.mode),
+        admin=CacheAdmin(cache, queries, tables, settings.mode, follower),
         observers=observers,
         metrics=metrics,
         max_in_flight=settings.max_in_flight,
         access=access,
         tables=tables,
     )
-    metrics.watch(item_cache=cache, query_cache=queries, in_flight=lambda: proxy.in_flight)
+    proxy.streams = follower
+    metrics.watch(
+        item_cache=cache, query_cache=queries, in_flight=lambda: proxy.in_flight, streams=follower
+    )
     return proxy
