@@ -40,7 +40,8 @@ from daxproxy.core.tables import table_name
 from daxproxy.core.wire import Target
 from daxproxy.service.observe import Outcome, operation_name
 from daxproxy.service.query_cache import QueryCache
-from daxproxy.service.streams import ERROR_KINDS, LAG_BUCKETS, StreamFollower
+from daxproxy.service.stream_shards import ERROR_KINDS
+from daxproxy.service.streams import LAG_BUCKETS, StreamFollower
 
 # From a cache hit served in tens of microseconds to an upstream call at the request timeout.
 BUCKETS = (
