@@ -146,7 +146,11 @@ class StreamFollower:
 
     def _table_changed(self, arn: str) -> None:
         """The registry forgot the table (changed, gone, invalidated): its caches are
-        dropped by the registry's listeners; it is followed again when learned again."""
+        dropped by the registry's listeners; it is followed again when learned again. A
+        table still known by another spelling (only one was forgotten, the registry being
+        full) is still cached, so it stays followed."""
+        if arn in self._tables.arns():
+            return
         self._learned.pop(arn, None)
         self.unfollowed.discard(arn)
         stream = self.followed.pop(arn, None)

@@ -7,8 +7,11 @@ write by one spelling updates what a read by the other sees. Concurrent look-ups
 table share one DescribeTable.
 
 A table that changes outside the proxy (deleted and re-created with another key schema, or
-the same one: a new table id) or disappears is found out by the next look-up, and every
-listener (:meth:`TableRegistry.on_change`: the caches) then forgets what it holds of it.
+the same one: a new table id; its stream enabled, disabled or replaced) or disappears is
+found out by the next look-up, and every listener (:meth:`TableRegistry.on_change`: the
+caches) then forgets what it holds of it. :meth:`TableRegistry.on_learned` listeners (the
+stream follower) hear of each table learned, or learned anew changed, and
+:meth:`TableRegistry.recheck` describes a known table again at once.
 :meth:`TableRegistry.suspect` brings that look-up forward when an answer hints at such a
 change (ResourceNotFound, a ValidationException, a key that does not fit the schema), at
 most once a second per table, so a client sending bad keys cannot turn each into a

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import Any
 
+import orjson
 import pytest
 
 from daxproxy.core.config import Settings
@@ -23,7 +24,16 @@ from daxproxy.service.stream_changes import Change, ItemsChanged
 from daxproxy.service.streams import BACKOFF, StreamFollower
 from tests.fake_streams import StreamedDynamoDB
 from tests.fakes import FakeTable
-from tests.unit.test_coherence import Clock, get, held_fill, item, query
+from tests.unit.test_coherence import (
+    Clock,
+    cache_of,
+    get,
+    get_request,
+    handle,
+    held_fill,
+    item,
+    query,
+)
 
 TURNS = 20_000  # event-loop turns a condition may take before the test fails
 
@@ -291,6 +301,24 @@ async def test_a_new_stream_is_followed_afresh(fake: StreamedDynamoDB) -> None:
     await f.close()
 
 
+async def test_a_table_still_known_by_another_spelling_stays_followed() -> None:
+    fake = StreamedDynamoDB(FakeTable("t"), FakeTable("u"))
+    fake.put_direct("t", item("old"))
+    p, f, _ = streamed(fake)
+    arn = fake.tables["t"].arn
+    p._tables._max_tables = 2  # the registry is full with two spellings
+    await following(p, f)
+    await get_in(p, arn)
+    assert await get_in(p, arn) == (item("old"), "hit")
+    await get_in(p, "u")  # "t", learned first, is forgotten; its ARN is not
+    await get_in(p, arn)
+    assert await get_in(p, arn) == (item("old"), "hit")
+    fake.put_direct("t", item("new"))
+    await applied(f, 1)
+    assert await get_in(p, arn) == (item("new"), "miss")
+    await f.close()
+
+
 async def test_a_table_without_a_stream_is_served_as_today_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -331,6 +359,12 @@ def test_without_coherence_nothing_follows(fake: StreamedDynamoDB) -> None:
     p = build_proxy(Settings(upstream="http://127.0.0.1:1"), fake, clock=Clock())
     assert p.streams is None
     assert "daxproxy_stream" not in _scrape(p)
+
+
+async def get_in(p: Proxy, table: str) -> tuple[Any, str]:
+    answer = await handle(p, get_request(table=table))
+    assert answer.status == 200, answer.body
+    return orjson.loads(answer.body).get("Item"), cache_of(answer)
 
 
 def _scrape(p: Proxy) -> str:
