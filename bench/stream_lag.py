@@ -5,9 +5,13 @@ Contract: starts moto (whose Streams API the proxy follows) and two proxies in f
 ``--coherence none`` and ``--coherence streams``, and a table with a KEYS_ONLY stream. Then:
 
 - **hits**: each proxy in turn (alternating, ``--rounds`` rounds of ``--seconds``) answers
-  GetItem hits on warmed keys from ``--clients`` closed-loop tasks: hits per second, the
-  median over rounds. The streams proxy follows the table's stream all along (an idle
-  shard is read four times a second).
+  GetItem hits on warmed keys from ``--clients`` closed-loop tasks: hits per second and
+  the proxy process's CPU time per hit (from /proc: steadier than the rate on a shared
+  machine), the medians over rounds compared. The streams proxy follows the table's
+  stream all along (an idle shard is read four times a second), and its CPU counts that.
+- **the mix**: the 80/20 mix below without the reads that wait for a straight write,
+  through each proxy for ``--seconds``: requests per second and the item cache's hit
+  ratio (with streams, every write's record evicts its item, the proxy's own writes too);
 - **lag**: the 80/20 mix through the streams proxy for ``--seconds`` times ``--rounds``: each
   task reads random keys and writes its own keys (so no other task changes them), a quarter
   of its writes straight to moto. After a straight write the task reads the key through
@@ -26,6 +30,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -87,7 +92,17 @@ class Client:
         await self.call(url, "PutItem", {"TableName": TABLE, "Item": item})
 
 
-async def hits(client: Client, url: str, keys: list[str], clients: int, seconds: float) -> float:
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user and system), from /proc."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def hits(
+    client: Client, url: str, keys: list[str], clients: int, seconds: float
+) -> tuple[float, int]:
+    """Hits per second, and how many."""
     done = 0
     stop = time.perf_counter() + seconds
 
@@ -99,13 +114,21 @@ async def hits(client: Client, url: str, keys: list[str], clients: int, seconds:
 
     started = time.perf_counter()
     await asyncio.gather(*(loop(random.Random(i)) for i in range(clients)))
-    return done / (time.perf_counter() - started)
+    return done / (time.perf_counter() - started), done
 
 
 async def mix(
-    client: Client, proxy: str, moto: str, keys: list[str], *, clients: int, seconds: float
+    client: Client,
+    proxy: str,
+    moto: str,
+    keys: list[str],
+    *,
+    clients: int,
+    seconds: float,
+    poll: bool,
 ) -> tuple[list[float], int, int]:
-    """The lags of the straight writes, how many were never seen, and requests sent."""
+    """The lags of the straight writes (``poll``: each is read until seen), how many were
+    never seen, and requests sent."""
     lags: list[float] = []
     lost = sent = 0
     values = itertools.count()
@@ -126,7 +149,7 @@ async def mix(
                 continue
             await client.put(moto, key, value)
             written = time.perf_counter()
-            while True:
+            while poll:
                 sent += 1
                 if await client.get(proxy, key) == value:
                     lags.append(time.perf_counter() - written)
@@ -145,6 +168,20 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def cache_counts(proxy: str) -> tuple[float, float]:
+    """The item cache's hits and misses so far."""
+    with urllib.request.urlopen(f"{proxy}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    counts = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        counts[name] = value
+    return (
+        float(counts["daxproxy_item_cache_hits_total"]),
+        float(counts["daxproxy_item_cache_misses_total"]),
+    )
+
+
 def stream_lag_metric(proxy: str) -> dict[str, float]:
     with urllib.request.urlopen(f"{proxy}/metrics", timeout=5) as answer:
         text = answer.read().decode()
@@ -156,7 +193,11 @@ def stream_lag_metric(proxy: str) -> dict[str, float]:
     return found
 
 
-async def run(args: argparse.Namespace, moto: str, plain: str, streams: str) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, moto: str, proxies: list[processes.Child]
+) -> dict[str, Any]:
+    plain, streams = (child.url for child in proxies)
+    pids = {"none": proxies[0].pid, "streams": proxies[1].pid}
     keys = [f"k{i}" for i in range(args.keys)]
     connector = aiohttp.TCPConnector(limit=args.clients * 2)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -170,16 +211,47 @@ async def run(args: argparse.Namespace, moto: str, plain: str, streams: str) -> 
         for key in keys:
             await client.get(streams, key)
         rates: dict[str, list[float]] = {"none": [], "streams": []}
+        cpu: dict[str, list[float]] = {"none": [], "streams": []}  # microseconds per hit
         for _ in range(args.rounds):
             for label, url in (("none", plain), ("streams", streams)):
-                rates[label].append(await hits(client, url, keys, args.clients, args.seconds))
+                pid = pids[label]
+                assert pid is not None
+                before = cpu_seconds(pid)
+                rate, count = await hits(client, url, keys, args.clients, args.seconds)
+                rates[label].append(round(rate))
+                cpu[label].append(round(1e6 * (cpu_seconds(pid) - before) / count, 1))
+        # The mix without polling, through each proxy: its rate and the item cache's hit ratio.
+        mixed: dict[str, dict[str, float]] = {}
+        for label, url in (("none", plain), ("streams", streams)):
+            before = cache_counts(url)
+            started = time.perf_counter()
+            _, _, count = await mix(
+                client, url, moto, keys, clients=args.clients, seconds=args.seconds, poll=False
+            )
+            rate = count / (time.perf_counter() - started)
+            hits_, misses = (b - a for a, b in zip(before, cache_counts(url), strict=True))
+            mixed[label] = {
+                "requests_per_second": round(rate),
+                "item_hit_ratio": round(hits_ / (hits_ + misses), 3),
+            }
         lags, lost, sent = await mix(
-            client, streams, moto, keys, clients=args.clients, seconds=args.seconds * args.rounds
+            client,
+            streams,
+            moto,
+            keys,
+            clients=args.clients,
+            seconds=args.seconds * args.rounds,
+            poll=True,
         )
     none, followed = statistics.median(rates["none"]), statistics.median(rates["streams"])
     return {
-        "hits_per_second": {"none": rates["none"], "streams": rates["streams"]},
-        "hit_cost_percent": round(100 * (none - followed) / none, 1),
+        "hits_per_second": rates,
+        "hit_throughput_cost_percent": round(100 * (none - followed) / none, 1),
+        "proxy_cpu_us_per_hit": cpu,
+        "hit_cpu_cost_percent": round(
+            100 * (statistics.median(cpu["streams"]) / statistics.median(cpu["none"]) - 1), 1
+        ),
+        "mix_without_polling": mixed,
         "mix": {
             "requests": sent,
             "straight_writes_seen": len(lags),
@@ -220,8 +292,7 @@ def main() -> None:
         for coherence in ("none", "streams"):
             options = ("--coherence", coherence)
             children.append(processes.start_proxy(moto.url, work, options, f"proxy-{coherence}"))
-        plain, streams = (child.url for child in children)
-        result = asyncio.run(run(args, moto.url, plain, streams))
+        result = asyncio.run(run(args, moto.url, children))
         result["settings"] = vars(args)
         print(json.dumps(result, indent=2))
     finally:
