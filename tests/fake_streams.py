@@ -58,6 +58,7 @@ class StreamedDynamoDB(HeldDynamoDB):
         self.streams: dict[str, FakeStream] = {}
         self._iterators: dict[str, tuple[FakeStream, FakeShard, int]] = {}
         self._failures: list[str] = []
+        self._lost: set[str] = set()
         self._sequence = itertools.count(1000)
         for name in self.tables if streamed is None else streamed:
             self.enable(name)
@@ -89,6 +90,11 @@ class StreamedDynamoDB(HeldDynamoDB):
 
     def expire_iterators(self) -> None:
         self._iterators.clear()
+
+    def lose_iterators(self) -> None:
+        """The iterators given so far get a 500 from now on, as from a server that lost
+        them (moto answers so for an iterator it does not know)."""
+        self._lost.update(self._iterators)
 
     def fail(self, *codes: str) -> None:
         """The next Streams calls answer these errors (400s), one each."""
@@ -183,6 +189,8 @@ class StreamedDynamoDB(HeldDynamoDB):
             position = shard.trimmed
         elif kind == "AFTER_SEQUENCE_NUMBER":
             position = int(payload["SequenceNumber"]) - shard.first + 1
+            if position < shard.trimmed:
+                raise _Refused("TrimmedDataAccessException")
         else:
             raise _Refused("ValidationException")
         return {"ShardIterator": self._iterator(stream, shard, position)}
@@ -193,6 +201,8 @@ class StreamedDynamoDB(HeldDynamoDB):
         return iterator
 
     def _get_records(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if payload.get("ShardIterator") in self._lost:
+            raise _Refused("InternalServerError")
         found = self._iterators.pop(payload.get("ShardIterator"), None)
         if found is None:
             raise _Refused("ExpiredIteratorException")

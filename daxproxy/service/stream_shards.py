@@ -15,15 +15,19 @@ table's items and pages are dropped, fills in flight too) once it has its place 
   read yet on a LATEST shard, at LATEST again: a gap;
 - ``TrimmedDataAccessException``: the records are gone: the shard is read again from its
   oldest record (TRIM_HORIZON), a gap;
-- ``ResourceNotFoundException`` (the stream disabled, the table deleted) or a key the table's
-  schema cannot read: a gap; the table is described again (a new stream or table is then
-  followed afresh, and a table without a stream is no longer followed) and, if unchanged,
-  followed again from LATEST after a back-off.
+- ``ResourceNotFoundException`` (the stream disabled, the table deleted), a key the table's
+  schema cannot read, or an iterator that cannot be got again (expired or trimmed
+  there too): a gap; after ResourceNotFound the table is described again (a new stream or
+  table is then followed afresh, and a table without a stream is no longer followed); if
+  unchanged, it is followed again from LATEST after a back-off.
 
 Throttling (``LimitExceededException``; DynamoDB allows about two readers per shard), a 5xx
 or no answer leave the iterator as it was and back off (doubling from ``backoff`` to
 ``max_backoff``); the table is then *behind*, not gapped: every change is still read once
-the upstream answers, and ``seconds_behind`` says since when nothing is known.
+the upstream answers, and ``seconds_behind`` says since when nothing is known. After
+:data:`REPOSITION_AFTER` such failures in a row (throttling aside) every shard's iterator is
+got again after its last record read, in case the iterators are what fails (moto answers
+500 for one it does not know).
 
 Shards: a shard that closes (no ``NextShardIterator``) is read to its end, then the stream is
 described again and its children (``ParentShardId``) are read from their first record; a
@@ -51,6 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE = 1000  # GetRecords' most records per call
+# Failures in a row (5xx, no answer, an iterator refused) after which every shard's iterator
+# is got again: about 1.5 s of back-off.
+REPOSITION_AFTER = 4
 # Iterator errors, by kind (the label of daxproxy_stream_iterator_errors_total).
 EXPIRED, TRIMMED, THROTTLED, NOT_FOUND, UNAVAILABLE = (
     "expired",
@@ -107,6 +114,7 @@ class TableStream:
         self.complete_at: float | None = None  # every change made before then is applied
         self.last_lag: float | None = None
         self._delay = follower.backoff
+        self._failures = 0  # in a row, throttling aside
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def cancel(self) -> None:
@@ -142,11 +150,20 @@ class TableStream:
                 await self._follow()
             except StreamError as error:  # throttled or unavailable: the iterators stay
                 f.stats.errors[error.kind] += 1
-                if error.kind == NOT_FOUND:
+                if error.kind != THROTTLED:
+                    self._failures += 1
+                if error.kind in (NOT_FOUND, EXPIRED, TRIMMED):  # the place in it is lost
                     positioned = False
                     self._lost()
-                    await self._recheck()
+                    if error.kind == NOT_FOUND:
+                        await self._recheck()
                 await self._back_off()
+                if positioned and self._failures >= REPOSITION_AFTER:
+                    # The iterators themselves may be what fails (a server that lost them
+                    # answers 500): got again, after the last record read.
+                    self._failures = 0
+                    for shard in list(self.shards.values()):
+                        await self._reposition(shard)
             except Replaced:
                 raise
             except Exception as exc:  # a bug must not stop coherence silently: start again
@@ -226,7 +243,7 @@ class TableStream:
                 adopted = await self._adopt()
             if self.shards and not (behind or adopted or self.orphans):
                 self.complete_at = started  # every shard read to its end since then
-            self._delay = f.backoff
+            self._delay, self._failures = f.backoff, 0
             if not found:
                 await f.sleep(f.idle)
 

@@ -21,6 +21,7 @@ from daxproxy.core.config import Settings
 from daxproxy.service.proxy import Proxy
 from daxproxy.service.runtime import build_proxy
 from daxproxy.service.stream_changes import Change, ItemsChanged
+from daxproxy.service.stream_shards import REPOSITION_AFTER
 from daxproxy.service.streams import BACKOFF, StreamFollower
 from tests.fake_streams import StreamedDynamoDB
 from tests.fakes import FakeTable
@@ -256,6 +257,36 @@ async def test_throttling_backs_off_and_keeps_its_place(fake: StreamedDynamoDB) 
     await until(lambda: f.stats.errors["throttled"] == 4)
     await until(lambda: len(sleeps) > 4)
     assert sleeps[4] == BACKOFF  # back to the first step after a good round
+    await f.close()
+
+
+async def test_an_expired_iterator_past_the_trim_horizon_drops_the_table(
+    fake: StreamedDynamoDB,
+) -> None:
+    p, f, _ = streamed(fake)
+    await following(p, f)
+    fake.put_direct("t", item("other", pk="2"))
+    await applied(f, 1)
+    drops = f.stats.gaps
+    fake.put_direct("t", item("new"))
+    fake.trim("t")  # after the last record read: no iterator can be got there
+    fake.expire_iterators()
+    await until(lambda: f.stats.gaps > drops)
+    assert await get(p) == (item("new"), "miss")
+    await f.close()
+
+
+async def test_iterators_failing_over_and_over_are_got_again(fake: StreamedDynamoDB) -> None:
+    p, f, _ = streamed(fake)
+    await following(p, f)
+    fake.put_direct("t", item("other", pk="2"))  # a record read: the follower knows where
+    await applied(f, 1)
+    drops = f.stats.gaps
+    fake.lose_iterators()
+    fake.put_direct("t", item("new"))
+    await applied(f, 2)
+    assert f.stats.errors["unavailable"] == REPOSITION_AFTER and f.stats.gaps == drops
+    assert await get(p) == (item("new"), "miss")
     await f.close()
 
 
