@@ -6,7 +6,9 @@ upstream client (behind the circuit breaker unless ``breaker_failures`` is 0); o
 it closes them in reverse order. A configuration it cannot run with raises
 :class:`SettingError` naming the setting, before the proxy takes any traffic. Each proxy
 has its own :class:`Metrics`, fed by the request handler, the upstream client, the breaker
-and the caches.
+and the caches. With ``coherence = "streams"`` the proxy's stream follower
+(:mod:`daxproxy.service.streams`) is started once the proxy is built and stopped before
+the upstream client closes.
 """
 
 from __future__ import annotations
