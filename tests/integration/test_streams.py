@@ -14,6 +14,7 @@ gets an HTML 500, not ExpiredIteratorException; and a stream disabled at moto ke
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import PK_SK_TABLE, CountedStack, ProxyProcess, serving
+from tests.integration.harness import PK_SK_TABLE, CountedStack, ProxyProcess, get, serving
 from tests.integration.harness import dynamodb_client as client
 from tests.integration.test_metrics import of, scrape
 
@@ -34,7 +35,7 @@ ENABLE = (
 
 class Stack(CountedStack):
     def setup(self) -> None:
-        self.a = self.start_proxy("--coherence", "streams")
+        self.a = self.start_proxy("--coherence", "streams", "--admin")
         self.b = self.start_proxy("--coherence", "streams")
 
 
@@ -100,6 +101,10 @@ def test_a_write_straight_at_moto_is_served_new(stack: Stack) -> None:
     assert read(stack.a, table) == (item("new"), "miss")
     lag = of(scrape(stack.a), "daxproxy_stream_lag_seconds_count")
     assert lag[()] >= 1  # moto's ApproximateCreationDateTime is read
+    status, body = get(f"{stack.a.url}/admin/caches")
+    arn = client(stack.moto.url).describe_table(TableName=table)["Table"]["TableArn"]
+    view = json.loads(body)["streams"][arn]
+    assert status == 200 and view["followed"] is True and view["lag_seconds"] >= 0
     assert "Traceback" not in stack.a.log()
 
 
