@@ -276,6 +276,24 @@ async def test_an_expired_iterator_past_the_trim_horizon_drops_the_table(
     await f.close()
 
 
+async def test_the_upstream_not_answering_keeps_the_place(fake: StreamedDynamoDB) -> None:
+    p, f, sleeps = streamed(fake)
+    await following(p, f)
+    fake.put_direct("t", item("other", pk="2"))
+    await applied(f, 1)
+    drops = f.stats.gaps
+    sleeps.clear()
+    hold = fake.hold("GetRecords", timeout=True)  # the request times out: no answer
+    await hold.wait_reached()
+    fake.put_direct("t", item("new"))
+    hold.release()
+    await applied(f, 2)
+    assert f.stats.errors["unavailable"] == 1 and f.stats.gaps == drops
+    assert sleeps[0] == BACKOFF
+    assert await get(p) == (item("new"), "miss")
+    await f.close()
+
+
 async def test_iterators_failing_over_and_over_are_got_again(fake: StreamedDynamoDB) -> None:
     p, f, _ = streamed(fake)
     await following(p, f)
