@@ -59,6 +59,7 @@ class StreamedDynamoDB(HeldDynamoDB):
         self._iterators: dict[str, tuple[FakeStream, FakeShard, int]] = {}
         self._failures: list[str] = []
         self._lost: set[str] = set()
+        self.page: int | None = None  # GetRecords gives at most this many (None: as asked)
         self._sequence = itertools.count(1000)
         for name in self.tables if streamed is None else streamed:
             self.enable(name)
@@ -211,7 +212,8 @@ class StreamedDynamoDB(HeldDynamoDB):
             raise _Refused("ResourceNotFoundException")
         if position < shard.trimmed:
             raise _Refused("TrimmedDataAccessException")
-        records = shard.records[position : position + int(payload.get("Limit", 1000))]
+        limit = int(payload.get("Limit", 1000))
+        records = shard.records[position : position + min(limit, self.page or limit)]
         end = position + len(records)
         answer: dict[str, Any] = {"Records": records}
         if not (shard.closed and end == len(shard.records)):

@@ -153,18 +153,19 @@ async def test_children_are_read_after_their_parent_closed(fake: StreamedDynamoD
             local.apply(change)
 
     f.applier = Recording()
+    f.recheck = 0  # the stream is described every round: children are seen at once
     await following(p, f)
+    fake.page = 1  # one record per GetRecords: the parent takes three rounds to read
     hold = fake.hold("GetRecords")  # the follower waits on the parent shard
     await hold.wait_reached()
-    fake.put_direct("t", item("parent", pk="2"))
+    for pk in ("2", "3", "4"):
+        fake.put_direct("t", item("parent", pk=pk))
     fake.split("t")
-    fake.put_direct("t", item("child", pk="3"))
-    fake.put_direct("t", item("new"))
+    fake.put_direct("t", item("child", pk="5"))
     hold.release()
-    await applied(f, 3)
+    await applied(f, 4)
     keys = [change.keys[0][1] for change in seen if isinstance(change, ItemsChanged)]
-    assert keys[:1] == ["2"]  # the parent's record first
-    assert await get(p) == (item("new"), "miss")
+    assert keys == ["2", "3", "4", "5"]  # the parent's records, then the child's
     assert len(next(iter(f.followed.values())).shards) == 2  # the children, still open
     await f.close()
 
