@@ -295,6 +295,26 @@ async def test_the_upstream_not_answering_keeps_the_place(fake: StreamedDynamoDB
     await f.close()
 
 
+async def test_a_record_whose_keys_do_not_fit_drops_the_table_and_reading_goes_on(
+    fake: StreamedDynamoDB,
+) -> None:
+    p, f, _ = streamed(fake)
+    await following(p, f)
+    drops, iterators = f.stats.gaps, fake.count("GetShardIterator")
+    shard = fake.streams["t"].open_shard
+    record = {"dynamodb": {"Keys": {"id": {"N": "1"}}, "SequenceNumber": "1"}}
+    shard.records.append(record)  # not this table's key schema
+    table = fake.tables["t"]
+    table.items[table.key_of(item("new"))] = item("new")  # a change its record hides
+    await until(lambda: f.stats.gaps > drops)
+    assert await get(p) == (item("new"), "miss")
+    fake.put_direct("t", item("newer"))
+    await applied(f, 1)
+    assert await get(p) == (item("newer"), "miss")
+    assert fake.count("GetShardIterator") == iterators  # its place kept
+    await f.close()
+
+
 async def test_iterators_failing_over_and_over_are_got_again(fake: StreamedDynamoDB) -> None:
     p, f, _ = streamed(fake)
     await following(p, f)
