@@ -125,7 +125,7 @@ class StreamFollower:
         current = self.followed.get(info.arn)
         if current is not None and current.stream_arn == info.stream_arn:
             return
-        if current is not None:  # the registry found the table changed: dropped already
+        if current is not None:  # another stream than the one read: its reader goes
             del self.followed[info.arn]
             self._retire(current)
         if info.stream_arn is None:

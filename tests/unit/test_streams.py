@@ -11,6 +11,7 @@ lets it and every wait below is for a condition, bounded in event-loop turns.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -386,6 +387,20 @@ async def test_a_table_still_known_by_another_spelling_stays_followed() -> None:
     fake.put_direct("t", item("new"))
     await applied(f, 1)
     assert await get_in(p, arn) == (item("new"), "miss")
+    await f.close()
+
+
+async def test_a_table_learned_with_another_stream_retires_the_old_reader(
+    fake: StreamedDynamoDB,
+) -> None:
+    p, f, _ = streamed(fake)
+    await following(p, f)
+    old = next(iter(f.followed.values()))
+    info = p._tables.known("t")
+    assert info is not None
+    f._table_learned(dataclasses.replace(info, stream_arn=fake.enable("t")))
+    await until(lambda: old.finished)
+    assert next(iter(f.followed.values())) is not old
     await f.close()
 
 
