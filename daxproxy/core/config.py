@@ -22,6 +22,9 @@ LOG_FORMATS = ("text", "json")
 # "dax": DAX's semantics exactly, staleness included; "strict": where DAX can serve a
 # result that a write seen by the proxy made stale, drop it instead.
 MODES = ("dax", "strict")
+# "none": what DAX does (a write that does not go through the proxy is seen when the TTL
+# runs out); "streams": follow each cached table's DynamoDB Stream and evict what it changes.
+COHERENCES = ("none", "streams")
 # The event loop: "auto" is uvloop where it is installed (the "fast" extra), else asyncio's.
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 # The workers setting's word: one worker per CPU the process may use (daxproxy.workers.cpus).
@@ -63,6 +66,8 @@ class Settings:
     query_ttl_millis: int = 300_000
     query_cache_max_bytes: int = 64 * MIB
     mode: str = "dax"
+    # How the caches learn of writes that do not go through this proxy (COHERENCES).
+    coherence: str = "none"
     # The admin view (GET /admin/caches, POST /admin/invalidate) on the proxy's own port.
     admin: bool = False
     log_level: str = "info"
@@ -108,6 +113,7 @@ class Settings:
         for name in (
             "host",
             "mode",
+            "coherence",
             "log_level",
             "log_format",
             "event_loop",
@@ -145,6 +151,7 @@ class Settings:
                 raise SettingError(flag, f"must be true or false, not {getattr(self, flag)!r}")
         for name, choices in (
             ("mode", MODES),
+            ("coherence", COHERENCES),
             ("log_level", LOG_LEVELS),
             ("log_format", LOG_FORMATS),
             ("event_loop", EVENT_LOOPS),

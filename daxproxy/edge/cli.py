@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {d.mode})",
     )
     add(
+        "--coherence",
+        help="'none': a write that does not go through this proxy is seen when the TTL runs "
+        "out, as with DAX; 'streams': follow each cached table's DynamoDB Stream and evict "
+        f"what it changes, within the stream's lag (default {d.coherence})",
+    )
+    add(
         "--admin",
         action=_SWITCH,
         help="serve the admin view on the proxy's port: GET /admin/caches (entries, bytes, "
