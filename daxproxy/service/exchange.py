@@ -43,11 +43,12 @@ RawHeaders = tuple[tuple[bytes, bytes], ...]
 class Exchange:
     """POSTs to one URL through ``connector``."""
 
-    __slots__ = ("_connector", "_key", "_timeout", "path", "url")
+    __slots__ = ("_connector", "_key", "_timeout", "path", "url", "url_text")
 
     def __init__(
         self, connector: aiohttp.BaseConnector, url: str, timeout: aiohttp.ClientTimeout
     ) -> None:
+        self.url_text = url
         self.url = URL(url)
         # The path and query string as the request line carries them.
         self.path = self.url.raw_path_qs or "/"

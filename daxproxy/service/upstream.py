@@ -119,7 +119,9 @@ class HttpUpstream:
         content_type = header(headers, "content-type")
         if content_type is None:
             content_type = JSON_CONTENT_TYPE
-        signed = await self._signer.sign(str(exchange.url), target.header, content_type, body)
+        if "\r" in content_type or "\n" in content_type:  # the one client value signed
+            raise ValueError("a CR or LF in an upstream request header")
+        signed = await self._signer.lines(exchange.url_text, target.header, content_type, body)
         head = _head(exchange.path, signed, headers, len(body))
         started = time.perf_counter()
         attempts = 2 if retry_safe else 1
@@ -173,15 +175,16 @@ class HttpUpstream:
         await self._session.close()
 
 
-def _head(path: str, signed: Headers, headers: Headers, length: int) -> bytes:
-    """The request line and headers: the signed ones, the caller's others, the length."""
-    lines = [f"POST {path} HTTP/1.1\r\n"]
-    lines.extend(f"{name}: {value}\r\n" for name, value in signed)
+def _head(path: str, signed: str, headers: Headers, length: int) -> bytes:
+    """The request line and headers: the signed ones (header lines), the caller's others,
+    the length."""
+    lines = [f"POST {path} HTTP/1.1\r\n", signed]
     lines.extend(f"{name}: {value}\r\n" for name, value in headers if name.lower() not in _SET_HERE)
     lines.append(f"Content-Length: {length}\r\n\r\n")
     text = "".join(lines)
-    # Each line ends in the one CR LF put there above: any other is a header injection.
-    if text.count("\n") != len(lines) + 1 or text.count("\r") != len(lines) + 1:
+    # Each line ends in the one CR LF put there: any other is a header injection.
+    expected = signed.count("\n") + len(lines)
+    if text.count("\n") != expected or text.count("\r") != expected:
         raise ValueError("a CR or LF in an upstream request header")
     try:
         return text.encode("latin-1")  # a client header's bytes, as they came
