@@ -24,7 +24,7 @@ It relies on these aiohttp 3.14 interfaces (pinned below 3.15 in pyproject.toml,
 exercised by tests/unit/test_upstream.py): ``BaseConnector.connect(req, traces, timeout)``
 with a ``ClientRequest`` as the pool's key, ``Connection.protocol``/``transport``/
 ``release``/``close``, ``ResponseHandler.set_response_params`` and ``read()``, and the
-``StreamReader`` it yields.
+``StreamReader`` it yields (``is_eof``, ``read_nowait``, ``read``).
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ class Exchange:
                     raise self._unreadable(exc) from exc
                 if not 100 <= message.code <= 199 or message.code == 101:
                     break
-            data = await payload.read()
+            # An answer that came whole (most do: one read) is taken as it lies.
+            data = payload.read_nowait() if payload.is_eof() else await payload.read()
         except BaseException:
             connection.close()
             raise

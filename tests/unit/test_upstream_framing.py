@@ -160,6 +160,14 @@ async def test_every_framing_of_an_answer_is_read_whole(serve, answer: bytes) ->
     assert server.connections == 1
 
 
+async def test_an_answer_arriving_over_many_reads_is_read_whole(serve) -> None:  # type: ignore[no-untyped-def]
+    body = b'{"Item":{"b":{"S":"' + b"x" * (4 * 1024 * 1024) + b'"}}}'
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    server = await serve(lambda n, head: answer)
+    assert await exchange(server, 2) == [(200, body)] * 2
+    assert server.connections == 1
+
+
 @pytest.mark.parametrize(
     "answer",
     [
