@@ -27,6 +27,7 @@ import aiohttp
 from daxproxy.core.config import Endpoints
 from daxproxy.core.errors import DynamoDBError, InternalServerError, ServiceUnavailable
 from daxproxy.core.wire import JSON_CONTENT_TYPE, Headers, Target, header
+from daxproxy.service.deadlines import Deadlines
 from daxproxy.service.exchange import Exchange
 from daxproxy.service.signing import Signer
 
@@ -109,6 +110,7 @@ class HttpUpstream:
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
         )
+        self._deadlines: Deadlines | None = None
         self._dynamodb = Exchange(connector, endpoints.dynamodb, self._timeout)
         self._streams = Exchange(connector, endpoints.streams, self._timeout)
 
@@ -127,8 +129,8 @@ class HttpUpstream:
         attempts = 2 if retry_safe else 1
         for attempt in range(1, attempts + 1):
             try:
-                async with asyncio.timeout(self._request_timeout):
-                    status, raw_headers, payload = await exchange.post(head, body)
+                deadlines = self._deadlines or self._start_deadlines()
+                status, raw_headers, payload = await deadlines.bound(exchange.post(head, body))
             except aiohttp.ClientConnectorError as exc:  # never connected: nothing to resend
                 raise self._failure(target, exc) from None
             except _STALE_CONNECTION as exc:
@@ -146,6 +148,11 @@ class HttpUpstream:
                     self._observer.upstream_answered(target, time.perf_counter() - started)
                 return UpstreamResponse(status, _decode_headers(raw_headers), payload)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_deadlines(self) -> Deadlines:
+        """The bound on each attempt, on the loop the first request runs on."""
+        self._deadlines = Deadlines(asyncio.get_running_loop(), self._request_timeout)
+        return self._deadlines
 
     def _failure(self, target: Target, exc: BaseException) -> DynamoDBError:
         if self._observer is not None:
