@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
@@ -34,11 +33,19 @@ from daxproxy.service.signing import Signer
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
 class UpstreamResponse:
-    status: int
-    headers: Headers
-    body: bytes
+    """An answer as it came: status, headers, the exact body bytes. A plain slotted class:
+    one per upstream request, and a frozen dataclass costs several times as much to build."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"UpstreamResponse({self.status}, {len(self.body)} bytes)"
 
 
 class Upstream(Protocol):
