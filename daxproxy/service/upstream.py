@@ -25,7 +25,7 @@ import aiohttp
 
 from daxproxy.core.config import Endpoints
 from daxproxy.core.errors import DynamoDBError, InternalServerError, ServiceUnavailable
-from daxproxy.core.wire import JSON_CONTENT_TYPE, Headers, Target, header
+from daxproxy.core.wire import JSON_CONTENT_TYPE, Headers, RawHeaders, Target, header
 from daxproxy.service.deadlines import Deadlines
 from daxproxy.service.exchange import Exchange
 from daxproxy.service.signing import Signer
@@ -87,6 +87,7 @@ _SET_HERE = frozenset(
         "transfer-encoding",
     }
 )
+_SET_HERE_RAW = frozenset(name.encode() for name in _SET_HERE)
 # A pooled connection the server has closed fails before any byte of an answer arrives;
 # a request that is safe to repeat is sent once more on a fresh connection.
 _STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -190,18 +191,28 @@ class HttpUpstream:
 
 
 def _head(path: str, signed: str, headers: Headers, length: int) -> bytes:
-    """The request line and headers: the signed ones (header lines), the caller's others,
-    the length."""
-    lines = [f"POST {path} HTTP/1.1\r\n", signed]
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers if name.lower() not in _SET_HERE)
-    lines.append(f"Content-Length: {length}\r\n\r\n")
-    text = "".join(lines)
+    """The request line and headers: the signed ones (header lines), the caller's others
+    (raw ones as the bytes they came as), the length."""
+    start = f"POST {path} HTTP/1.1\r\n{signed}".encode()
+    if type(headers) is RawHeaders:
+        lines = [b"%s: %s\r\n" % f for f in headers.fields if f[0].lower() not in _SET_HERE_RAW]
+    else:
+        lines = [
+            b"%s: %s\r\n" % (_encode(name), _encode(value))
+            for name, value in headers
+            if name.lower() not in _SET_HERE
+        ]
+    head = b"".join([start, *lines, b"Content-Length: %d\r\n\r\n" % length])
     # Each line ends in the one CR LF put there: any other is a header injection.
-    expected = signed.count("\n") + len(lines)
-    if text.count("\n") != expected or text.count("\r") != expected:
+    expected = start.count(b"\n") + len(lines) + 2
+    if head.count(b"\n") != expected or head.count(b"\r") != expected:
         raise ValueError("a CR or LF in an upstream request header")
+    return head
+
+
+def _encode(text: str) -> bytes:
     try:
-        return text.encode("latin-1")  # a client header's bytes, as they came
+        return text.encode("latin-1")  # a raw header decoded as latin-1: the bytes it came as
     except UnicodeEncodeError:
         return text.encode()
 

@@ -17,7 +17,7 @@ from botocore.credentials import ReadOnlyCredentials
 
 from daxproxy.core.config import Endpoints
 from daxproxy.core.errors import InternalServerError, ServiceUnavailable
-from daxproxy.core.wire import Target
+from daxproxy.core.wire import Headers, RawHeaders, Target
 from daxproxy.service.signing import Signer, StaticCredentials
 from daxproxy.service.upstream import HttpUpstream
 
@@ -103,14 +103,12 @@ def upstream_of(server: Server) -> HttpUpstream:
     )
 
 
-async def exchange(
-    server: Server, count: int, headers: list[tuple[str, str]] | None = None
-) -> list[tuple[int, bytes]]:
+async def exchange(server: Server, count: int, headers: Headers = ()) -> list[tuple[int, bytes]]:
     upstream = upstream_of(server)
     try:
         answers = []
         for _ in range(count):
-            answer = await upstream.send(GET_ITEM, BODY, headers or [], retry_safe=False)
+            answer = await upstream.send(GET_ITEM, BODY, headers, retry_safe=False)
             answers.append((answer.status, answer.body))
         return answers
     finally:
@@ -124,9 +122,21 @@ async def test_a_keep_alive_connection_carries_the_next_request(serve) -> None: 
     assert [body for _, _, body in server.requests] == [BODY] * 3
 
 
-async def test_the_request_head_is_signed_and_framed(serve) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("raw", [False, True], ids=["decoded", "raw"])
+async def test_the_request_head_is_signed_and_framed(serve, raw: bool) -> None:  # type: ignore[no-untyped-def]
     server = await serve(lambda n, head: OK)
-    await exchange(server, 1, [("Accept-Encoding", "identity"), ("X-Custom", "caf\xe9")])
+    client = [
+        ("Content-Type", "application/x-amz-json-1.0"),
+        ("Content-Length", "999"),  # the proxy frames the body itself
+        ("Accept-Encoding", "identity"),
+        ("X-Custom", "caf\xe9"),
+    ]
+    headers = (
+        RawHeaders([(k.encode("latin-1"), v.encode("latin-1")) for k, v in client])
+        if raw
+        else client
+    )
+    await exchange(server, 1, headers)
     head = server.requests[0][1]
     lines = head.split(b"\r\n")
     assert lines[0] == b"POST / HTTP/1.1"
@@ -221,14 +231,20 @@ async def test_a_truncated_body_is_an_internal_server_error(serve) -> None:  # t
         await upstream.close()
 
 
+@pytest.mark.parametrize("raw", [False, True], ids=["decoded", "raw"])
 @pytest.mark.parametrize("name", ["X-Custom", "Content-Type"])  # the one a signature covers
 @pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "a\rb"])
-async def test_a_header_cannot_add_a_line_to_the_request(serve, name: str, value: str) -> None:  # type: ignore[no-untyped-def]
+async def test_a_header_cannot_add_a_line_to_the_request(
+    serve, name: str, value: str, raw: bool
+) -> None:  # type: ignore[no-untyped-def]
     server = await serve(lambda n, head: OK)
     upstream = upstream_of(server)
+    headers: Headers = [(name, value)]
+    if raw:
+        headers = RawHeaders([(name.encode(), value.encode())])
     try:
         with pytest.raises(ValueError, match="CR or LF"):
-            await upstream.send(GET_ITEM, BODY, [(name, value)], retry_safe=False)
+            await upstream.send(GET_ITEM, BODY, headers, retry_safe=False)
     finally:
         await upstream.close()
     assert server.requests == []
