@@ -18,13 +18,14 @@ written; any failure or cancellation closes it. Errors are aiohttp's, as
 a pooled connection that died, ``ClientConnectorError`` when no connection could be made,
 ``ConnectionTimeoutError`` when making one took over ``sock_connect``,
 ``ClientPayloadError`` for a broken body, and ``ClientResponseError`` for an answer that is
-not HTTP. The caller bounds the whole exchange (``asyncio.timeout``).
+not HTTP. The caller bounds the whole exchange (:mod:`daxproxy.service.deadlines`).
 
 It relies on these aiohttp 3.14 interfaces (pinned below 3.15 in pyproject.toml, and
-exercised by tests/unit/test_upstream.py): ``BaseConnector.connect(req, traces, timeout)``
-with a ``ClientRequest`` as the pool's key, ``Connection.protocol``/``transport``/
-``release``/``close``, ``ResponseHandler.set_response_params`` and ``read()``, and the
-``StreamReader`` it yields (``is_eof``, ``read_nowait``, ``read``).
+exercised by tests/unit/test_upstream.py and test_upstream_framing.py):
+``BaseConnector.connect(req, traces, timeout)`` with a ``ClientRequest`` as the pool's key,
+``Connection.protocol``/``transport``/``release``/``close``,
+``ResponseHandler.set_response_params`` and ``read()``, and the ``StreamReader`` it yields
+(``is_eof``, ``read_nowait``, ``read``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-RawHeaders = tuple[tuple[bytes, bytes], ...]
+RawFields = tuple[tuple[bytes, bytes], ...]
 
 
 class Exchange:
@@ -56,7 +57,7 @@ class Exchange:
         self._timeout = timeout
         self._key: ClientRequest | None = None  # made on first use: it wants the loop
 
-    async def post(self, head: bytes, body: bytes) -> tuple[int, RawHeaders, bytes]:
+    async def post(self, head: bytes, body: bytes) -> tuple[int, RawFields, bytes]:
         key = self._key
         if key is None:
             key = self._key = ClientRequest(
