@@ -11,19 +11,25 @@ bytes (that server's CPU is not counted).
 
 ``--code DIR`` (repeatable, ``label=DIR``) measures several checkouts of daxproxy side by
 side: each round runs one child process per checkout, alternately, with ``DIR`` first on
-``sys.path``; the table keeps each scenario's best over ``--rounds`` rounds. Without it, the
-working tree is measured. ``--profile SCENARIO`` prints cProfile's top functions instead.
+``sys.path``; the table keeps each scenario's best over ``--rounds`` rounds. ``--linked
+LABEL`` links that checkout's proxy to a change hub in its process (with a second link on
+it), as one worker of several is (:mod:`daxproxy.workers.channel`: the checkout must have
+it). Without ``--code``, the working tree is measured. ``--profile SCENARIO`` prints
+cProfile's top functions instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -235,7 +241,13 @@ def _requests(
 
 
 async def _measure(
-    name: str, scenario: tuple[str, Any, bool], seconds: float, repeats: int, http_url: str | None
+    name: str,
+    scenario: tuple[str, Any, bool],
+    seconds: float,
+    repeats: int,
+    http_url: str | None,
+    *,
+    linked: bool = False,
 ) -> float:
     from daxproxy.core.config import Settings
     from daxproxy.service.proxy import ClientRequest
@@ -245,8 +257,12 @@ async def _measure(
     operation, payload, warm = scenario
     settings = Settings(upstream="http://127.0.0.1:1", item_cache_max_bytes=2**31)
     upstream: Any = FakeUpstream(UpstreamResponse) if http_url is None else _http_upstream(http_url)
+    channel = contextlib.AsyncExitStack()
     try:
-        proxy = build_proxy(settings, upstream)
+        if linked:
+            proxy = build_proxy(settings, upstream, changes=await _link(channel))
+        else:
+            proxy = build_proxy(settings, upstream)
         (first,) = _requests(ClientRequest, operation, payload, 1)
         for _ in range(3 if warm else 1):
             answer = await proxy.handle(first)
@@ -270,6 +286,22 @@ async def _measure(
         return best * 1e6
     finally:
         await upstream.close()
+        await channel.aclose()
+
+
+async def _link(stack: contextlib.AsyncExitStack) -> Any:
+    """A link to a change hub in this process, with another worker's link on it."""
+    from daxproxy.workers.channel import ChangeHub, ChangeLink
+
+    directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="daxproxy-bench-"))
+    hub = ChangeHub(os.path.join(directory, "changes"))
+    await hub.start()
+    stack.push_async_callback(hub.close)
+    other = await ChangeLink.connect(hub.path, 2)
+    stack.push_async_callback(other.close)
+    link = await ChangeLink.connect(hub.path, 1)
+    stack.push_async_callback(link.close)
+    return link
 
 
 async def _timed(proxy: Any, batch: list[Any]) -> float:
@@ -334,12 +366,14 @@ def _wait_for(port: int) -> None:
 # Child and parent ---------------------------------------------------------------------------
 
 
-def child(names: Sequence[str], seconds: float, repeats: int, http_url: str | None) -> None:
+def child(
+    names: Sequence[str], seconds: float, repeats: int, http_url: str | None, linked: bool
+) -> None:
     out = {}
     for name in names:
         scenario = SCENARIOS.get(name) or HTTP_SCENARIOS[name]
         url = http_url if name in HTTP_SCENARIOS else None
-        out[name] = asyncio.run(_measure(name, scenario, seconds, repeats, url))
+        out[name] = asyncio.run(_measure(name, scenario, seconds, repeats, url, linked=linked))
     print(json.dumps(out))
 
 
@@ -364,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=0.3)
     parser.add_argument("--no-http", action="store_true", help="skip the *_http scenarios")
     parser.add_argument("--profile", metavar="SCENARIO")
+    parser.add_argument("--linked", action="append", default=[], metavar="LABEL")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -373,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     names = args.scenario or [*SCENARIOS, *([] if args.no_http else HTTP_SCENARIOS)]
     if args.child:
-        child(names, args.seconds, args.repeats, args.url)
+        child(names, args.seconds, args.repeats, args.url, bool(args.linked))
         return 0
     server = None
     url = None
@@ -409,6 +444,7 @@ def _compare(args: argparse.Namespace, names: Sequence[str], url: str | None) ->
                 f"--repeats={args.repeats}",
                 *(f"--scenario={n}" for n in names),
                 *([f"--url={url}"] if url else []),
+                *([f"--linked={label}"] if label in args.linked else []),
             ]
             root = Path(__file__).resolve().parent.parent
             done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)

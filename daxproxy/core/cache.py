@@ -110,6 +110,9 @@ class ItemCache:
         # Item keys and tables nothing may be stored for, until their deadline (cache clock);
         # held in deadline order, since every hold lasts as long.
         self._held: OrderedDict[ItemKey | str, float] = OrderedDict()
+        # False: nothing is stored (a worker whose change channel is down, see
+        # daxproxy.service.coherence).
+        self.storing = True
         self.bytes = 0
         self.stats = CacheStats()
 
@@ -183,13 +186,13 @@ class ItemCache:
         whether it was stored.
 
         ``since``: the :meth:`generation` a fill started in; the fill is refused when its
-        table was dropped after that. Nothing is stored for a held key or table (what the
-        cache held for the key is evicted).
+        table was dropped after that. Nothing is stored for a held key or table, nor while
+        :attr:`storing` is off (what the cache held for the key is evicted).
         """
         if since is not None and self.dropped_since(key[0], since):
             return False
         size = entry_size(key, value)
-        if size > self.max_bytes or (self._held and self._is_held(key)):
+        if size > self.max_bytes or not self.storing or (self._held and self._is_held(key)):
             self.evict(key)
             return False
         old = self._entries.pop(key, None)

@@ -84,9 +84,10 @@ class ItemReads:
     def _joinable(self, key: ItemKey) -> Fill | None:
         """The fill in flight for ``key`` that a miss starting now may share: none once a
         write to the key or a drop of its table overtook it (it may answer with the value
-        from before a write that has been answered)."""
+        from before a write that has been answered), nor while the cache stores nothing
+        (a worker that lost its change channel: a write it cannot hear of may overtake it)."""
         found = self._fills.get(key)
-        if found is None:
+        if found is None or not self._cache.storing:
             return None
         fill, ticket = found
         if not ticket.clean or self._cache.dropped_since(key[0], ticket.since):

@@ -13,6 +13,12 @@ flight at once evict it: their order upstream is unknown.
 DeleteTable and UpdateTable drop the table's items and key schema; a PartiQL statement
 that can write drops the items of the tables it names (all tables when it cannot tell).
 The query cache hears of each (see :class:`daxproxy.service.query_cache.QueryCache`).
+
+With other workers (``changes``, see :mod:`daxproxy.service.coherence`), each change is
+published as soon as the upstream has answered, before the answer goes out: the keys a
+write wrote, the keys and tables an unsure write holds, the tables a PartiQL write or a
+table change drops. A write's new value is stored only if no drop (a lost change channel
+included) came between its start and its answer.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from daxproxy.service.calls import (
     request_id_of,
     send_own,
 )
+from daxproxy.service.coherence import NO_CHANGES, Changes
 from daxproxy.service.query_cache import QueryCache
 from daxproxy.service.tables import TableInfo, TableRegistry
 from daxproxy.service.upstream import Upstream, UpstreamResponse
@@ -55,8 +62,10 @@ class ItemWrites:
         queries: QueryCache | None = None,
         *,
         hold_seconds: float = 0.0,
+        changes: Changes = NO_CHANGES,
     ) -> None:
         self._upstream = upstream
+        self._changes = changes
         self._cache = cache
         self._tables = tables
         self._tracker = tracker
@@ -73,6 +82,7 @@ class ItemWrites:
         tables = {entry.table for entry in written}
         self._tables_written(tables)
         ticket = self._tracker.write_started(key for key, _ in keyed)
+        since = self._cache.generation()
         answer = None
         try:
             answer, response = await self._send(call)
@@ -81,8 +91,12 @@ class ItemWrites:
             self._tables_written(tables)
             if answer is None or answer.status >= 500:  # no answer, or a fault
                 self._unsure(keyed, unknown, tables)
+            elif answer.status == 200:
+                self._changes.written((key for key, _ in keyed), tables, unknown)
         if answer.status == 200:
-            self._apply(call, answer, keyed, unknown=unknown, infos=infos, ticket=ticket)
+            self._apply(
+                call, answer, keyed, unknown=unknown, infos=infos, ticket=ticket, since=since
+            )
         return response
 
     async def _keys(
@@ -136,6 +150,7 @@ class ItemWrites:
         unknown: set[str],
         infos: dict[str, TableInfo],
         ticket: WriteTicket,
+        since: int,
     ) -> None:
         body = answer_json(answer)
         unprocessed, unreadable = self._unprocessed(body, infos)
@@ -146,9 +161,9 @@ class ItemWrites:
             if key in ticket.contended or entry.after is After.EVICT:
                 self._cache.evict(key)
             elif entry.after is After.ABSENT:
-                self._cache.put(key, NOT_FOUND)
+                self._cache.put(key, NOT_FOUND, since=since)
             else:
-                self._put(key, entry.item)
+                self._put(key, entry.item, since)
         if call.operation.name == "UpdateItem" and "Attributes" in body:
             # Only ALL_NEW carries the whole item: the proxy asked for it when it could.
             asked = call.payload.get("ReturnValues")
@@ -158,14 +173,15 @@ class ItemWrites:
                 and asked in _UPDATE_RETURNS_NEW
                 and updated not in ticket.contended
             ):
-                self._put(updated, body["Attributes"])
+                self._put(updated, body["Attributes"], since)
         self._drop_tables(unknown)
 
-    def _put(self, key: ItemKey, item: Any) -> None:
-        """Store the item as written; one nested too deep to write as JSON is evicted (only
-        a lenient upstream accepts it: DynamoDB refuses items nested over 32 levels)."""
+    def _put(self, key: ItemKey, item: Any, since: int) -> None:
+        """Store the item as written, unless its table was dropped since the write started
+        (``since``); one nested too deep to write as JSON is evicted (only a lenient
+        upstream accepts it: DynamoDB refuses items nested over 32 levels)."""
         try:
-            self._cache.put(key, stored_item(orjson.dumps(item)))
+            self._cache.put(key, stored_item(orjson.dumps(item)), since=since)
         except orjson.JSONEncodeError:
             self._cache.evict(key)
 
@@ -203,6 +219,7 @@ class ItemWrites:
         """The write may or may not have happened, and may yet: hold all it touched, the
         keys, the tables whose keys could not be read (whole), and in strict mode the
         tables' pages."""
+        self._changes.unsure((key for key, _ in keyed), unknown, tables)
         held: list[ItemKey | str] = [key for key, _ in keyed]
         for table in unknown:
             held.extend(self._tables.matching(table))
@@ -219,6 +236,7 @@ class ItemWrites:
     def _drop(self, tables: set[str] | None, *, unsure: bool) -> None:
         """Drop the items and query pages of these tables; of all when ``tables`` is None.
         ``unsure``: the write may yet land, so hold them too."""
+        self._changes.dropped(tables, unsure=unsure)
         if tables is None:
             log.info("a write the proxy could not read went upstream; dropping every cached item")
             arns = self._tables.arns()
@@ -265,6 +283,9 @@ class ItemWrites:
 
     def _forget_table(self, table: str, *, unsure: bool) -> None:
         """Forget the table's schema; the registry's listeners drop its items and pages."""
+        if unsure:  # first: a worker that knows the table holds it before it forgets it
+            self._changes.dropped([table], unsure=True)
+        self._changes.forgotten(table)
         arns = self._tables.forget(table)
         if unsure:
             self._cache.hold(arns, self._hold_seconds)

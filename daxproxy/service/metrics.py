@@ -40,6 +40,8 @@ from daxproxy.core.tables import table_name
 from daxproxy.core.wire import Target
 from daxproxy.service.observe import Outcome, operation_name
 from daxproxy.service.query_cache import QueryCache
+from daxproxy.service.stream_shards import ERROR_KINDS
+from daxproxy.service.streams import LAG_BUCKETS, StreamFollower
 
 # From a cache hit served in tens of microseconds to an upstream call at the request timeout.
 BUCKETS = (
@@ -61,8 +63,25 @@ BUCKETS = (
     5.0,
     10.0,
 )
-# The ``le`` labels, spelled as prometheus_client spells them (Python's repr, as Go's).
-_BOUNDS = [*(repr(b) for b in BUCKETS), "+Inf"]
+# From a change applied by the other workers within microseconds to one behind by seconds.
+CHANGE_LAG_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
 # DynamoDB's throttling errors (DAX's ThrottledRequestCount), relayed or, later, the proxy's.
 THROTTLES = frozenset(
     {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
@@ -75,22 +94,25 @@ ITEM, QUERY = "item", "query"  # cache names
 class _Histogram:
     """Bucket counts (not cumulative; the last is +Inf), their total and the sum."""
 
-    __slots__ = ("buckets", "count", "sum")
+    __slots__ = ("bounds", "buckets", "count", "sum")
 
-    def __init__(self) -> None:
-        self.buckets = [0] * (len(BUCKETS) + 1)
+    def __init__(self, bounds: tuple[float, ...] = BUCKETS) -> None:
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)
         self.count = 0
         self.sum = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.buckets[bisect_left(BUCKETS, seconds)] += 1  # a bucket's bound is inclusive
+        self.buckets[bisect_left(self.bounds, seconds)] += 1  # a bucket's bound is inclusive
         self.count += 1
         self.sum += seconds
 
     def cumulative(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
         total = 0
-        for bound, count in zip(_BOUNDS, self.buckets, strict=True):
+        # The ``le`` labels, spelled as prometheus_client spells them (Python's repr, as Go's).
+        bounds = [*(repr(b) for b in self.bounds), "+Inf"]
+        for bound, count in zip(bounds, self.buckets, strict=True):
             total += count
             out.append((bound, total))
         return out
@@ -111,10 +133,18 @@ class Metrics:
         self.breaker_open: bool | None = None  # None: no breaker
         self.breaker_opens = 0
         self.breaker_rejected_requests: Counter[str] = Counter()  # operation
+        # The change channel between workers (daxproxy.service.coherence), when there is one.
+        self.channel = False
+        self.changes_published: Counter[str] = Counter()  # kind
+        self.changes_applied: Counter[str] = Counter()  # kind
+        self.change_lag = _Histogram(CHANGE_LAG_BUCKETS)
+        self.change_channel_lost = 0
+        self.change_channel_resets = 0
         # Read at scrape time.
         self.item_cache: ItemCache | None = None
         self.query_cache: QueryCache | None = None
         self.in_flight: Callable[[], int] | None = None
+        self.streams: StreamFollower | None = None
         self.client_connections: int | None = None
         self.client_connections_refused = 0  # past max_client_connections
         self.registry = CollectorRegistry()
@@ -126,11 +156,14 @@ class Metrics:
         item_cache: ItemCache | None = None,
         query_cache: QueryCache | None = None,
         in_flight: Callable[[], int] | None = None,
+        streams: StreamFollower | None = None,
     ) -> None:
-        """The caches that are on, and the proxy's count of requests in flight."""
+        """The caches that are on, the proxy's count of requests in flight, and the stream
+        follower (``coherence = "streams"``)."""
         self.item_cache = item_cache
         self.query_cache = query_cache
         self.in_flight = in_flight
+        self.streams = streams
 
     def set_client_connections(self, count: int | None) -> None:
         """Open client connections, as the edge's server knows them (None: unknown)."""
@@ -209,6 +242,10 @@ class _Collector:
         yield from self._state()
         yield from self._lookups()
         yield from self._caches()
+        if self._metrics.channel:
+            yield from self._changes()
+        if self._metrics.streams is not None:
+            yield from _streams(self._metrics.streams)
 
     def _requests(self) -> Iterator[Metric]:
         m = self._metrics
@@ -407,3 +444,106 @@ class _Collector:
             evicted_bytes.add_metric([name], stats.evicted_bytes)
             stale.add_metric([name], stats.stale_served)
         yield from (size, budget, entries, utilization, evictions, evicted_bytes, stale)
+
+    def _changes(self) -> Iterator[Metric]:
+        m = self._metrics
+        published = CounterMetricFamily(
+            "daxproxy_changes_published",
+            "Changes this worker made or learned and sent to the other workers, by kind "
+            "(write, unsure, drop, table, all)",
+            labels=["kind"],
+        )
+        applied = CounterMetricFamily(
+            "daxproxy_changes_applied",
+            "Changes other workers sent that this worker applied to its caches, by kind",
+            labels=["kind"],
+        )
+        for kind, count in sorted(m.changes_published.items()):
+            published.add_metric([kind], count)
+        for kind, count in sorted(m.changes_applied.items()):
+            applied.add_metric([kind], count)
+        lag = HistogramMetricFamily(
+            "daxproxy_change_lag_seconds",
+            "From a change's publication by one worker to its application by another",
+        )
+        lag.add_metric([], m.change_lag.cumulative(), m.change_lag.sum)
+        lost = CounterMetricFamily(
+            "daxproxy_change_channel_lost",
+            "Times this worker lost its change channel (or was cut off for falling behind) "
+            "and dropped its caches",
+        )
+        lost.add_metric([], m.change_channel_lost)
+        resets = CounterMetricFamily(
+            "daxproxy_change_channel_resets",
+            "Times this worker dropped its caches because another worker's changes may have "
+            "been lost (it was cut off, died, or published while its channel was down)",
+        )
+        resets.add_metric([], m.change_channel_resets)
+        yield from (published, applied, lag, lost, resets)
+
+
+def _streams(follower: StreamFollower) -> Iterator[Metric]:
+    """The stream follower's families (``coherence = "streams"``); the per-table series
+    only for the tables followed."""
+    stats = follower.stats
+    lag = HistogramMetricFamily(
+        "daxproxy_stream_lag_seconds",
+        "Time from a stream record's ApproximateCreationDateTime (rounded down to the second "
+        "by DynamoDB) to its change applied to the caches",
+    )
+    bounds = [*(repr(b) for b in LAG_BUCKETS), "+Inf"]
+    total, buckets = 0, []
+    for bound, count in zip(bounds, stats.lag_buckets, strict=True):
+        total += count
+        buckets.append((bound, total))
+    lag.add_metric([], buckets, stats.lag_sum)
+    yield lag
+    records = CounterMetricFamily(
+        "daxproxy_stream_records_applied", "Stream records applied to the caches"
+    )
+    records.add_metric([], stats.records)
+    yield records
+    drops = CounterMetricFamily(
+        "daxproxy_stream_table_drops",
+        "Times a table's cached items and pages were dropped because the proxy could not be "
+        "sure it saw every change (it began following the stream, lost its place, or the "
+        "stream went away)",
+    )
+    drops.add_metric([], stats.gaps)
+    yield drops
+    errors = CounterMetricFamily(
+        "daxproxy_stream_iterator_errors",
+        "Streams API failures, by kind: expired (iterator got again), trimmed (records gone), "
+        "throttled (LimitExceededException: too many readers on a shard), not_found (stream "
+        "or table gone), unavailable (a 5xx or no answer)",
+        labels=["kind"],
+    )
+    for kind in ERROR_KINDS:
+        errors.add_metric([kind], stats.errors[kind])
+    yield errors
+    followed = GaugeMetricFamily(
+        "daxproxy_stream_tables_followed", "Tables whose DynamoDB Stream the proxy follows"
+    )
+    followed.add_metric([], len(follower.followed))
+    yield followed
+    unfollowed = GaugeMetricFamily(
+        "daxproxy_stream_tables_without_stream",
+        "Tables the proxy caches that have no DynamoDB Stream: writes that bypass the proxy "
+        "are seen only when the TTL runs out",
+    )
+    unfollowed.add_metric([], len(follower.unfollowed))
+    yield unfollowed
+    behind = GaugeMetricFamily(
+        "daxproxy_stream_seconds_behind",
+        "Per followed table: seconds since every change made to it was known applied "
+        "(absent until the follower has its place in the stream)",
+        labels=["table"],
+    )
+    now, by_name = follower.clock(), dict[str, float]()
+    for arn, stream in follower.followed.items():
+        if stream.complete_at is not None:  # one series per name: the furthest behind
+            seconds = now - stream.complete_at
+            by_name[table_name(arn)] = max(seconds, by_name.get(table_name(arn), seconds))
+    for name, seconds in sorted(by_name.items()):
+        behind.add_metric([name], seconds)
+    yield behind

@@ -53,6 +53,7 @@ from daxproxy.service.observe import (
     table_of,
 )
 from daxproxy.service.query_cache import QueryCache
+from daxproxy.service.streams import StreamFollower
 from daxproxy.service.tables import TableRegistry
 from daxproxy.service.upstream import Upstream
 
@@ -121,6 +122,8 @@ class Proxy:
     ) -> None:
         self.upstream = upstream
         self._tables = tables
+        # The stream follower (coherence = "streams"), set by build_proxy; None: off.
+        self.streams: StreamFollower | None = None
         self.admin = admin
         self.metrics = metrics
         # Observers besides the metrics, which are told directly (no Outcome built for them).

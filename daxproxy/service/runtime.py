@@ -7,6 +7,15 @@ it closes them in reverse order. A configuration it cannot run with raises
 :class:`SettingError` naming the setting, before the proxy takes any traffic. Each proxy
 has its own :class:`Metrics`, fed by the request handler, the upstream client, the breaker
 and the caches.
+
+With ``changes`` (the change hub's socket path, one worker of several), the worker
+connects its :class:`~daxproxy.workers.channel.ChangeLink` before it takes traffic and its
+proxy publishes and applies changes (:mod:`daxproxy.service.coherence`); without it,
+nothing of that exists.
+
+With ``coherence = "streams"`` the proxy's stream follower
+(:mod:`daxproxy.service.streams`) is started once the proxy is built and stopped before
+the upstream client closes.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from daxproxy.core.cache import ItemCache, WriteTracker
 from daxproxy.core.config import AWS_UPSTREAM, SettingError, Settings, resolve_endpoints
 from daxproxy.service.admin import CacheAdmin
 from daxproxy.service.breaker import Breaker
+from daxproxy.service.coherence import NO_CHANGES, Changes, Coherence
 from daxproxy.service.embedded import EmbeddedBackendError, start_embedded_moto
 from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
@@ -39,8 +49,11 @@ from daxproxy.service.signing import (
     default_region,
     load_chain_credentials,
 )
+from daxproxy.service.stream_changes import LocalApplier
+from daxproxy.service.streams import StreamFollower
 from daxproxy.service.tables import TableRegistry
 from daxproxy.service.upstream import HttpUpstream, Upstream
+from daxproxy.workers.channel import ChangeLink
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +76,18 @@ async def _credentials(session: AioSession, upstream: str | None) -> CredentialS
 
 @contextlib.asynccontextmanager
 async def open_proxy(
-    settings: Settings, grants: Mapping[str, Grant] | None = None
+    settings: Settings,
+    grants: Mapping[str, Grant] | None = None,
+    *,
+    changes: str | None = None,
+    worker: int = 1,
+    embedded: str | None = None,
 ) -> AsyncIterator[Proxy]:
-    """``grants``: the ``auth_file``'s, loaded at the edge (:mod:`daxproxy.edge.auth`)."""
+    """``grants``: the ``auth_file``'s, loaded at the edge (:mod:`daxproxy.edge.auth`).
+    ``changes``: the change hub's socket path; ``worker``: this worker's number (1..N), as
+    the hub's log names it. ``embedded``: the URL of an embedded moto already running (the
+    supervisor's, which all its workers share), used as the embedded backend rather than
+    starting one."""
     session = AioSession()
     region = settings.region or default_region(session)
     access = access_from_settings(settings, region, grants)  # before anything starts
@@ -73,7 +95,10 @@ async def open_proxy(
         log.info("auth_file: %d access keys; every request's signature is checked", len(access))
     async with contextlib.AsyncExitStack() as stack:
         upstream_setting = settings.upstream
-        if upstream_setting is None:
+        if upstream_setting is None and embedded is not None:
+            url = embedded
+            described = f"{url} (embedded moto)"
+        elif upstream_setting is None:
             try:
                 moto = await start_embedded_moto()
             except EmbeddedBackendError as exc:
@@ -98,9 +123,23 @@ async def open_proxy(
         )
         stack.push_async_callback(upstream.close)
         log.info("upstream %s, region %s", described, region)
-        yield build_proxy(
-            settings, with_breaker(settings, upstream, metrics), metrics, access=access
+        link = None
+        if changes is not None:
+            link = await ChangeLink.connect(changes, worker)
+            stack.push_async_callback(link.close)
+        proxy = build_proxy(
+            settings,
+            with_breaker(settings, upstream, metrics),
+            metrics,
+            access=access,
+            changes=link,
+            streams_upstream=upstream,
         )
+        if proxy.streams is not None:
+            await proxy.streams.start()
+            stack.push_async_callback(proxy.streams.close)
+            log.info("coherence streams: following the stream of each table cached")
+        yield proxy
 
 
 def with_breaker(settings: Settings, upstream: Upstream, metrics: Metrics) -> Upstream:
@@ -123,6 +162,8 @@ def build_proxy(
     access: Access | None = None,
     *,
     clock: Callable[[], float] = time.monotonic,
+    changes: ChangeLink | None = None,
+    streams_upstream: Upstream | None = None,
 ) -> Proxy:
     """The proxy for these settings: each cache unless its budget or TTL is 0.
 
@@ -131,6 +172,11 @@ def build_proxy(
     ``access``: the check of each request's signature and grant (``auth_file``), loaded by
     :func:`open_proxy`; None: none.
     ``clock``: the caches' and the table registry's (tests tick a fake one).
+    ``changes``: this worker's link to the others (:mod:`daxproxy.service.coherence`).
+    ``streams_upstream``: where the stream follower (``coherence = "streams"``) reads,
+    without the breaker, so that a stream's failures never fail client requests; by
+    default ``upstream``. The follower is built here and started by the caller
+    (:func:`open_proxy`): ``proxy.streams``.
     """
     if metrics is None:
         metrics = Metrics(per_table=settings.metrics_per_table)
@@ -142,7 +188,8 @@ def build_proxy(
     hold = settings.request_timeout_millis / 1000
     tables = TableRegistry(upstream, clock=clock)
     queries = item_reads = item_writes = None
-    cache = None
+    cache = tracker = None
+    coherent: Changes = NO_CHANGES
     if queries_on:
         pages = ItemCache(
             settings.query_cache_max_bytes,
@@ -161,24 +208,44 @@ def build_proxy(
         writes_cache = ItemCache(settings.item_cache_max_bytes, ttl, clock, stale_grace=grace)
         tables.on_change(writes_cache.drop_table)
         tracker = WriteTracker()
+        if changes is not None:
+            coherence = Coherence(
+                changes,
+                items=writes_cache,
+                tracker=tracker,
+                queries=queries,
+                tables=tables,
+                hold_seconds=hold,
+                metrics=metrics,
+            )
+            tables.on_change(coherence.forgotten)
+            changes.attach(coherence)
+            coherent = coherence
         item_writes = ItemWrites(
-            upstream, writes_cache, tables, tracker, queries, hold_seconds=hold
+            upstream, writes_cache, tables, tracker, queries, hold_seconds=hold, changes=coherent
         )
         if items_on:
             cache = writes_cache
             item_reads = ItemReads(upstream, cache, tables, tracker)
+    follower = None
+    if settings.coherence == "streams" and (items_on or queries_on):
+        applier = LocalApplier(cache, tracker, queries)
+        follower = StreamFollower(streams_upstream or upstream, tables, applier)
     proxy = Proxy(
         upstream,
         max_body_bytes=settings.max_body_bytes,
         item_reads=item_reads,
         item_writes=item_writes,
         queries=queries,
-        admin=CacheAdmin(cache, queries, tables, settings.mode),
+        admin=CacheAdmin(cache, queries, tables, settings.mode, changes=coherent, streams=follower),
         observers=observers,
         metrics=metrics,
         max_in_flight=settings.max_in_flight,
         access=access,
         tables=tables,
     )
-    metrics.watch(item_cache=cache, query_cache=queries, in_flight=lambda: proxy.in_flight)
+    proxy.streams = follower
+    metrics.watch(
+        item_cache=cache, query_cache=queries, in_flight=lambda: proxy.in_flight, streams=follower
+    )
     return proxy
