@@ -8,12 +8,14 @@ Anything a client could not have sent, or that this codec does not serve yet, ra
 :class:`CallError`, which the caller answers with DAX's error triple (the connection lives
 on: the request was read whole).
 
-Served: the bookkeeping methods (endpoints, defineKeySchema, defineAttributeListId,
-defineAttributeList); GetItem (ConsistentRead, ReturnConsumedCapacity); PutItem,
-DeleteItem and UpdateItem (conditions and updates rendered back to text by
-:class:`~daxproxy.dax.expressions.Renderer`, every ReturnValues, ReturnConsumedCapacity,
-ReturnItemCollectionMetrics). Not yet: GetItem's projection (its reply is a map of
-projection ordinals), Query, Scan, the batch and transaction methods.
+Here: the bookkeeping methods (endpoints, defineKeySchema, defineAttributeListId,
+defineAttributeList); GetItem (ConsistentRead, ReturnConsumedCapacity, a projection,
+answered as a map from path positions to values; a projection with list indexes is
+refused for now); PutItem, DeleteItem and UpdateItem (conditions and updates rendered
+back to text by :class:`~daxproxy.dax.expressions.Renderer`, every ReturnValues,
+ReturnConsumedCapacity, ReturnItemCollectionMetrics); and the helpers the other methods'
+modules share (:mod:`~daxproxy.dax.queries`, :mod:`~daxproxy.dax.batches`,
+:mod:`~daxproxy.dax.transactions`).
 """
 
 from __future__ import annotations
