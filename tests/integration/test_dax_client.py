@@ -3,8 +3,9 @@
 A proxy built in this process (``open_proxy``, default caches) answers DAX's protocol on a
 port of its own (:func:`serve_dax`) from a loop in a background thread; the client is
 ``AmazonDaxClient`` itself, as DAX users write it. Each answer is compared with boto3's
-against a second moto reached straight, after the same writes. Served so far: GetItem and
-PutItem; the other data calls are answered with a ValidationException that says so.
+against a second moto reached straight, after the same writes: every data method, every
+attribute type, S/N/B keys. What is not served yet (a projection with list indexes) is
+answered with a ValidationException that says so.
 """
 
 from __future__ import annotations
