@@ -61,11 +61,15 @@ COPY --from=builder /opt/daxproxy /opt/daxproxy
 
 # DAXPROXY_HOST: listen on every interface of the container, not only its loopback (the
 # default outside containers); a published port or a pod's probes reach 0.0.0.0 only.
+# DAXPROXY_WORKERS: one serving process per CPU the container may use (its cpuset and its
+# --cpus quota); each has its own caches, so give the container memory for N workers' cache
+# budgets (README, Workers). DAXPROXY_WORKERS=1 runs one process.
 # The .pyc files were compiled at install time; the user cannot write new ones anyway.
 ENV PATH=/opt/daxproxy/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    DAXPROXY_HOST=0.0.0.0
+    DAXPROXY_HOST=0.0.0.0 \
+    DAXPROXY_WORKERS=auto
 
 USER 10001:10001
 EXPOSE 8111

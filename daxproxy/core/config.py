@@ -22,8 +22,14 @@ LOG_FORMATS = ("text", "json")
 # "dax": DAX's semantics exactly, staleness included; "strict": where DAX can serve a
 # result that a write seen by the proxy made stale, drop it instead.
 MODES = ("dax", "strict")
+# "none": what DAX does (a write that does not go through the proxy is seen when the TTL
+# runs out); "streams": follow each cached table's DynamoDB Stream and evict what it changes.
+COHERENCES = ("none", "streams")
 # The event loop: "auto" is uvloop where it is installed (the "fast" extra), else asyncio's.
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+# The workers setting's word: one worker per CPU the process may use (daxproxy.workers.cpus).
+AUTO_WORKERS = "auto"
+MAX_WORKERS = 1024
 # Settings whose default is None, "not set": the AWS chain's region, the embedded backend.
 _OPTIONAL = frozenset({"upstream", "region", "auth_file", "tls_cert_file", "tls_key_file"})
 
@@ -60,6 +66,8 @@ class Settings:
     query_ttl_millis: int = 300_000
     query_cache_max_bytes: int = 64 * MIB
     mode: str = "dax"
+    # How the caches learn of writes that do not go through this proxy (COHERENCES).
+    coherence: str = "none"
     # The admin view (GET /admin/caches, POST /admin/invalidate) on the proxy's own port.
     admin: bool = False
     log_level: str = "info"
@@ -73,6 +81,9 @@ class Settings:
     shutdown_timeout_millis: int = 10_000
     # The event loop the proxy runs on (EVENT_LOOPS).
     event_loop: str = "auto"
+    # Serving processes on the one port, each with its own caches (daxproxy.workers), or
+    # "auto": one per CPU the process may use. 1: one process, as without workers.
+    workers: int | str = 1
     # --- Protection ---
     # A TOML file of the access keys allowed in and what each may do; None: no checks.
     auth_file: str | None = None
@@ -102,6 +113,7 @@ class Settings:
         for name in (
             "host",
             "mode",
+            "coherence",
             "log_level",
             "log_format",
             "event_loop",
@@ -133,11 +145,13 @@ class Settings:
         _check_int(self, "breaker_failures", 0, 1_000_000)
         _check_int(self, "breaker_cooldown_millis", 1, 3_600_000)
         _check_int(self, "stale_grace_millis", 0, 365 * 24 * 3600 * 1000)
+        _check_workers(self.workers)
         for flag in ("admin", "log_requests", "metrics_per_table"):
             if not isinstance(getattr(self, flag), bool):
                 raise SettingError(flag, f"must be true or false, not {getattr(self, flag)!r}")
         for name, choices in (
             ("mode", MODES),
+            ("coherence", COHERENCES),
             ("log_level", LOG_LEVELS),
             ("log_format", LOG_FORMATS),
             ("event_loop", EVENT_LOOPS),
@@ -167,6 +181,16 @@ def _check_int(settings: Settings, name: str, low: int, high: int) -> None:
     value = getattr(settings, name)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise SettingError(name, f"must be a whole number from {low} to {high}, not {value!r}")
+
+
+def _check_workers(value: object) -> None:
+    if value == AUTO_WORKERS:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise SettingError(
+            "workers",
+            f"must be a whole number from 1 to {MAX_WORKERS} or {AUTO_WORKERS!r}, not {value!r}",
+        )
 
 
 def _check_url(url: str) -> None:

@@ -11,8 +11,9 @@ Spellings: a file key is the setting's name, ``record_ttl_millis``, or its hyphe
 ``record-ttl-millis`` (DAX's parameter names); giving one setting in both is an error. An
 environment variable is ``DAXPROXY_`` and the name in capitals, ``DAXPROXY_RECORD_TTL_MILLIS``;
 ``DAXPROXY_CONFIG`` names the file. Environment booleans are true/false, 1/0 or yes/no in
-any case. For a setting whose default is "not set" (``upstream``, ``region``), an empty
-string in any source means "not set", so a later source can undo an earlier one.
+any case; ``workers`` is a whole number or the word ``auto`` in every source. For a setting
+whose default is "not set" (``upstream``, ``region``), an empty string in any source means
+"not set", so a later source can undo an earlier one.
 
 An unknown key, an unknown ``DAXPROXY_*`` variable or a value of the wrong type raises
 :class:`SettingError` naming the setting; a file that is not TOML raises
@@ -33,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from daxproxy.core.config import SettingError, Settings
+from daxproxy.core.config import AUTO_WORKERS, SettingError, Settings
 
 ENV_PREFIX = "DAXPROXY_"
 CONFIG_ENV = "DAXPROXY_CONFIG"  # the settings file's path; not a setting itself
@@ -42,6 +43,7 @@ _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*\Z")
 _ACCEPTS = {int: "a whole number", bool: "true or false", str: "a string"}
+_COUNT_OR_WORD = f"a whole number or {AUTO_WORKERS!r}"
 # What Kubernetes defines in every container for each Service of the namespace (the
 # "service links"): for a Service named daxproxy or daxproxy-*, these would look like ours.
 _SERVICE_LINK_NAME = re.compile(
@@ -61,11 +63,13 @@ class ConfigFileError(ValueError):
         self.problem = problem
 
 
-def _kinds() -> tuple[dict[str, type], frozenset[str]]:
-    """Each setting's type (int, bool or str), and which settings may be None."""
+def _kinds() -> tuple[dict[str, type], frozenset[str], frozenset[str]]:
+    """Each setting's type (int, bool or str), which settings may be None, and which are a
+    whole number or a word (``workers``: 4 or "auto"; their kind is int)."""
     hints = typing.get_type_hints(Settings)
     kinds: dict[str, type] = {}
     optional: set[str] = set()
+    worded: set[str] = set()
     for name in Settings.names():
         hint = hints[name]
         args = set(typing.get_args(hint))
@@ -74,12 +78,15 @@ def _kinds() -> tuple[dict[str, type], frozenset[str]]:
         elif args == {str, types.NoneType}:
             kinds[name] = str
             optional.add(name)
+        elif args == {int, str}:
+            kinds[name] = int
+            worded.add(name)
         else:  # pragma: no cover - a new kind of setting needs a parser here first
             raise TypeError(f"settings_sources cannot read setting {name!r} of type {hint}")
-    return kinds, frozenset(optional)
+    return kinds, frozenset(optional), frozenset(worded)
 
 
-KINDS, OPTIONAL = _kinds()
+KINDS, OPTIONAL, WORDED = _kinds()
 
 
 def env_name(setting: str) -> str:
@@ -124,10 +131,10 @@ def from_document(document: Mapping[str, Any], path: str) -> Layer:
                 name, f"is given twice in {path}, as {name!r} and as {file_key(name)!r}"
             )
         kind = KINDS[name]
-        if type(value) is not kind:  # bool is an int subclass: compare types exactly
-            raise SettingError(
-                name, f"must be {_ACCEPTS[kind]}, not {_toml_repr(value)} (from {origin})"
-            )
+        # bool is an int subclass: compare types exactly
+        if type(value) is not kind and not (name in WORDED and type(value) is str):
+            accepts = _COUNT_OR_WORD if name in WORDED else _ACCEPTS[kind]
+            raise SettingError(name, f"must be {accepts}, not {_toml_repr(value)} (from {origin})")
         values[name] = _unset_if_empty(name, value)
         origins[name] = origin
     return Layer(values, origins)
@@ -197,6 +204,8 @@ def _parse_env(name: str, variable: str, raw: str) -> Any:
             return False
         raise SettingError(name, f"{variable} must be true or false (or 1/0, yes/no), not {raw!r}")
     if kind is int:
+        if name in WORDED and raw and not _WHOLE_NUMBER.match(raw):
+            return raw.lower()  # a word, checked by Settings
         if not _WHOLE_NUMBER.match(raw):
             raise SettingError(name, f"{variable} must be a whole number, not {raw!r}")
         return int(raw)

@@ -12,7 +12,7 @@ import itertools
 import re
 import secrets
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -32,6 +32,22 @@ REQUEST_ID_HEADER = "x-amzn-RequestId"
 CRC32_HEADER = "x-amz-crc32"
 
 Headers = Iterable[tuple[str, str]]
+
+
+class RawHeaders:
+    """Header fields as they came off the wire, decoded (latin-1) only when iterated: a
+    cache hit never reads a request's, and those a forwarded request keeps go upstream as
+    the bytes they came as (:func:`upstream_request_headers`, :func:`header`)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
+        self.fields = fields
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for name, value in self.fields:
+            yield name.decode("latin-1"), value.decode("latin-1")
+
 
 # The API versions DynamoDB routes. The 2011 version is long retired, but DynamoDB still
 # answers it with its own error, so the proxy forwards it rather than inventing one.
@@ -100,6 +116,9 @@ def decode_content(body: bytes, content_encoding: str | None, limit: int) -> byt
 
 def header(headers: Headers, name: str) -> str | None:
     """The first value of the header ``name`` (lower case), whatever its case on the wire."""
+    if type(headers) is RawHeaders:
+        raw = name.encode("latin-1")
+        return next((v.decode("latin-1") for k, v in headers.fields if k.lower() == raw), None)
     return next((v for k, v in headers if k.lower() == name), None)
 
 
@@ -186,14 +205,27 @@ _CLIENT_SIGNATURE = frozenset(
 )
 _NOT_FORWARDED_UPSTREAM = _HOP_BY_HOP | _CLIENT_SIGNATURE
 _NOT_RETURNED_TO_CLIENT = _HOP_BY_HOP | {"date", "server"}
+_NOT_FORWARDED_RAW = frozenset(name.encode() for name in _NOT_FORWARDED_UPSTREAM)
 
 
-def upstream_request_headers(client_headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The client's headers that go upstream unchanged (signing adds its own).
+def upstream_request_headers(client_headers: Headers) -> Headers:
+    """The client's headers that go upstream unchanged (signing adds its own); raw ones
+    stay raw (:class:`RawHeaders`), never decoded.
 
     ``Accept-Encoding`` is always set: without it an HTTP client library would ask for
     gzip on the client's behalf and the client would get a body it did not ask for.
     """
+    if type(client_headers) is RawHeaders:
+        kept = []
+        encoding = False
+        for name, value in client_headers.fields:
+            lower = name.lower()
+            if lower not in _NOT_FORWARDED_RAW:
+                kept.append((name, value))
+                encoding = encoding or lower == b"accept-encoding"
+        if not encoding:
+            kept.append((b"Accept-Encoding", b"identity"))
+        return RawHeaders(kept)
     out = [(k, v) for k, v in client_headers if k.lower() not in _NOT_FORWARDED_UPSTREAM]
     if not any(k.lower() == "accept-encoding" for k, _ in out):
         out.append(("Accept-Encoding", "identity"))

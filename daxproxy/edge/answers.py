@@ -4,7 +4,9 @@
 the status line, ``Server: Server`` and ``Date`` (as DynamoDB sends them; the date is
 formatted once a second), ``Content-Length`` always, ``Connection: close`` when the
 connection closes after it, the answer's own headers, and the body (left out for a HEAD).
-No header is ever chunked. :func:`error` is a DynamoDB-shaped error answer
+No header is ever chunked. In a worker process of several (``workers``), every answer
+also names the worker, ``x-daxproxy-worker: <n>`` (:func:`label_worker`, once at
+start-up). :func:`error` is a DynamoDB-shaped error answer
 (:func:`daxproxy.core.wire.error_response`: fresh request id and CRC, ``Allow: POST`` with a
 405). Plain functions and constants, no I/O.
 """
@@ -35,24 +37,32 @@ def _status_line(status: int) -> str:
 
 
 class _Clock:
-    """The ``Date`` header line, formatted again only when the second changes."""
+    """The ``Date`` header line, formatted again only when the second changes, with the
+    process's fixed header lines after it (so that they cost an answer nothing)."""
 
-    __slots__ = ("line", "second")
+    __slots__ = ("fixed", "line", "second")
 
     def __init__(self) -> None:
         self.second = -1
         self.line = ""
+        self.fixed = ""
 
     def date(self) -> str:
         now = time.time()
         second = int(now)
         if second != self.second:
             self.second = second
-            self.line = f"Date: {formatdate(now, usegmt=True)}\r\n"
+            self.line = f"Date: {formatdate(now, usegmt=True)}\r\n{self.fixed}"
         return self.line
 
 
 _CLOCK = _Clock()
+
+
+def label_worker(worker: int) -> None:
+    """Every answer from now on says ``x-daxproxy-worker: <worker>``."""
+    _CLOCK.fixed = f"x-daxproxy-worker: {worker}\r\n"
+    _CLOCK.second = -1
 
 
 def encode(

@@ -19,7 +19,8 @@ import difflib
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
 from daxproxy import __version__
 from daxproxy.core import settings_sources as sources
@@ -29,6 +30,8 @@ from daxproxy.edge.logs import configure_logging
 from daxproxy.edge.loops import loop_factory
 from daxproxy.edge.memory import tune_malloc
 from daxproxy.edge.server import serve
+from daxproxy.workers.cpus import worker_count
+from daxproxy.workers.supervisor import supervise
 
 log = logging.getLogger("daxproxy")
 
@@ -124,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {d.mode})",
     )
     add(
+        "--coherence",
+        help="'none': a write that does not go through this proxy is seen when the TTL runs "
+        "out, as with DAX; 'streams': follow each cached table's DynamoDB Stream and evict "
+        f"what it changes, within the stream's lag (default {d.coherence})",
+    )
+    add(
         "--admin",
         action=_SWITCH,
         help="serve the admin view on the proxy's port: GET /admin/caches (entries, bytes, "
@@ -157,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--event-loop",
         help=f"{', '.join(EVENT_LOOPS)}: 'auto' runs on uvloop where it is installed "
         f"(pip install 'daxproxy[fast]'), else on asyncio's own loop (default {d.event_loop})",
+    )
+    add(
+        "--workers",
+        metavar="N|auto",
+        type=_count_or_word,
+        help="serving processes on the one port, each with its own caches (budgets are per "
+        "worker) kept coherent with the others; 'auto': one per CPU the process may use "
+        f"(its affinity and cgroup CPU quota) (default {d.workers})",
     )
     add(
         "--auth-file",
@@ -224,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _count_or_word(text: str) -> int | str:
+    """A whole number as an int, anything else as given (:class:`Settings` checks it)."""
+    return int(text) if text.strip().isdigit() else text
+
+
 def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """The parsed flags; a flag the parser does not know (abbreviations included) raises
     :class:`SettingError` with the closest flag, as an unknown file key or variable does."""
@@ -276,7 +298,9 @@ def _read(path: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Run the proxy; the exit code. ``environ``: the variables to read (the process's)."""
+    """Run the proxy; the exit code. ``environ``: the variables to read (the process's).
+    With ``workers`` above 1 this process is the supervisor of that many worker processes
+    (:mod:`daxproxy.workers.supervisor`); with 1, it serves, as it always has."""
     variables = os.environ if environ is None else environ
     try:
         args = parse_flags(build_parser(), argv)
@@ -290,12 +314,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if ignored:
         log.info("ignoring Kubernetes service variables, not settings: %s", ", ".join(ignored))
     log.debug("settings: %s", sources.describe(settings, *layers))
+    workers = worker_count(settings)
+    if workers > 1:
+        return run(settings, lambda: supervise(settings, grants, workers))
     log.debug(tune_malloc())
+    return run(settings, lambda: serve(settings, grants))
+
+
+def run(settings: Settings, main: Callable[[], Coroutine[Any, Any, int | None]]) -> int:
+    """Run ``main()`` on the ``event_loop`` setting's loop; the exit code: 0 (or what
+    ``main`` returns), 2 when it cannot listen or the settings cannot run, 1 on a fault."""
     try:
         factory, loop_name = loop_factory(settings.event_loop)
         log.debug("event loop: %s", loop_name)
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(serve(settings, grants))
+            return runner.run(main()) or 0
     except SettingError as exc:  # found while starting: credentials, the embedded backend
         log.error("daxproxy cannot start: %s", exc)
         return 2
@@ -305,4 +338,3 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except Exception:
         log.critical("daxproxy failed", exc_info=True)
         return 1
-    return 0

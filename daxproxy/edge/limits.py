@@ -1,16 +1,15 @@
-"""The client edge's bounds, as the protocol reads them, and the request's raw headers.
+"""The client edge's bounds, as the protocol reads them.
 
 :class:`Limits` holds the settings that bound a client connection
 (``max_client_connections``, ``max_header_bytes``, ``max_body_bytes``,
 ``client_read_timeout_millis``, ``client_idle_timeout_millis``) and the errors they give;
-:mod:`daxproxy.edge.protocol` documents what each bound does. :class:`RawHeaders` is a
-request's header fields as the parser gave them, decoded only when read; ``KNOWN_FIELDS`` and
-``WATCHED_FIELDS`` name the fields the protocol picks out.
+:mod:`daxproxy.edge.protocol` documents what each bound does. ``KNOWN_FIELDS`` and
+``WATCHED_FIELDS`` name the fields the protocol picks out (the request's header fields are
+:class:`daxproxy.core.wire.RawHeaders`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from daxproxy.core.config import Settings
@@ -77,20 +76,6 @@ class Limits:
             "A request line or header field is longer than "
             f"{self.max_header_bytes} bytes (max_header_bytes)"
         )
-
-
-class RawHeaders:
-    """The request's header fields as sent, decoded (latin-1) only when iterated: a cache
-    hit never reads them."""
-
-    __slots__ = ("fields",)
-
-    def __init__(self, fields: list[tuple[bytes, bytes]]) -> None:
-        self.fields = fields
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        for name, value in self.fields:
-            yield name.decode("latin-1"), value.decode("latin-1")
 
 
 def limits_of(settings: Settings) -> Limits:

@@ -15,8 +15,8 @@ token, the line shows ``<redacted>`` instead.
 
 :class:`RequestLog` is an observer of the proxy (``observed(outcome)``): one INFO line per
 client request on the ``daxproxy.requests`` logger, holding only the operation, table,
-cache outcome, status, error name and time. With ``log_requests`` on, those lines are
-written whatever ``log_level`` says.
+cache outcome, status, error name and time, and with several workers the worker's number.
+With ``log_requests`` on, those lines are written whatever ``log_level`` says.
 """
 
 from __future__ import annotations
@@ -188,8 +188,9 @@ class RequestLog:
     outcome, which name the operation, the table, what the cache did, and how it ended.
     """
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
+    def __init__(self, logger: logging.Logger | None = None, worker: int | None = None) -> None:
         self._log = logger or logging.getLogger(REQUEST_LOGGER)
+        self._worker = worker
 
     def observed(self, outcome: RequestOutcome) -> None:
         if not self._log.isEnabledFor(logging.INFO):
@@ -202,18 +203,33 @@ class RequestLog:
             "error_type": outcome.error_type,
             "seconds": round(outcome.seconds, 6),
         }
+        if self._worker is None:
+            self._log.info(
+                "%s table=%s cache=%s status=%d error=%s seconds=%.6f",
+                outcome.operation,
+                outcome.table or "-",
+                outcome.cache,
+                outcome.status,
+                outcome.error_type or "-",
+                outcome.seconds,
+                extra={FIELDS: fields},
+            )
+            return
+        fields["worker"] = self._worker
         self._log.info(
-            "%s table=%s cache=%s status=%d error=%s seconds=%.6f",
+            "%s table=%s cache=%s status=%d error=%s seconds=%.6f worker=%d",
             outcome.operation,
             outcome.table or "-",
             outcome.cache,
             outcome.status,
             outcome.error_type or "-",
             outcome.seconds,
+            self._worker,
             extra={FIELDS: fields},
         )
 
 
-def request_log(settings: Settings) -> RequestLog | None:
-    """The request log when the ``log_requests`` setting asks for it, else None."""
-    return RequestLog() if settings.log_requests else None
+def request_log(settings: Settings, worker: int | None = None) -> RequestLog | None:
+    """The request log when the ``log_requests`` setting asks for it, else None;
+    ``worker``: the worker process's number, named on each line."""
+    return RequestLog(worker=worker) if settings.log_requests else None

@@ -25,6 +25,7 @@ from daxproxy.core.errors import (
     RequestEntityTooLargeException,
     SerializationException,
 )
+from daxproxy.core.wire import RawHeaders
 from daxproxy.edge.limits import (
     ENCODING,
     KNOWN_FIELDS,
@@ -33,7 +34,6 @@ from daxproxy.edge.limits import (
     TARGET,
     WATCHED_FIELDS,
     Limits,
-    RawHeaders,
 )
 from daxproxy.edge.routes import Route, Router
 from daxproxy.service.proxy import ClientRequest

@@ -5,9 +5,13 @@
 only while the upstream answers; ``GET /metrics`` serves the proxy's Prometheus registry
 (with the edge's count of client connections), or 404 when the proxy has no metrics. With
 the ``admin`` setting, ``GET /admin/caches`` and ``POST /admin/invalidate`` serve
-:class:`CacheAdmin`. ``HEAD`` is ``GET`` without the body. Any other method, and ``GET`` on
-``/`` (or on a POST-only route), is a 405 ``MethodNotAllowedException`` with ``Allow: POST``;
-``GET`` on any other path is a 404, as DynamoDB answers it. A 405 is an edge refusal: the
+:class:`CacheAdmin`. In a worker process of several (``workers``), ``/metrics`` and
+``/admin/caches`` answer for every worker: the worker asks the supervisor for the sums
+(:mod:`daxproxy.workers.totals`), and answers 503 ``ServiceUnavailable`` if it cannot
+(never a partial sum, which would make counters go backwards). ``HEAD`` is ``GET``
+without the body. Any other method, and ``GET`` on ``/`` (or on a POST-only route), is a
+405 ``MethodNotAllowedException`` with ``Allow: POST``; ``GET`` on any other path is a 404,
+as DynamoDB answers it. A 405 is an edge refusal: the
 protocol reports it to :meth:`Proxy.refused`, so the metrics and the request log count it;
 a 404 is not a DynamoDB request and is not counted.
 
@@ -30,16 +34,20 @@ from daxproxy.core.config import Settings
 from daxproxy.core.errors import (
     DynamoDBError,
     MethodNotAllowedException,
+    ServiceUnavailable,
     UnknownOperationException,
     ValidationException,
 )
 from daxproxy.edge import answers
 from daxproxy.service.proxy import ClientRequest, Proxy
+from daxproxy.workers.figures import CACHES, METRICS, ask
 
 Answer = wire.WireResponse | Coroutine[Any, Any, wire.WireResponse]
 Handler = Callable[[ClientRequest], Answer]
 
 _JSON = [("Content-Type", "application/json")]
+# How long a worker waits for the supervisor's sums (it asks every worker in turn).
+TOTALS_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,20 +68,30 @@ def _json(document: object, status: int = 200) -> wire.WireResponse:
 
 
 class Router:
-    """The routes of one proxy; ``connections`` counts the edge's open client connections."""
+    """The routes of one proxy; ``connections`` counts the edge's open client connections;
+    ``totals``: in a worker process, the supervisor's socket of the workers' sums."""
 
-    def __init__(self, proxy: Proxy, settings: Settings, connections: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        proxy: Proxy,
+        settings: Settings,
+        connections: Callable[[], int],
+        totals: str | None = None,
+    ) -> None:
         self.proxy = proxy
         self._connections = connections
+        self._totals = totals
         self.dynamodb = Route(proxy.answer)
+        metrics = self._metrics if totals is None or proxy.metrics is None else self._all_metrics
         gets: dict[bytes, Route] = {
             b"/healthz": Route(self._healthz, takes_body=False),
             b"/readyz": Route(self._readyz, takes_body=False),
-            b"/metrics": Route(self._metrics, takes_body=False),
+            b"/metrics": Route(metrics, takes_body=False),
         }
         posts: dict[bytes, Route] = {}
         if settings.admin and proxy.admin is not None:
-            gets[b"/admin/caches"] = Route(self._admin_caches, takes_body=False)
+            caches = self._admin_caches if totals is None else self._all_caches
+            gets[b"/admin/caches"] = Route(caches, takes_body=False)
             posts[b"/admin/invalidate"] = Route(self._admin_invalidate)
         self._gets = gets
         self._posts = posts
@@ -130,6 +148,25 @@ class Router:
             200, generate_latest(metrics.registry), [("Content-Type", CONTENT_TYPE_LATEST)]
         )
 
+    async def _all_metrics(self, request: ClientRequest) -> wire.WireResponse:
+        body = await self._ask_totals(METRICS)
+        if body is None:
+            return _no_totals()
+        return wire.WireResponse(200, body, [("Content-Type", CONTENT_TYPE_LATEST)])
+
+    async def _all_caches(self, request: ClientRequest) -> wire.WireResponse:
+        body = await self._ask_totals(CACHES)
+        if body is None:
+            return _no_totals()
+        return wire.WireResponse(200, body, list(_JSON))
+
+    async def _ask_totals(self, what: str) -> bytes | None:
+        assert self._totals is not None
+        try:
+            return await ask(self._totals, what, TOTALS_TIMEOUT)
+        except (OSError, TimeoutError):
+            return None
+
     def _admin_caches(self, request: ClientRequest) -> wire.WireResponse:
         assert self.proxy.admin is not None
         return _json(self.proxy.admin.stats())
@@ -144,3 +181,7 @@ class Router:
         except DynamoDBError as error:
             return answers.error(error)
         return _json(done)
+
+
+def _no_totals() -> wire.WireResponse:
+    return answers.error(ServiceUnavailable("The workers' figures could not be gathered"))

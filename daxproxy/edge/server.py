@@ -1,5 +1,11 @@
 """Serving until told to stop: the listening socket, signals, graceful shutdown.
 
+The same serves a worker process of several (``workers``; :mod:`daxproxy.workers`), given
+its :class:`WorkerSpec`: the worker listens with ``SO_REUSEPORT`` on the port its
+supervisor holds, uses the supervisor's embedded backend, labels its answers and request
+log lines with its number, answers its figures socket, says it is ready once it listens,
+and leaves the mode note to the supervisor.
+
 :func:`serve` checks the TLS settings (:mod:`daxproxy.edge.tls`), opens the proxy (and its
 backend), listens (HTTPS with TLS settings) with one :class:`~daxproxy.edge.protocol.
 HttpProtocol` per client connection, bounded by :class:`EdgeServer` (the connection cap:
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl
 import time
@@ -35,6 +42,7 @@ from collections.abc import AsyncIterator, Mapping
 from daxproxy import __version__
 from daxproxy.core.access import Grant
 from daxproxy.core.config import Settings
+from daxproxy.edge import answers
 from daxproxy.edge.limits import limits_of
 from daxproxy.edge.logs import request_log
 from daxproxy.edge.protocol import HttpProtocol
@@ -42,6 +50,8 @@ from daxproxy.edge.routes import Router
 from daxproxy.edge.tls import server_context
 from daxproxy.service.proxy import Proxy
 from daxproxy.service.runtime import open_proxy
+from daxproxy.workers.figures import FigureServer, totals_socket, worker_answers, worker_socket
+from daxproxy.workers.spec import WorkerSpec, announce_ready
 
 log = logging.getLogger("daxproxy")
 
@@ -52,10 +62,16 @@ _BACKLOG = 1024
 class EdgeServer:
     """The client connections of one listening proxy: what they share, and their count."""
 
-    def __init__(self, proxy: Proxy, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        proxy: Proxy,
+        settings: Settings,
+        loop: asyncio.AbstractEventLoop,
+        totals: str | None = None,
+    ) -> None:
         self.loop = loop
         self.limits = limits_of(settings)
-        self.router = Router(proxy, settings, self.count)
+        self.router = Router(proxy, settings, self.count, totals)
         self.proxy = proxy
         self.stopping = False
         self.connections: set[HttpProtocol] = set()
@@ -101,20 +117,32 @@ class EdgeServer:
         return cut
 
 
-async def serve(settings: Settings, grants: Mapping[str, Grant] | None = None) -> None:
-    """``grants``: the ``auth_file``'s, loaded by the command line (:mod:`daxproxy.edge.auth`)."""
+async def serve(
+    settings: Settings,
+    grants: Mapping[str, Grant] | None = None,
+    worker: WorkerSpec | None = None,
+) -> None:
+    """``grants``: the ``auth_file``'s, loaded by the command line (:mod:`daxproxy.edge.auth`);
+    ``worker``: this process is that worker of several."""
+    async with stop_signals() as stop:
+        await _serve(settings, grants, stop, worker)
+
+
+@contextlib.asynccontextmanager
+async def stop_signals() -> AsyncIterator[Stop]:
+    """SIGINT and SIGTERM, caught and remembered for as long as the block runs."""
     loop = asyncio.get_running_loop()
-    stop = _Stop()
+    stop = Stop()
     for sig in _SIGNALS:
         loop.add_signal_handler(sig, stop.received, sig)
     try:
-        await _serve(settings, grants, stop)
+        yield stop
     finally:
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
 
 
-class _Stop:
+class Stop:
     """The first SIGINT or SIGTERM, remembered; later ones are only noted."""
 
     def __init__(self) -> None:
@@ -133,37 +161,56 @@ class _Stop:
         return self.signal.name if self.signal is not None else "request"
 
 
-async def _serve(settings: Settings, grants: Mapping[str, Grant] | None, stop: _Stop) -> None:
+async def _serve(
+    settings: Settings,
+    grants: Mapping[str, Grant] | None,
+    stop: Stop,
+    worker: WorkerSpec | None,
+) -> None:
     tls = server_context(settings)  # a bad certificate or key stops here, before anything runs
-    log.debug("daxproxy %s starting", __version__)
+    name = "daxproxy" if worker is None else f"daxproxy {worker.name}"
+    log.debug("%s %s starting", name, __version__)
     async with contextlib.AsyncExitStack() as stack:
-        proxy = await _start(stack, settings, grants, stop)
+        proxy = await _start(stack, settings, grants, stop, worker)
         if proxy is None:
-            log.info("daxproxy stopping on %s while starting", stop.name)
+            log.info("%s stopping on %s while starting", name, stop.name)
             return
-        requests = request_log(settings)
+        requests = request_log(settings, None if worker is None else worker.number)
         if requests is not None:
             proxy.add_observer(requests)
-        edge = EdgeServer(proxy, settings, asyncio.get_running_loop())
+        totals = None if worker is None else totals_socket(worker.run_dir)
+        edge = EdgeServer(proxy, settings, asyncio.get_running_loop(), totals)
+        if worker is not None:
+            answers.label_worker(worker.number)
         began = 0.0
         try:
-            server = await _listen(edge, settings, tls)
+            server = await _listen(edge, settings, tls, reuse_port=worker is not None)
             scheme = "http" if tls is None else "https"
             addresses = ", ".join(
                 f"{scheme}://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets
             )
             log.info(
-                "daxproxy %s listening on %s (event loop: %s)",
+                "daxproxy %s%s listening on %s (event loop: %s)",
                 __version__,
+                "" if worker is None else f" {worker.name} (pid {os.getpid()})",
                 addresses,
                 loop_name(edge.loop),
             )
-            note = mode_note(settings)
-            if note is not None:
-                log.info("%s", note)
+            if worker is None:
+                note = mode_note(settings)
+                if note is not None:
+                    log.info("%s", note)
+            else:
+                figures = FigureServer(
+                    worker_socket(worker.run_dir, worker.number), worker_answers(proxy, edge.count)
+                )
+                await figures.start()
+                stack.push_async_callback(figures.close)
+                announce_ready()
             await stop.event.wait()
             log.info(
-                "daxproxy stopping on %s; requests in flight: %d, given up to %g s to finish",
+                "%s stopping on %s; requests in flight: %d, given up to %g s to finish",
+                name,
                 stop.name,
                 proxy.in_flight,
                 settings.shutdown_timeout_millis / 1000,
@@ -173,18 +220,30 @@ async def _serve(settings: Settings, grants: Mapping[str, Grant] | None, stop: _
             await _stop(edge, settings)
         finally:
             began = began or time.monotonic()
-    log.info("daxproxy stopped in %.2f s", time.monotonic() - began)
+    log.info("%s stopped in %.2f s", name, time.monotonic() - began)
 
 
 async def _start(
     stack: contextlib.AsyncExitStack,
     settings: Settings,
     grants: Mapping[str, Grant] | None,
-    stop: _Stop,
+    stop: Stop,
+    worker: WorkerSpec | None,
 ) -> Proxy | None:
     """The proxy, opened on ``stack``; None when a signal came first (the opening is
     cancelled, and what it had started stopped)."""
-    opening = asyncio.create_task(stack.enter_async_context(open_proxy(settings, grants=grants)))
+    opened = (
+        open_proxy(settings, grants=grants)
+        if worker is None
+        else open_proxy(
+            settings,
+            grants=grants,
+            changes=worker.changes,
+            worker=worker.number,
+            embedded=worker.embedded,
+        )
+    )
+    opening = asyncio.create_task(stack.enter_async_context(opened))
     signalled = asyncio.create_task(stop.event.wait())
     try:
         await asyncio.wait({opening, signalled}, return_when=asyncio.FIRST_COMPLETED)
@@ -200,7 +259,7 @@ async def _start(
 
 
 async def _listen(
-    edge: EdgeServer, settings: Settings, tls: ssl.SSLContext | None
+    edge: EdgeServer, settings: Settings, tls: ssl.SSLContext | None, *, reuse_port: bool
 ) -> asyncio.Server:
     return await edge.loop.create_server(
         edge.protocol,
@@ -208,6 +267,7 @@ async def _listen(
         settings.port,
         ssl=tls,
         reuse_address=True,
+        reuse_port=reuse_port or None,
         backlog=_BACKLOG,
     )
 

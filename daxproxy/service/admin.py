@@ -1,7 +1,8 @@
 """The operator's view of the caches, and the means to fix staleness without a restart.
 
 :meth:`CacheAdmin.stats` reports, per cache, its entries, bytes and budget, hits, misses,
-hit rate, TTL, evictions by reason and the tables whose drops it tracks.
+hit rate, TTL, evictions by reason and the tables whose drops it tracks; with
+``coherence = "streams"``, per table whether its stream is followed and its lag.
 :meth:`CacheAdmin.invalidate` drops one item (``{"table": T, "key": K}``), everything
 known of one table (``{"table": T}``: its items, its query pages and its key schema) or
 everything (``{"all": true}``), in every worker (``changes``). A request it cannot read
@@ -18,6 +19,7 @@ from daxproxy.core.errors import ValidationException
 from daxproxy.core.keys import NotCanonical, item_key
 from daxproxy.service.coherence import NO_CHANGES, Changes
 from daxproxy.service.query_cache import QueryCache
+from daxproxy.service.streams import StreamFollower
 from daxproxy.service.tables import TableRegistry
 
 
@@ -46,13 +48,16 @@ class CacheAdmin:
         queries: QueryCache | None,
         tables: TableRegistry,
         mode: str,
+        *,
         changes: Changes = NO_CHANGES,
+        streams: StreamFollower | None = None,
     ) -> None:
         self._changes = changes
         self._items = items
         self._queries = queries
         self._tables = tables
         self._mode = mode
+        self._streams = streams
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -60,6 +65,10 @@ class CacheAdmin:
             "item_cache": None if self._items is None else _cache_stats(self._items),
             "query_cache": None if self._queries is None else _cache_stats(self._queries.cache),
             "tables": sorted(self._tables.arns()),
+            "coherence": "none" if self._streams is None else "streams",
+            # Per table: whether its stream is followed, its last record's lag, and how
+            # long since every change to it was known applied.
+            "streams": None if self._streams is None else self._streams.tables_view(),
         }
 
     async def invalidate(self, request: object) -> dict[str, Any]:

@@ -53,6 +53,7 @@ from daxproxy.service.observe import (
     table_of,
 )
 from daxproxy.service.query_cache import QueryCache
+from daxproxy.service.streams import StreamFollower
 from daxproxy.service.tables import TableRegistry
 from daxproxy.service.upstream import Upstream
 
@@ -121,6 +122,8 @@ class Proxy:
     ) -> None:
         self.upstream = upstream
         self._tables = tables
+        # The stream follower (coherence = "streams"), set by build_proxy; None: off.
+        self.streams: StreamFollower | None = None
         self.admin = admin
         self.metrics = metrics
         # Observers besides the metrics, which are told directly (no Outcome built for them).
@@ -214,6 +217,11 @@ class Proxy:
         if started is not None:
             self._observe(request, call, response, time.perf_counter() - started)
         return response
+
+    @property
+    def tables(self) -> TableRegistry | None:
+        """The registry of tables' key schemas the caches use (DAX's defineKeySchema too)."""
+        return self._tables
 
     def add_observer(self, observer: Observer) -> None:
         """Let ``observer`` hear every later request's outcome too."""

@@ -12,6 +12,10 @@ With ``changes`` (the change hub's socket path, one worker of several), the work
 connects its :class:`~daxproxy.workers.channel.ChangeLink` before it takes traffic and its
 proxy publishes and applies changes (:mod:`daxproxy.service.coherence`); without it,
 nothing of that exists.
+
+With ``coherence = "streams"`` the proxy's stream follower
+(:mod:`daxproxy.service.streams`) is started once the proxy is built and stopped before
+the upstream client closes.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from daxproxy.service.signing import (
     default_region,
     load_chain_credentials,
 )
+from daxproxy.service.stream_changes import LocalApplier
+from daxproxy.service.streams import StreamFollower
 from daxproxy.service.tables import TableRegistry
 from daxproxy.service.upstream import HttpUpstream, Upstream
 from daxproxy.workers.channel import ChangeLink
@@ -75,10 +81,13 @@ async def open_proxy(
     *,
     changes: str | None = None,
     worker: int = 1,
+    embedded: str | None = None,
 ) -> AsyncIterator[Proxy]:
     """``grants``: the ``auth_file``'s, loaded at the edge (:mod:`daxproxy.edge.auth`).
     ``changes``: the change hub's socket path; ``worker``: this worker's number (1..N), as
-    the hub's log names it."""
+    the hub's log names it. ``embedded``: the URL of an embedded moto already running (the
+    supervisor's, which all its workers share), used as the embedded backend rather than
+    starting one."""
     session = AioSession()
     region = settings.region or default_region(session)
     access = access_from_settings(settings, region, grants)  # before anything starts
@@ -86,7 +95,10 @@ async def open_proxy(
         log.info("auth_file: %d access keys; every request's signature is checked", len(access))
     async with contextlib.AsyncExitStack() as stack:
         upstream_setting = settings.upstream
-        if upstream_setting is None:
+        if upstream_setting is None and embedded is not None:
+            url = embedded
+            described = f"{url} (embedded moto)"
+        elif upstream_setting is None:
             try:
                 moto = await start_embedded_moto()
             except EmbeddedBackendError as exc:
@@ -115,13 +127,19 @@ async def open_proxy(
         if changes is not None:
             link = await ChangeLink.connect(changes, worker)
             stack.push_async_callback(link.close)
-        yield build_proxy(
+        proxy = build_proxy(
             settings,
             with_breaker(settings, upstream, metrics),
             metrics,
             access=access,
             changes=link,
+            streams_upstream=upstream,
         )
+        if proxy.streams is not None:
+            await proxy.streams.start()
+            stack.push_async_callback(proxy.streams.close)
+            log.info("coherence streams: following the stream of each table cached")
+        yield proxy
 
 
 def with_breaker(settings: Settings, upstream: Upstream, metrics: Metrics) -> Upstream:
@@ -145,6 +163,7 @@ def build_proxy(
     *,
     clock: Callable[[], float] = time.monotonic,
     changes: ChangeLink | None = None,
+    streams_upstream: Upstream | None = None,
 ) -> Proxy:
     """The proxy for these settings: each cache unless its budget or TTL is 0.
 
@@ -154,6 +173,10 @@ def build_proxy(
     :func:`open_proxy`; None: none.
     ``clock``: the caches' and the table registry's (tests tick a fake one).
     ``changes``: this worker's link to the others (:mod:`daxproxy.service.coherence`).
+    ``streams_upstream``: where the stream follower (``coherence = "streams"``) reads,
+    without the breaker, so that a stream's failures never fail client requests; by
+    default ``upstream``. The follower is built here and started by the caller
+    (:func:`open_proxy`): ``proxy.streams``.
     """
     if metrics is None:
         metrics = Metrics(per_table=settings.metrics_per_table)
@@ -165,7 +188,7 @@ def build_proxy(
     hold = settings.request_timeout_millis / 1000
     tables = TableRegistry(upstream, clock=clock)
     queries = item_reads = item_writes = None
-    cache = None
+    cache = tracker = None
     coherent: Changes = NO_CHANGES
     if queries_on:
         pages = ItemCache(
@@ -204,18 +227,25 @@ def build_proxy(
         if items_on:
             cache = writes_cache
             item_reads = ItemReads(upstream, cache, tables, tracker)
+    follower = None
+    if settings.coherence == "streams" and (items_on or queries_on):
+        applier = LocalApplier(cache, tracker, queries)
+        follower = StreamFollower(streams_upstream or upstream, tables, applier)
     proxy = Proxy(
         upstream,
         max_body_bytes=settings.max_body_bytes,
         item_reads=item_reads,
         item_writes=item_writes,
         queries=queries,
-        admin=CacheAdmin(cache, queries, tables, settings.mode, coherent),
+        admin=CacheAdmin(cache, queries, tables, settings.mode, changes=coherent, streams=follower),
         observers=observers,
         metrics=metrics,
         max_in_flight=settings.max_in_flight,
         access=access,
         tables=tables,
     )
-    metrics.watch(item_cache=cache, query_cache=queries, in_flight=lambda: proxy.in_flight)
+    proxy.streams = follower
+    metrics.watch(
+        item_cache=cache, query_cache=queries, in_flight=lambda: proxy.in_flight, streams=follower
+    )
     return proxy

@@ -7,8 +7,11 @@ write by one spelling updates what a read by the other sees. Concurrent look-ups
 table share one DescribeTable.
 
 A table that changes outside the proxy (deleted and re-created with another key schema, or
-the same one: a new table id) or disappears is found out by the next look-up, and every
-listener (:meth:`TableRegistry.on_change`: the caches) then forgets what it holds of it.
+the same one: a new table id; its stream enabled, disabled or replaced) or disappears is
+found out by the next look-up, and every listener (:meth:`TableRegistry.on_change`: the
+caches) then forgets what it holds of it. :meth:`TableRegistry.on_learned` listeners (the
+stream follower) hear of each table learned, or learned anew changed, and
+:meth:`TableRegistry.recheck` describes a known table again at once.
 :meth:`TableRegistry.suspect` brings that look-up forward when an answer hints at such a
 change (ResourceNotFound, a ValidationException, a key that does not fit the schema), at
 most once a second per table, so a client sending bad keys cannot turn each into a
@@ -55,6 +58,8 @@ class TableInfo:
     index_keys: frozenset[str] = frozenset()
     # Which incarnation of the table: a table deleted and created again has a new one.
     table_id: str | None = None
+    # The table's DynamoDB Stream while one is enabled (LatestStreamArn); None: no stream.
+    stream_arn: str | None = None
 
 
 class TableRegistry:
@@ -74,11 +79,16 @@ class TableRegistry:
         self._known: OrderedDict[str, tuple[TableInfo, float]] = OrderedDict()
         self._pending: dict[str, asyncio.Future[TableInfo | None]] = {}
         self._listeners: list[Callable[[str], None]] = []
+        self._learners: list[Callable[[TableInfo], None]] = []
         self._suspected: dict[str, float] = {}  # ARN -> when a suspicion last counted
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(arn)`` whenever a known table is found changed, gone or forgotten."""
         self._listeners.append(listener)
+
+    def on_learned(self, listener: Callable[[TableInfo], None]) -> None:
+        """Call ``listener(info)`` whenever a table is learned, or learned anew changed."""
+        self._learners.append(listener)
 
     def known(self, table: str) -> TableInfo | None:
         """The table's info while it is fresh; None when it must be looked up (:meth:`get`)."""
@@ -122,6 +132,19 @@ class TableRegistry:
         while len(self._known) > self._max_tables:
             _, (oldest, _) = self._known.popitem(last=False)
             self._changed(oldest.arn)
+        if old is None or old[0] != info:
+            for learner in self._learners:
+                learner(info)
+
+    async def recheck(self, arn: str) -> TableInfo | None:
+        """Describe the table known by ``arn`` again now (a change is told to the
+        listeners); None when it is not known or cannot be described."""
+        spellings = [name for name, (info, _) in self._known.items() if info.arn == arn]
+        if not spellings:
+            return None
+        for name in spellings:
+            self._known[name] = (self._known[name][0], float("-inf"))
+        return await self.get(spellings[0])
 
     def suspect(self, table: object) -> None:
         """An answer hints that ``table`` changed: look it up again before its next use,
@@ -159,7 +182,7 @@ class TableRegistry:
         index_keys = frozenset(k["AttributeName"] for i in indexes for k in i.get("KeySchema", []))
         incarnation = description.get("TableId") or description.get("CreationDateTime")
         table_id = None if incarnation is None else str(incarnation)
-        return TableInfo(sys.intern(str(arn)), schema, index_keys, table_id)
+        return TableInfo(sys.intern(str(arn)), schema, index_keys, table_id, _stream(description))
 
     def matching(self, table: str) -> set[str]:
         """The ARNs of the known tables that ``table`` (a name or an ARN, of the table or of
@@ -194,3 +217,12 @@ class TableRegistry:
     def arns(self) -> set[str]:
         """Every known table."""
         return {info.arn for info, _ in self._known.values()}
+
+
+def _stream(description: dict[str, object]) -> str | None:
+    """The ARN of the table's stream while it is enabled."""
+    spec = description.get("StreamSpecification")
+    arn = description.get("LatestStreamArn")
+    if isinstance(spec, dict) and spec.get("StreamEnabled") is True and isinstance(arn, str):
+        return arn
+    return None

@@ -43,6 +43,8 @@ def test_defaults() -> None:
         ("region", "mars"),
         ("log_level", "loud"),
         ("host", ""),
+        ("coherence", "stream"),
+        ("coherence", None),
     ],
 )
 def test_a_bad_value_names_its_setting(setting: str, value: Any) -> None:
@@ -107,6 +109,16 @@ def test_flags_become_settings() -> None:
         2048,
     )
     assert settings.request_timeout_millis == Settings().request_timeout_millis
+
+
+def test_coherence_from_each_source() -> None:
+    assert Settings().coherence == "none"
+    args = build_parser().parse_args(["--coherence", "streams"])
+    assert settings_from_args(args).coherence == "streams"
+    environ = sources.from_environ({"DAXPROXY_COHERENCE": "streams"})
+    assert sources.resolve(environ).coherence == "streams"
+    with pytest.raises(SettingError, match="'coherence': must be one of none, streams"):
+        sources.resolve(sources.from_toml('coherence = "all"', "f.toml"))
 
 
 def test_every_setting_has_a_flag() -> None:

@@ -31,6 +31,8 @@ from prometheus_client import generate_latest
 
 from daxproxy.core.config import Settings
 from daxproxy.service.metrics import Metrics
+from daxproxy.workers.supervisor import WorkerPool
+from daxproxy.workers.totals import MetricTotals
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "config" / "grafana" / "dashboards" / "daxproxy.json"
@@ -64,6 +66,8 @@ DASHBOARD_METRICS = HISTOGRAMS | {
     "daxproxy_requests_in_flight",
     "daxproxy_client_connections",
     "daxproxy_build_info",
+    "daxproxy_workers",
+    "daxproxy_worker_restarts_total",
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 METRIC_TOKEN = re.compile(r"daxproxy_[a-z_]+")
@@ -171,8 +175,11 @@ def test_dashboard_reads_only_the_metrics_the_proxy_serves() -> None:
 
 
 def test_the_proxy_serves_every_metric_of_the_dashboard() -> None:
-    """The list above against the real exposition (GET /metrics renders this registry)."""
+    """The list above against the real exposition (GET /metrics renders this registry,
+    and with workers the supervisor adds its own series)."""
     text = generate_latest(Metrics().registry).decode()
+    supervisor = WorkerPool(Settings(), None, 2, "/nonexistent")
+    text += MetricTotals().exposition(supervisor.own_metrics()).decode()
     kinds = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
     assert set(kinds) >= DASHBOARD_METRICS, DASHBOARD_METRICS - set(kinds)
     assert {name for name, kind in kinds.items() if kind == "histogram"} >= HISTOGRAMS
@@ -419,6 +426,9 @@ def test_image_runs_unprivileged_on_every_interface_of_port_8111() -> None:
     command = [arg for line in final("ENTRYPOINT") + final("CMD") for arg in json.loads(line)]
     host_in_command = "--host" in command and command[command.index("--host") + 1] == "0.0.0.0"
     assert re.search(r"\bDAXPROXY_HOST=0\.0\.0\.0\b", env) or host_in_command
+    # One worker per CPU the container may use, in the image and in the compose stack.
+    assert re.search(r"\bDAXPROXY_WORKERS=auto\b", env)
+    assert service("daxproxy")["environment"]["DAXPROXY_WORKERS"] == "auto"
     check = healthcheck_command()
     assert "/healthz" in " ".join(check)
     assert check[0] == "python", "the slim image has neither curl nor wget"

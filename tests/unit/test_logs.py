@@ -175,6 +175,18 @@ def test_a_request_line_in_text_is_its_fields(text_log: Capture) -> None:
     )
 
 
+def test_a_worker_names_itself_on_each_request_line(text_log: Capture, json_log: Capture) -> None:
+    RequestLog(text_log.logger, worker=3).observed(HIT)
+    (line,) = text_log.lines()
+    assert line.endswith(
+        "GetItem table=users cache=hit status=200 error=- seconds=0.000412 worker=3"
+    )
+    RequestLog(json_log.logger, worker=3).observed(HIT)
+    (hit,) = json_log.objects()
+    assert hit["worker"] == 3 and hit["message"].endswith(" worker=3")
+    assert request_log(Settings(log_requests=True), worker=2)._worker == 2  # type: ignore[union-attr]
+
+
 def test_the_request_log_writes_on_its_own_logger() -> None:
     assert RequestLog()._log.name == REQUEST_LOGGER
     assert request_log(Settings()) is None

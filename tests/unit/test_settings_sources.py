@@ -190,6 +190,29 @@ def test_environment_booleans(raw: str, value: bool) -> None:
         assert getattr(resolve(environ={variable: raw}), setting) is value
 
 
+@pytest.mark.parametrize(
+    ("text", "environ", "flags", "workers"),
+    [
+        ("workers = 4", {}, {}, 4),
+        ('workers = "auto"', {}, {}, "auto"),
+        ("", {"DAXPROXY_WORKERS": "3"}, {}, 3),
+        ("", {"DAXPROXY_WORKERS": " AUTO "}, {}, "auto"),
+        ("workers = 4", {"DAXPROXY_WORKERS": "auto"}, {"workers": 2}, 2),
+        ("", {}, {"workers": "auto"}, "auto"),
+    ],
+)
+def test_workers_is_a_number_or_auto_in_every_source(
+    text: str, environ: dict[str, str], flags: dict[str, object], workers: object
+) -> None:
+    assert resolve(text, environ, **flags).workers == workers
+
+
+def test_a_workers_file_value_of_the_wrong_type_says_what_it_accepts() -> None:
+    with pytest.raises(SettingError) as caught:
+        resolve("workers = 1.5")
+    assert "must be a whole number or 'auto', not the float 1.5" in str(caught.value)
+
+
 @pytest.mark.parametrize(("raw", "value"), [("1000", 1000), (" 1000\n", 1000), ("1_000", 1000)])
 def test_environment_numbers(raw: str, value: int) -> None:
     assert resolve(environ={"DAXPROXY_RECORD_TTL_MILLIS": raw}).record_ttl_millis == value
@@ -211,6 +234,7 @@ BAD_FILE_VALUES: dict[str, list[str]] = {
     "query_ttl_millis": ["-1", '"1000"'],
     "query_cache_max_bytes": ["-1", "1e6"],
     "mode": ['"fast"', "1"],
+    "coherence": ['"stream"', "true"],
     "admin": ['"yes"', "1"],
     "log_level": ['"loud"', '"INFO"'],
     "log_format": ['"xml"', "false"],
@@ -230,6 +254,7 @@ BAD_FILE_VALUES: dict[str, list[str]] = {
     "breaker_failures": ["-1", '"5"'],
     "breaker_cooldown_millis": ["0", "3600001"],
     "stale_grace_millis": ["-1", '"1h"'],
+    "workers": ["0", "1025", '"many"', '"2"', "true", "1.5", '""'],
 }
 BAD_ENV_VALUES: dict[str, list[str]] = {
     "host": [""],
@@ -245,6 +270,7 @@ BAD_ENV_VALUES: dict[str, list[str]] = {
     "query_ttl_millis": ["-1", "1,000"],
     "query_cache_max_bytes": ["-1", "_1"],
     "mode": ["fast", "DAX"],
+    "coherence": ["stream", "STREAMS"],
     "admin": ["maybe", "2", "on"],
     "log_level": ["loud"],
     "log_format": ["xml"],
@@ -261,6 +287,7 @@ BAD_ENV_VALUES: dict[str, list[str]] = {
     "breaker_failures": ["-1", "five"],
     "breaker_cooldown_millis": ["0", "5s"],
     "stale_grace_millis": ["-1", "1h"],
+    "workers": ["0", "-2", "many", "", "2.5", "1025"],
 }
 
 

@@ -84,6 +84,22 @@ def test_signatures_match_botocores(
     )
     assert signed["X-Amz-Date"] == amz_date
     assert signed.get("X-Amz-Security-Token") == token
+    # The header lines the upstream client writes carry the same headers, in this order.
+    lines = sigv4.Template(
+        host=host,
+        target=target,
+        content_type="application/x-amz-json-1.0",
+        date=amz_date[:8],
+        region=region,
+        access_key=creds.access_key,
+        secret_key=creds.secret_key,
+        token=token,
+    ).lines(amz_date, body)
+    assert lines.endswith("\r\n")
+    assert [tuple(line.split(": ", 1)) for line in lines[:-2].split("\r\n")] == [
+        *headers.items(),
+        ("Authorization", signed["Authorization"]),
+    ]
 
 
 def test_the_signing_key_changes_with_the_day_and_region() -> None:

@@ -242,7 +242,18 @@ def test_relay_adds_what_the_upstream_left_out() -> None:
     assert len(headers["x-amzn-requestid"]) == 52
 
 
-def test_upstream_headers_drop_the_clients_signature_and_hop_headers() -> None:
+def shaped(headers: list[tuple[str, str]], raw: bool) -> wire.Headers:
+    """Headers as decoded pairs, or raw as they come off the wire."""
+    if not raw:
+        return headers
+    return wire.RawHeaders([(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers])
+
+
+RAW_OR_NOT = pytest.mark.parametrize("raw", [False, True], ids=["decoded", "raw"])
+
+
+@RAW_OR_NOT
+def test_upstream_headers_drop_the_clients_signature_and_hop_headers(raw: bool) -> None:
     client = [
         ("Host", "localhost:8111"),
         ("Authorization", "AWS4-HMAC-SHA256 Credential=..."),
@@ -256,7 +267,9 @@ def test_upstream_headers_drop_the_clients_signature_and_hop_headers() -> None:
         ("User-Agent", "Boto3/1.0"),
         ("amz-sdk-invocation-id", "abc"),
     ]
-    assert wire.upstream_request_headers(client) == [
+    forwarded = wire.upstream_request_headers(shaped(client, raw))
+    assert isinstance(forwarded, wire.RawHeaders) is raw  # raw ones are never decoded
+    assert list(forwarded) == [
         ("Content-Type", "application/x-amz-json-1.0"),
         ("X-Amz-Target", "DynamoDB_20120810.GetItem"),
         ("Content-Encoding", "gzip"),
@@ -266,6 +279,15 @@ def test_upstream_headers_drop_the_clients_signature_and_hop_headers() -> None:
     ]
 
 
-def test_upstream_headers_keep_the_clients_accept_encoding() -> None:
-    headers = wire.upstream_request_headers([("Accept-Encoding", "gzip")])
-    assert headers == [("Accept-Encoding", "gzip")]
+@RAW_OR_NOT
+def test_upstream_headers_keep_the_clients_accept_encoding(raw: bool) -> None:
+    headers = wire.upstream_request_headers(shaped([("accept-encoding", "gzip")], raw))
+    assert list(headers) == [("accept-encoding", "gzip")]
+
+
+@RAW_OR_NOT
+def test_a_header_is_found_whatever_its_case(raw: bool) -> None:
+    headers = shaped([("X-Amzn-RequestID", "R1"), ("x-amzn-requestid", "R2"), ("A", "\xe9")], raw)
+    assert wire.header(headers, "x-amzn-requestid") == "R1"
+    assert wire.header(headers, "a") == "\xe9"
+    assert wire.header(headers, "b") is None

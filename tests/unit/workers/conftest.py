@@ -1,4 +1,4 @@
-"""The channel's tests run on both event loops the proxy runs on (the event_loop setting):
+"""The workers' tests run on both event loops the proxy runs on (the event_loop setting):
 asyncio's, and uvloop's where it is installed (the "fast" extra, in the dev venv)."""
 
 from __future__ import annotations

@@ -1,0 +1,654 @@
+"""The real Python DAX client (``amazon-dax-client``) in front of moto, through the proxy.
+
+A proxy built in this process (``open_proxy``, default caches) answers DAX's protocol on a
+port of its own (:func:`serve_dax`) from a loop in a background thread; the client is
+``AmazonDaxClient`` itself, as DAX users write it. Each answer is compared with boto3's
+against a second moto reached straight, after the same writes: every data method, every
+attribute type, S/N/B keys. What is not served yet (a projection with list indexes) is
+answered with a ValidationException that says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import boto3
+import orjson
+import pytest
+from amazondax import AmazonDaxClient
+from botocore.exceptions import ClientError
+
+from daxproxy.core.config import Settings
+from daxproxy.dax import cbor
+from daxproxy.dax.attribute_lists import AttributeLists
+from daxproxy.edge.dax_protocol import serve_dax
+from daxproxy.service.attribute_store import SqliteListStore
+from daxproxy.service.dax_calls import DaxService
+from daxproxy.service.proxy import ClientRequest, Proxy
+from daxproxy.service.runtime import open_proxy
+from tests.integration.conftest import Endpoints
+from tests.integration.harness import NO_RETRIES, REGION, TEST_ENV
+
+T = TypeVar("T")
+
+PREAMBLE = b"".join(cbor.dumps(x) for x in ("J7yne5G", 0, b"s", {"UserAgent": "t"}, 0))
+
+TABLES: dict[str, dict[str, Any]] = {
+    "dax_hash_s": {"pk": "S"},
+    "dax_hash_b": {"pk": "B"},
+    "dax_s_n": {"pk": "S", "sk": "N"},
+    "dax_n_s": {"pk": "N", "sk": "S"},
+    "dax_s_b": {"pk": "S", "sk": "B"},
+    "dax_gsi": {"pk": "S", "sk": "N"},
+}
+# dax_gsi's index: partition key g, sort key sk.
+GSI = {
+    "IndexName": "by_g",
+    "KeySchema": [
+        {"AttributeName": "g", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "ALL"},
+}
+
+
+class InProcessDax:
+    """The proxy and its DAX listener on an event loop of their own."""
+
+    def __init__(self, upstream: str, data_dir: str | None = None, port: int = 0) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._stop: asyncio.Event | None = None
+        self._ready: Future[tuple[Proxy, int]] = Future()
+        self._upstream = upstream
+        self._data_dir = data_dir
+        self._port = port
+
+    def start(self) -> None:
+        self._thread.start()
+        self._done = asyncio.run_coroutine_threadsafe(self._serve(), self.loop)
+        self.proxy, self.port = self._ready.result(timeout=30)
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            async with open_proxy(Settings(upstream=self._upstream, region=REGION)) as proxy:
+                assert proxy.tables is not None
+                store = None if self._data_dir is None else SqliteListStore(self._data_dir)
+                service = DaxService(proxy, proxy.tables, AttributeLists(store=store))
+                server = await serve_dax(service, "127.0.0.1", self._port, max_bytes=1 << 20)
+                try:
+                    self._ready.set_result((proxy, server.port))
+                    await self._stop.wait()
+                finally:
+                    await server.close()
+                    if store is not None:
+                        store.close()
+        except BaseException as error:
+            if not self._ready.done():
+                self._ready.set_exception(error)
+            raise
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        assert self._stop is not None
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._done.result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=30)
+        self.loop.close()
+
+
+def _dax_client(port: int) -> Any:
+    return AmazonDaxClient(
+        endpoint_url=f"dax://127.0.0.1:{port}",
+        region_name=REGION,
+        aws_access_key_id="AKIDDAX",
+        aws_secret_access_key="secret",
+    )
+
+
+def _boto(url: str) -> Any:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=TEST_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=TEST_ENV["AWS_SECRET_ACCESS_KEY"],
+        config=NO_RETRIES,
+    )
+
+
+def _create_tables(client: Any) -> None:
+    for name, keys in TABLES.items():
+        with_names = list(keys.items())
+        client.create_table(
+            TableName=name,
+            KeySchema=[
+                {"AttributeName": n, "KeyType": kind}
+                for (n, _), kind in zip(with_names, ("HASH", "RANGE"), strict=False)
+            ],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in with_names]
+            + ([{"AttributeName": "g", "AttributeType": "S"}] if name == "dax_gsi" else []),
+            BillingMode="PAY_PER_REQUEST",
+            **({"GlobalSecondaryIndexes": [GSI]} if name == "dax_gsi" else {}),
+        )
+
+
+@pytest.fixture(scope="module")
+def dax(endpoints: Endpoints) -> Iterator[InProcessDax]:
+    upstream, direct = _boto(endpoints.upstream), _boto(endpoints.direct)
+    for client in (upstream, direct):
+        _create_tables(client)
+    server = InProcessDax(endpoints.upstream)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        for client in (upstream, direct):
+            for name in TABLES:
+                client.delete_table(TableName=name)
+
+
+@pytest.fixture(scope="module")
+def client(dax: InProcessDax) -> Iterator[Any]:
+    with _dax_client(dax.port) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def direct(endpoints: Endpoints) -> Any:
+    return _boto(endpoints.direct)
+
+
+def _numeric(value: Any) -> Any:
+    """Numbers as Decimals: the DAX client spells them as ``str(Decimal)`` does (``1E-12``
+    where DynamoDB writes ``0.000000000001``), against DAX itself too; sets sorted."""
+    if isinstance(value, dict):
+        if set(value) == {"N"}:
+            return {"N": Decimal(value["N"])}
+        if set(value) == {"NS"}:
+            return {"NS": sorted(Decimal(n) for n in value["NS"])}
+        if set(value) & {"SS", "BS"} and len(value) == 1:  # a set's order means nothing
+            ((kind, members),) = value.items()
+            return {kind: sorted(members)}
+        return {k: _numeric(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numeric(v) for v in value]
+    return value
+
+
+def _same(call: Callable[[Any], T], client: Any, direct: Any, *, capacity: bool = False) -> T:
+    """The call's answer through DAX, once it equals boto3's straight at moto (less the
+    ConsumedCapacity moto adds to answers that did not ask for it, unless ``capacity``, and
+    the empty ItemCollectionMetrics moto adds to BatchWriteItem's)."""
+    ours, theirs = call(client), call(direct)
+    for answer in (ours, theirs):
+        answer.pop("ResponseMetadata", None)
+        if answer.get("ItemCollectionMetrics") == {}:
+            del answer["ItemCollectionMetrics"]
+        if not capacity:
+            answer.pop("ConsumedCapacity", None)
+    assert _numeric(ours) == _numeric(theirs)
+    return ours
+
+
+EVERY_TYPE = {
+    "s": {"S": "text ☃"},
+    "n": {"N": "-12.5"},
+    "big": {"N": "12345678901234567890123456789012345678"},
+    "tiny": {"N": "0.000000000001"},
+    "b": {"B": b"\x00\x01\xff"},
+    "t": {"BOOL": True},
+    "f": {"BOOL": False},
+    "nothing": {"NULL": True},
+    "ss": {"SS": ["a", "b"]},
+    "ns": {"NS": ["1", "-2.5"]},
+    "bs": {"BS": [b"\x01", b"\x02"]},
+    "l": {"L": [{"S": "x"}, {"N": "1"}, {"L": []}, {"M": {}}]},
+    "m": {"M": {"inner": {"M": {"deep": {"SS": ["z"]}}}, "n": {"N": "3"}}},
+}
+
+KEYS = [
+    ("dax_hash_s", {"pk": {"S": "h1"}}),
+    ("dax_hash_b", {"pk": {"B": b"\xfe\x00"}}),
+    ("dax_s_n", {"pk": {"S": "u1"}, "sk": {"N": "-3.25"}}),
+    ("dax_s_n", {"pk": {"S": "u1"}, "sk": {"N": "0"}}),
+    ("dax_s_n", {"pk": {"S": "u1"}, "sk": {"N": "1E+20"}}),
+    ("dax_n_s", {"pk": {"N": "-7"}, "sk": {"S": "a/b"}}),
+    ("dax_s_b", {"pk": {"S": "u2"}, "sk": {"B": b"\x00"}}),
+]
+
+
+@pytest.mark.parametrize(("table", "key"), KEYS)
+def test_put_then_get_every_type_equals_moto(
+    client: Any, direct: Any, table: str, key: dict[str, Any]
+) -> None:
+    item = {**key, **EVERY_TYPE}
+    _same(lambda c: c.put_item(TableName=table, Item=item), client, direct)
+    got = _same(lambda c: c.get_item(TableName=table, Key=key), client, direct)
+    assert _numeric(got["Item"]) == _numeric(item)
+    old = _same(
+        lambda c: c.put_item(
+            TableName=table, Item={**key, "s": {"S": "v2"}}, ReturnValues="ALL_OLD"
+        ),
+        client,
+        direct,
+    )
+    assert _numeric(old["Attributes"]) == _numeric(item)
+    _same(lambda c: c.get_item(TableName=table, Key=key, ConsistentRead=True), client, direct)
+
+
+def test_a_missing_item_equals_moto(client: Any, direct: Any) -> None:
+    assert (
+        _same(
+            lambda c: c.get_item(TableName="dax_hash_s", Key={"pk": {"S": "absent"}}),
+            client,
+            direct,
+        )
+        == {}
+    )
+
+
+def test_consumed_capacity_equals_moto_and_is_zero_on_a_hit(client: Any, direct: Any) -> None:
+    key = {"pk": {"S": "cc"}}
+    _same(lambda c: c.put_item(TableName="dax_hash_s", Item=key), client, direct)
+    _same(
+        lambda c: c.get_item(
+            TableName="dax_hash_s", Key=key, ConsistentRead=True, ReturnConsumedCapacity="TOTAL"
+        ),
+        client,
+        direct,
+        capacity=True,
+    )
+    client.get_item(TableName="dax_hash_s", Key=key)  # fills the cache
+    hit = client.get_item(TableName="dax_hash_s", Key=key, ReturnConsumedCapacity="TOTAL")
+    # The behaviour contract: a hit reports zero capacity for the table, as on HTTP.
+    assert hit["ConsumedCapacity"] == {"TableName": "dax_hash_s", "CapacityUnits": 0.0}
+
+
+def _http_get(dax: InProcessDax, table: str, key: dict[str, Any]) -> Any:
+    body = orjson.dumps({"TableName": table, "Key": key, "ConsistentRead": False})
+    request = ClientRequest((), body, "DynamoDB_20120810.GetItem")
+    return orjson.loads(dax.run(dax.proxy.handle(request)).body)
+
+
+def test_one_cache_for_both_protocols(dax: InProcessDax, client: Any, endpoints: Endpoints) -> None:
+    """A write through DAX is what an HTTP read then sees; reads through DAX are served
+    from the item cache (a change behind the proxy's back stays unseen until a
+    ConsistentRead), as HTTP reads are."""
+    key = {"pk": {"S": "shared"}}
+    client.put_item(TableName="dax_hash_s", Item={**key, "v": {"S": "from dax"}})
+    assert _http_get(dax, "dax_hash_s", key)["Item"]["v"] == {"S": "from dax"}
+    _boto(endpoints.upstream).put_item(TableName="dax_hash_s", Item={**key, "v": {"S": "behind"}})
+    cached = client.get_item(TableName="dax_hash_s", Key=key)
+    assert cached["Item"]["v"] == {"S": "from dax"}  # a hit: the cache's copy
+    fresh = client.get_item(TableName="dax_hash_s", Key=key, ConsistentRead=True)
+    assert fresh["Item"]["v"] == {"S": "behind"}
+
+
+def test_unknown_table_is_resource_not_found(client: Any) -> None:
+    with pytest.raises(ClientError) as caught:
+        client.get_item(TableName="dax_no_such_table", Key={"pk": {"S": "x"}})
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_what_is_not_served_yet_says_so(client: Any) -> None:
+    with pytest.raises(ClientError) as caught:
+        client.get_item(TableName="dax_hash_s", Key={"pk": {"S": "x"}}, ProjectionExpression="l[0]")
+    error = caught.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert "not served over DAX's protocol yet" in error["Message"]
+
+
+def test_the_resource_api_puts_and_gets(dax: InProcessDax) -> None:
+    resource = AmazonDaxClient.resource(
+        endpoint_url=f"dax://127.0.0.1:{dax.port}",
+        region_name=REGION,
+        aws_access_key_id="AKIDDAX",
+        aws_secret_access_key="secret",
+    )
+    try:
+        table = resource.Table("dax_s_n")
+        table.put_item(Item={"pk": "res", "sk": -1, "b": base64.b64decode("AQ=="), "s": {"x"}})
+        got = table.get_item(Key={"pk": "res", "sk": -1})["Item"]
+        assert got["s"] == {"x"}
+        assert got["sk"] == -1
+    finally:
+        resource.meta.client.close()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"gJ7yne5G\xff\xff\xff",  # the magic, then not CBOR
+        PREAMBLE + b"\x01\x1a\x00\x00\x30\x39",  # an unknown method id
+        PREAMBLE + b"\x01\x1a\x0f\xb0\xcc\x6a" + b"\x81" * 200,  # nesting past the cap
+    ],
+)
+def test_broken_connections_close_and_the_server_serves_on(
+    dax: InProcessDax, client: Any, garbage: bytes
+) -> None:
+    with socket.create_connection(("127.0.0.1", dax.port), timeout=10) as raw:
+        raw.sendall(garbage)
+        assert raw.recv(100) == b""  # closed, nothing answered
+    assert client.get_item(TableName="dax_hash_s", Key={"pk": {"S": "absent"}}) == {}
+
+
+def test_a_client_that_outlives_a_restart_reads_correctly(
+    dax: InProcessDax, endpoints: Endpoints, tmp_path: Any
+) -> None:
+    """The attribute-list ids are in the data directory: after a restart, a list named
+    first by another client gets a new id, not one the long-lived client knows for
+    another list (which it would use to misread the item)."""
+    old_key, new_key = {"pk": {"S": "before restart"}}, {"pk": {"S": "after restart"}}
+    old_item = {**old_key, "x": {"S": "1"}, "y": {"S": "2"}}
+    new_item = {**new_key, "a": {"S": "3"}, "b": {"S": "4"}}
+    first = InProcessDax(endpoints.upstream, data_dir=str(tmp_path))
+    first.start()
+    with _dax_client(first.port) as long_lived:
+        long_lived.put_item(TableName="dax_hash_s", Item=old_item)
+        assert long_lived.get_item(TableName="dax_hash_s", Key=old_key)["Item"] == old_item
+        first.stop()
+        second = InProcessDax(endpoints.upstream, data_dir=str(tmp_path), port=first.port)
+        second.start()
+        try:
+            with _dax_client(second.port) as fresh:
+                fresh.put_item(TableName="dax_hash_s", Item=new_item)
+            got = long_lived.get_item(TableName="dax_hash_s", Key=new_key)
+            assert got["Item"] == new_item
+            got = long_lived.get_item(TableName="dax_hash_s", Key=old_key)
+            assert got["Item"] == old_item
+        finally:
+            second.stop()
+
+
+def test_conditions_updates_and_deletes_equal_moto(client: Any, direct: Any) -> None:
+    table, key = "dax_s_n", {"pk": {"S": "writes"}, "sk": {"N": "-0.5"}}
+    item = {**key, "name": {"S": "a"}, "n": {"N": "1"}, "tags": {"SS": ["x"]}, "l": {"L": []}}
+    _same(
+        lambda c: c.put_item(
+            TableName=table,
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk)",
+        ),
+        client,
+        direct,
+    )
+    for returns in ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"):
+        _same(
+            lambda c, returns=returns: c.update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="SET #n = :v, l = list_append(l, :l) ADD n :one "
+                "DELETE tags :t REMOVE gone",
+                ConditionExpression="#n <> :no AND size(l) < :ten",
+                ExpressionAttributeNames={"#n": "name"},
+                ExpressionAttributeValues={
+                    ":v": {"S": returns},
+                    ":l": {"L": [{"N": "1"}]},
+                    ":one": {"N": "1"},
+                    ":t": {"SS": ["y"]},
+                    ":no": {"S": "nobody"},
+                    ":ten": {"N": "10"},
+                },
+                ReturnValues=returns,
+            ),
+            client,
+            direct,
+        )
+    _same(lambda c: c.get_item(TableName=table, Key=key), client, direct)
+    _same(
+        lambda c: c.delete_item(
+            TableName=table,
+            Key=key,
+            ConditionExpression="n > :zero",
+            ExpressionAttributeValues={":zero": {"N": "0"}},
+            ReturnValues="ALL_OLD",
+        ),
+        client,
+        direct,
+    )
+    assert _same(lambda c: c.get_item(TableName=table, Key=key), client, direct) == {}
+
+
+def test_a_failed_condition_is_conditional_check_failed(client: Any, direct: Any) -> None:
+    key = {"pk": {"S": "guarded"}}
+    _same(lambda c: c.put_item(TableName="dax_hash_s", Item=key), client, direct)
+    errors = []
+    for c in (client, direct):
+        with pytest.raises(ClientError) as caught:
+            c.put_item(
+                TableName="dax_hash_s", Item=key, ConditionExpression="attribute_not_exists(pk)"
+            )
+        errors.append(caught.value.response["Error"])
+    assert errors[0] == errors[1]
+    assert errors[0]["Code"] == "ConditionalCheckFailedException"
+
+
+def test_projections_equal_moto(client: Any, direct: Any) -> None:
+    key = {"pk": {"S": "projected"}, "sk": {"N": "1"}}
+    item = {**key, **EVERY_TYPE}
+    _same(lambda c: c.put_item(TableName="dax_s_n", Item=item), client, direct)
+    for projection in ("s", "pk, m.inner.deep, m.n, absent, m.absent", "#n, sk", "l, ss"):
+        names = {"#n": "n"} if "#n" in projection else {}
+        _same(
+            lambda c, projection=projection, names=names: c.get_item(
+                TableName="dax_s_n",
+                Key=key,
+                ProjectionExpression=projection,
+                **({"ExpressionAttributeNames": names} if names else {}),
+            ),
+            client,
+            direct,
+        )
+
+
+def _pages(call: Callable[..., Any], target: Any, **request: Any) -> list[Any]:
+    """Every page of a Query or Scan, following LastEvaluatedKey."""
+    pages = []
+    while True:
+        page = call(target, **request)
+        page.pop("ResponseMetadata", None)
+        page.pop("ConsumedCapacity", None)
+        pages.append(page)
+        if "LastEvaluatedKey" not in page:
+            return pages
+        request = {**request, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+@pytest.fixture(scope="module")
+def query_items(client: Any, direct: Any) -> None:
+    for i, sk in enumerate(["-10", "-2.5", "0", "0.001", "3", "1E+5", "123456789.123"]):
+        item = {
+            "pk": {"S": "q"},
+            "sk": {"N": sk},
+            "g": {"S": "even" if i % 2 == 0 else "odd"},
+            "i": {"N": str(i)},
+            "m": {"M": {"x": {"N": str(i)}}},
+        }
+        for c in (client, direct):
+            c.put_item(TableName="dax_gsi", Item=item)
+
+
+QUERIES: list[dict[str, Any]] = [
+    {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "q"}}},
+    {
+        "KeyConditionExpression": "pk = :p AND sk BETWEEN :lo AND :hi",
+        "ExpressionAttributeValues": {":p": {"S": "q"}, ":lo": {"N": "-3"}, ":hi": {"N": "5"}},
+        "ScanIndexForward": False,
+    },
+    {
+        "KeyConditionExpression": "pk = :p",
+        "FilterExpression": "i > :two",
+        "ExpressionAttributeValues": {":p": {"S": "q"}, ":two": {"N": "2"}},
+        "Limit": 2,
+    },
+    {
+        "KeyConditionExpression": "pk = :p",
+        "ProjectionExpression": "#i, m.x",
+        "ExpressionAttributeNames": {"#i": "i"},
+        "ExpressionAttributeValues": {":p": {"S": "q"}},
+        "Limit": 3,
+    },
+    {
+        "KeyConditionExpression": "pk = :p",
+        "Select": "COUNT",
+        "ExpressionAttributeValues": {":p": {"S": "q"}},
+    },
+    {
+        "IndexName": "by_g",
+        "KeyConditionExpression": "g = :g AND sk > :lo",
+        "ExpressionAttributeValues": {":g": {"S": "even"}, ":lo": {"N": "-100"}},
+        "Limit": 1,
+    },
+]
+
+
+@pytest.mark.parametrize("request_", QUERIES)
+def test_queries_page_by_page_equal_moto(
+    client: Any, direct: Any, query_items: None, request_: dict[str, Any]
+) -> None:
+    ours = _pages(lambda c, **r: c.query(**r), client, TableName="dax_gsi", **request_)
+    theirs = _pages(lambda c, **r: c.query(**r), direct, TableName="dax_gsi", **request_)
+    assert _numeric(ours) == _numeric(theirs)
+    assert len(ours) > 1 or "Limit" not in request_
+
+
+SCANS: list[dict[str, Any]] = [
+    {},
+    {"Limit": 2},
+    {"Segment": 0, "TotalSegments": 2},
+    {"Segment": 1, "TotalSegments": 2},
+    {"IndexName": "by_g", "Limit": 3},
+    {"FilterExpression": "g = :g", "ExpressionAttributeValues": {":g": {"S": "odd"}}},
+]
+
+
+@pytest.mark.parametrize("request_", SCANS)
+def test_scans_page_by_page_equal_moto(
+    client: Any, direct: Any, query_items: None, request_: dict[str, Any]
+) -> None:
+    ours = _pages(lambda c, **r: c.scan(**r), client, TableName="dax_gsi", **request_)
+    theirs = _pages(lambda c, **r: c.scan(**r), direct, TableName="dax_gsi", **request_)
+    assert _numeric(ours) == _numeric(theirs)
+
+
+def _sorted_responses(answer: dict[str, Any]) -> dict[str, Any]:
+    """Responses in key order: DynamoDB returns a batch's items in no particular order."""
+    answer.pop("ResponseMetadata", None)
+    answer.pop("ConsumedCapacity", None)
+    for table, items in answer.get("Responses", {}).items():
+        answer["Responses"][table] = sorted(items, key=repr)
+    return answer
+
+
+def test_batch_get_equals_moto(client: Any, direct: Any) -> None:
+    hash_items = [
+        {"pk": {"S": f"batch{i}"}, "v": {"N": str(i)}, "m": {"M": {"x": {"S": "y"}}}}
+        for i in range(3)
+    ]
+    range_items = [
+        {"pk": {"S": "batch"}, "sk": {"N": str(-i)}, "w": {"BOOL": True}} for i in range(3)
+    ]
+    for c in (client, direct):
+        for item in hash_items:
+            c.put_item(TableName="dax_hash_s", Item=item)
+        for item in range_items:
+            c.put_item(TableName="dax_s_n", Item=item)
+    request = {
+        "dax_hash_s": {
+            "Keys": [{"pk": item["pk"]} for item in hash_items] + [{"pk": {"S": "absent"}}],
+            "ProjectionExpression": "#v, m.x",
+            "ExpressionAttributeNames": {"#v": "v"},
+        },
+        "dax_s_n": {
+            "Keys": [{"pk": i["pk"], "sk": i["sk"]} for i in range_items],
+            "ConsistentRead": True,
+        },
+    }
+    for _ in range(2):  # the second time from the cache
+        ours = _sorted_responses(client.batch_get_item(RequestItems=request))
+        theirs = _sorted_responses(direct.batch_get_item(RequestItems=request))
+        assert _numeric(ours) == _numeric(theirs)
+
+
+def test_batch_write_equals_moto(client: Any, direct: Any) -> None:
+    puts = [{"pk": {"S": f"bw{i}"}, "v": {"NS": [str(i), "-1"]}} for i in range(3)]
+    for c in (client, direct):
+        c.put_item(TableName="dax_hash_s", Item={"pk": {"S": "bw-gone"}})
+    request = {
+        "dax_hash_s": [{"PutRequest": {"Item": item}} for item in puts]
+        + [{"DeleteRequest": {"Key": {"pk": {"S": "bw-gone"}}}}],
+        "dax_s_n": [{"PutRequest": {"Item": {"pk": {"S": "bw"}, "sk": {"N": "-7.25"}}}}],
+    }
+    _same(lambda c: c.batch_write_item(RequestItems=copy.deepcopy(request)), client, direct)
+    for key in [{"pk": item["pk"]} for item in puts] + [{"pk": {"S": "bw-gone"}}]:
+        _same(lambda c, key=key: c.get_item(TableName="dax_hash_s", Key=key), client, direct)
+    key = {"pk": {"S": "bw"}, "sk": {"N": "-7.25"}}
+    _same(lambda c: c.get_item(TableName="dax_s_n", Key=key), client, direct)
+
+
+def test_transactions_equal_moto(client: Any, direct: Any) -> None:
+    keep, gone = {"pk": {"S": "tx-keep"}}, {"pk": {"S": "tx-gone"}}
+    for c in (client, direct):
+        c.put_item(TableName="dax_hash_s", Item={**keep, "n": {"N": "1"}})
+        c.put_item(TableName="dax_hash_s", Item={**gone, "n": {"N": "1"}})
+    ranged = {"pk": {"S": "tx"}, "sk": {"N": "-1.5"}}
+    writes = [
+        {
+            "Put": {
+                "TableName": "dax_s_n",
+                "Item": {**ranged, "m": {"M": {"a": {"SS": ["x"]}}}},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+        {
+            "Update": {
+                "TableName": "dax_hash_s",
+                "Key": keep,
+                "UpdateExpression": "ADD n :one SET #s = :s",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {":one": {"N": "1"}, ":s": {"S": "done"}},
+            }
+        },
+        {"Delete": {"TableName": "dax_hash_s", "Key": gone}},
+        {
+            "ConditionCheck": {
+                "TableName": "dax_hash_s",
+                "Key": {"pk": {"S": "tx-absent"}},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+    ]
+    _same(lambda c: c.transact_write_items(TransactItems=copy.deepcopy(writes)), client, direct)
+    gets = [
+        {"Get": {"TableName": "dax_hash_s", "Key": keep}},
+        {"Get": {"TableName": "dax_hash_s", "Key": gone}},
+        {
+            "Get": {
+                "TableName": "dax_s_n",
+                "Key": ranged,
+                # moto returns the key with any projection here; DynamoDB only what is asked.
+                "ProjectionExpression": "m.a, sk, pk",
+            }
+        },
+    ]
+    _same(lambda c: c.transact_get_items(TransactItems=copy.deepcopy(gets)), client, direct)
+    errors = []
+    for c in (client, direct):
+        with pytest.raises(ClientError) as caught:
+            c.transact_write_items(TransactItems=copy.deepcopy(writes[:1]))
+        errors.append(caught.value.response["Error"]["Code"])
+    assert errors == ["TransactionCanceledException"] * 2

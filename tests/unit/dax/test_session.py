@@ -1,0 +1,117 @@
+"""Framing a DAX connection: the bytes the real Python client sends, and bytes it never would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from daxproxy.core.keys import KeySchema
+from daxproxy.dax import calls, cbor, methods
+from daxproxy.dax.attribute_lists import AttributeLists
+from daxproxy.dax.session import MAGIC, ProtocolError, Session
+from tests.unit.dax.real_client import CREDENTIALS, drive
+
+SCHEMA = KeySchema("pk", "S", "sk", "N")
+
+
+def _get_item_bytes() -> bytes:
+    """Everything the client sends for one GetItem on a fresh connection."""
+    lists = AttributeLists()
+    replies = calls.key_schema_reply(SCHEMA) + calls.get_item_reply({}, SCHEMA, lists)
+    result, sent = drive(
+        lambda c: c.get_item(TableName="T", Key={"pk": {"S": "u1"}, "sk": {"N": "5"}}), replies
+    )
+    assert result == {}
+    return sent
+
+
+def _names(requests: list[Any]) -> list[str]:
+    return [r.method.name for r in requests]
+
+
+def test_the_client_opens_with_the_preamble_then_auth_in_front_of_its_first_request() -> None:
+    sent = _get_item_bytes()
+    assert sent.startswith(MAGIC + b"\x00\x50")  # no layering, a 16-byte session id
+    session = Session(max_bytes=1 << 20)
+    requests = session.receive(sent)
+    assert session.preamble is not None
+    assert session.preamble.user_agent == "DaxPythonClient-2.1.0"
+    assert isinstance(session.preamble.session, bytes)
+    assert len(session.preamble.session) == 16
+    assert _names(requests) == ["authorizeConnection", "defineKeySchema", "GetItem"]
+    auth, schema, get = requests
+    assert not auth.method.replies
+    key_id, signature, to_sign, token, agent = auth.args
+    assert key_id == CREDENTIALS.access_key
+    assert len(signature) == 64
+    assert isinstance(to_sign, bytes)
+    assert to_sign.startswith(b"AWS4-HMAC-SHA256\n")
+    assert b"/us-east-1/dax/aws4_request\n" in to_sign
+    assert (token, agent) == (None, "DaxPythonClient-2.1.0")
+    assert schema.args == (b"T",)
+    # Python always sends ReturnConsumedCapacity NONE.
+    assert get.args == (b"T", bytes.fromhex("627531c1800000"), {3: 0})
+
+
+def test_bytes_one_at_a_time_give_the_same_requests() -> None:
+    sent = _get_item_bytes()
+    whole = Session(max_bytes=1 << 20).receive(sent)
+    session = Session(max_bytes=1 << 20)
+    pieces = []
+    for i in range(len(sent)):
+        pieces += session.receive(sent[i : i + 1])
+    assert pieces == whole
+
+
+def test_go_style_text_session_and_null_session_are_accepted() -> None:
+    for session_id in ("1234567890", None):
+        preamble = b"".join(
+            cbor.dumps(x) for x in ("J7yne5G", 0, session_id, {"UserAgent": "x"}, 0)
+        )
+        session = Session(max_bytes=1024)
+        assert session.receive(preamble + cbor.dumps(1) + cbor.dumps(methods.ENDPOINTS.id)) != []
+        assert session.preamble is not None
+        assert session.preamble.session == session_id
+
+
+PREAMBLE = b"".join(cbor.dumps(x) for x in ("J7yne5G", 0, b"s", {"UserAgent": "x"}, 0))
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"POST / HTTP/1.1\r\n", "preamble"),
+        (b"gJ7yne5X", "preamble"),
+        (cbor.dumps("J7yne5G") + cbor.dumps(1), "preamble"),  # layering must be 0
+        (PREAMBLE[:-1] + cbor.dumps(5), "preamble"),
+        (PREAMBLE + cbor.dumps(2) + cbor.dumps(methods.ENDPOINTS.id), "service"),
+        (PREAMBLE + cbor.dumps(True) + cbor.dumps(methods.ENDPOINTS.id), "service"),
+        (PREAMBLE + cbor.dumps(1) + cbor.dumps(785068263), "unknown method"),  # "methods"
+        (PREAMBLE + cbor.dumps(1) + cbor.dumps("getItem"), "unknown method"),
+        (PREAMBLE + cbor.dumps(1) + b"\xff", "not CBOR"),
+        (PREAMBLE + cbor.dumps(1) + b"\x1c", "not CBOR"),  # reserved additional info
+        (PREAMBLE + cbor.dumps(1) + cbor.dumps(methods.GET_ITEM.id) + b"\x81" * 100, "CBOR"),
+    ],
+)
+def test_broken_framing_is_a_protocol_error(data: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError, match=reason):
+        Session(max_bytes=1024).receive(data)
+
+
+def test_an_item_past_the_limit_is_a_protocol_error_not_a_wait() -> None:
+    session = Session(max_bytes=1024)
+    request = PREAMBLE + cbor.dumps(1) + cbor.dumps(methods.DEFINE_KEY_SCHEMA.id)
+    # A byte string declaring 2**62 bytes: it can never arrive whole.
+    assert session.receive(request + b"\x5b" + (1 << 62).to_bytes(8, "big")) == []
+    with pytest.raises(ProtocolError, match="longer than 1024 bytes"):
+        session.receive(b"\x00" * 1024)
+
+
+def test_a_request_cut_short_waits_for_the_rest() -> None:
+    session = Session(max_bytes=1024)
+    assert session.receive(PREAMBLE + cbor.dumps(1)) == []
+    assert session.receive(cbor.dumps(methods.DEFINE_KEY_SCHEMA.id)) == []
+    assert session.receive(b"\x41") == []  # a byte string of one byte, not yet sent
+    [request] = session.receive(b"T")
+    assert (request.method, request.args) == (methods.DEFINE_KEY_SCHEMA, (b"T",))

@@ -1,0 +1,108 @@
+"""The DAX connection protocol with a fake transport and a service that holds its answers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from daxproxy.dax import cbor, methods
+from daxproxy.dax.session import Request
+from daxproxy.edge.dax_protocol import MAX_PENDING, DaxProtocol
+
+PREAMBLE = b"".join(cbor.dumps(x) for x in ("J7yne5G", 0, b"s", {"UserAgent": "t"}, 0))
+ENDPOINTS = cbor.dumps(1) + cbor.dumps(methods.ENDPOINTS.id)
+AUTH = (
+    cbor.dumps(1)
+    + cbor.dumps(methods.AUTHORIZE_CONNECTION.id)
+    + b"".join(cbor.dumps(x) for x in ("AKID", "0" * 64, b"to sign", None, None))
+)
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+        self.paused = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 8111) if name == "sockname" else default
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+class HeldService:
+    """Answers each request with its method's name, once the test releases it."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.seen: list[tuple[Request, tuple[bytes, int]]] = []
+
+    async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
+        self.seen.append((request, endpoint))
+        await self.release.wait()
+        return request.method.name.encode() if request.method.replies else None
+
+
+def _connect(service: HeldService) -> tuple[DaxProtocol, FakeTransport]:
+    protocol = DaxProtocol(service, max_bytes=1024)  # type: ignore[arg-type]
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def _settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_answers_in_order_and_auth_gets_none() -> None:
+    service = HeldService()
+    protocol, transport = _connect(service)
+    protocol.data_received(PREAMBLE + AUTH + ENDPOINTS + ENDPOINTS)
+    await _settle()
+    assert transport.written == b""
+    service.release.set()
+    await _settle()
+    assert transport.written == b"endpointsendpoints"
+    # The endpoint the client reached, packed, for the endpoints answer.
+    assert service.seen[0][1] == (b"\x7f\x00\x00\x01", 8111)
+
+
+async def test_broken_framing_closes_the_connection() -> None:
+    protocol, transport = _connect(HeldService())
+    protocol.data_received(PREAMBLE + cbor.dumps(1) + cbor.dumps(12345))
+    assert transport.closed
+
+
+async def test_reading_pauses_while_too_many_requests_wait() -> None:
+    service = HeldService()
+    protocol, transport = _connect(service)
+    protocol.data_received(PREAMBLE + ENDPOINTS * (MAX_PENDING + 2))
+    assert transport.paused
+    service.release.set()
+    await _settle()
+    assert not transport.paused
+    assert transport.written == b"endpoints" * (MAX_PENDING + 2)
+
+
+async def test_a_lost_connection_stops_its_work() -> None:
+    service = HeldService()
+    protocol, transport = _connect(service)
+    protocol.data_received(PREAMBLE + ENDPOINTS + ENDPOINTS)
+    await _settle()
+    protocol.connection_lost(None)
+    service.release.set()
+    await _settle()
+    assert transport.written == b""
+    assert len(service.seen) == 1
