@@ -145,13 +145,24 @@ class TableStream:
             raise Replaced
 
     async def _loop(self) -> None:
+        """Every call that may fail is made inside the ``try``: a failure while recovering
+        from one is handled as any other, never the end of the task."""
         f = self._f
-        positioned = False
+        positioned = recheck = False
         while True:
             try:
+                if recheck:
+                    await self._recheck()
+                    recheck = False
                 if not positioned:
                     await self._position()
                     positioned = True
+                elif self._failures >= REPOSITION_AFTER:
+                    # The iterators themselves may be what fails (a server that lost them
+                    # answers 500): got again, after the last record read.
+                    self._failures = 0
+                    for shard in list(self.shards.values()):
+                        await self._reposition(shard)
                 await self._follow()
             except StreamError as error:  # throttled or unavailable: the iterators stay
                 f.stats.errors[error.kind] += 1
@@ -160,15 +171,8 @@ class TableStream:
                 if error.kind in (NOT_FOUND, EXPIRED, TRIMMED):  # the place in it is lost
                     positioned = False
                     self._lost()
-                    if error.kind == NOT_FOUND:
-                        await self._recheck()
+                    recheck = recheck or error.kind == NOT_FOUND
                 await self._back_off()
-                if positioned and self._failures >= REPOSITION_AFTER:
-                    # The iterators themselves may be what fails (a server that lost them
-                    # answers 500): got again, after the last record read.
-                    self._failures = 0
-                    for shard in list(self.shards.values()):
-                        await self._reposition(shard)
             except Replaced:
                 raise
             except Exception as exc:  # a bug must not stop coherence silently: start again

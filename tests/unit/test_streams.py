@@ -407,6 +407,24 @@ async def test_iterators_failing_over_and_over_are_got_again(fake: StreamedDynam
     await f.close()
 
 
+async def test_iterators_that_cannot_be_got_again_leave_the_table_followed(
+    fake: StreamedDynamoDB,
+) -> None:
+    p, f, _ = streamed(fake)
+    await following(p, f)
+    fake.put_direct("t", item("other", pk="2"))
+    await applied(f, 1)
+    stream = next(iter(f.followed.values()))
+    # REPOSITION_AFTER failures in a row, then the GetShardIterator getting them again fails.
+    fake.fail(*["InternalServerError"] * (REPOSITION_AFTER + 1))
+    await until(lambda: stream.finished or f.stats.errors["unavailable"] > REPOSITION_AFTER)
+    assert not stream.finished  # the failure counted and backed off from, not the end
+    fake.put_direct("t", item("new"))
+    await applied(f, 2)
+    assert await get(p) == (item("new"), "miss")
+    await f.close()
+
+
 async def test_a_stream_gone_drops_the_table_and_serves_it_as_without_coherence(
     fake: StreamedDynamoDB, caplog: pytest.LogCaptureFixture
 ) -> None:
