@@ -188,8 +188,9 @@ class StreamedDynamoDB(HeldDynamoDB):
             position = len(shard.records)
         elif kind == "TRIM_HORIZON":
             position = shard.trimmed
-        elif kind == "AFTER_SEQUENCE_NUMBER":
-            position = int(payload["SequenceNumber"]) - shard.first + 1
+        elif kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
+            position = int(payload["SequenceNumber"]) - shard.first
+            position += kind == "AFTER_SEQUENCE_NUMBER"
             if position < shard.trimmed:
                 raise _Refused("TrimmedDataAccessException")
         else:

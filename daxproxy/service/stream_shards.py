@@ -12,7 +12,8 @@ table's items and pages are dropped, fills in flight too) once it has its place 
   may predate changes it will never read;
 - an iterator that expired (``ExpiredIteratorException``, or refused as invalid) is got
   again just after the last record read (``AFTER_SEQUENCE_NUMBER``): no gap; with no record
-  read yet on a LATEST shard, at LATEST again: a gap;
+  read yet, at the shard's first record if the shard was begun there (below), else where it
+  was begun (LATEST, TRIM_HORIZON) and a gap: what came meanwhile is unknown;
 - ``TrimmedDataAccessException``: the records are gone: the shard is read again from its
   oldest record (TRIM_HORIZON), a gap;
 - ``ResourceNotFoundException`` (the stream disabled, the table deleted), a key the table's
@@ -30,8 +31,11 @@ got again after its last record read, in case the iterators are what fails (moto
 500 for one it does not know).
 
 Shards: a shard that closes (no ``NextShardIterator``) is read to its end, then the stream is
-described again and its children (``ParentShardId``) are read from their first record; a
-shard whose parent is still being read waits for it. Every ``recheck`` seconds, and when no
+described again and its children (``ParentShardId``) are read from their first record
+(``AT_SEQUENCE_NUMBER`` at its ``StartingSequenceNumber``, never TRIM_HORIZON, which would
+silently skip records trimmed before the child was found: refused as trimmed, or with no
+starting number, the child is read from TRIM_HORIZON and that is a gap); a shard whose
+parent is still being read waits for it. Every ``recheck`` seconds, and when no
 shard is left open, the stream and the table are described again (new shards, a stream
 disabled or replaced).
 """
@@ -96,7 +100,8 @@ class StreamError(Exception):
 class Shard:
     id: str
     iterator: str | None = None
-    start: str = "LATEST"  # where its iterator was first got: LATEST or TRIM_HORIZON
+    start: str = "LATEST"  # where its iterator was first got: LATEST or TRIM_HORIZON, or
+    first: str | None = None  # at this sequence number (AT_SEQUENCE_NUMBER): its first record
     last: str | None = None  # the sequence number of the last record read
 
 
@@ -140,13 +145,24 @@ class TableStream:
             raise Replaced
 
     async def _loop(self) -> None:
+        """Every call that may fail is made inside the ``try``: a failure while recovering
+        from one is handled as any other, never the end of the task."""
         f = self._f
-        positioned = False
+        positioned = recheck = False
         while True:
             try:
+                if recheck:
+                    await self._recheck()
+                    recheck = False
                 if not positioned:
                     await self._position()
                     positioned = True
+                elif self._failures >= REPOSITION_AFTER:
+                    # The iterators themselves may be what fails (a server that lost them
+                    # answers 500): got again, after the last record read.
+                    self._failures = 0
+                    for shard in list(self.shards.values()):
+                        await self._reposition(shard)
                 await self._follow()
             except StreamError as error:  # throttled or unavailable: the iterators stay
                 f.stats.errors[error.kind] += 1
@@ -155,15 +171,8 @@ class TableStream:
                 if error.kind in (NOT_FOUND, EXPIRED, TRIMMED):  # the place in it is lost
                     positioned = False
                     self._lost()
-                    if error.kind == NOT_FOUND:
-                        await self._recheck()
+                    recheck = recheck or error.kind == NOT_FOUND
                 await self._back_off()
-                if positioned and self._failures >= REPOSITION_AFTER:
-                    # The iterators themselves may be what fails (a server that lost them
-                    # answers 500): got again, after the last record read.
-                    self._failures = 0
-                    for shard in list(self.shards.values()):
-                        await self._reposition(shard)
             except Replaced:
                 raise
             except Exception as exc:  # a bug must not stop coherence silently: start again
@@ -259,9 +268,8 @@ class TableStream:
                 return PAGE  # not known to be at its end
             if error.kind == TRIMMED:
                 f.stats.errors[TRIMMED] += 1
-                shard.iterator = await self._iterator(shard.id, "TRIM_HORIZON")
-                shard.start, shard.last = "TRIM_HORIZON", None
-                f.gap(self.table)
+                shard.start, shard.first, shard.last = "TRIM_HORIZON", None, None
+                await self._reposition(shard)  # a gap
                 return PAGE
             raise
         records = answer.get("Records")
@@ -279,12 +287,23 @@ class TableStream:
         return len(records)
 
     async def _reposition(self, shard: Shard) -> None:
+        """The shard's iterator at its first record not read; a gap if that is unknown."""
         if shard.last is not None:
             shard.iterator = await self._iterator(shard.id, "AFTER_SEQUENCE_NUMBER", shard.last)
             return
+        if shard.first is not None:
+            try:
+                shard.iterator = await self._iterator(shard.id, "AT_SEQUENCE_NUMBER", shard.first)
+                return
+            except StreamError as error:
+                if error.kind != TRIMMED:
+                    raise
+                self._f.stats.errors[TRIMMED] += 1
+                shard.start, shard.first = "TRIM_HORIZON", None
+        # Where it was begun again (LATEST, TRIM_HORIZON): what came, or was trimmed,
+        # between the two is unknown.
         shard.iterator = await self._iterator(shard.id, shard.start)
-        if shard.start == "LATEST":  # what came between the two LATESTs is unknown
-            self._f.gap(self.table)
+        self._f.gap(self.table)
 
     async def _adopt(self) -> int:
         """Read the stream's new shards from their first record, each after its parent;
@@ -296,8 +315,9 @@ class TableStream:
             shard_id, parent = shard["ShardId"], shard.get("ParentShardId")
             if shard_id in known or parent in self.shards:
                 continue
-            new = Shard(shard_id, start="TRIM_HORIZON")
-            new.iterator = await self._iterator(shard_id, "TRIM_HORIZON")
+            first = shard.get("SequenceNumberRange", {}).get("StartingSequenceNumber")
+            new = Shard(shard_id, start="TRIM_HORIZON", first=first)
+            await self._reposition(new)
             self.shards[shard_id] = new
             adopted += 1
         self.orphans -= {shard.get("ParentShardId") for shard in described}

@@ -176,6 +176,7 @@ async def test_a_shard_closing_beside_an_open_one_has_its_children_read(
 ) -> None:
     p, f, _ = streamed(fake)
     await following(p, f)
+    drops = f.stats.gaps
     fake.split("t")  # two children
     fake.put_direct("t", item("other", pk="2"))
     await applied(f, 1)
@@ -184,6 +185,7 @@ async def test_a_shard_closing_beside_an_open_one_has_its_children_read(
     fake.put_direct("t", item("new"))  # on a grandchild
     await applied(f, 2)
     assert await get(p) == (item("new"), "miss")
+    assert f.stats.gaps == drops  # read from their first records: nothing dropped
     await f.close()
 
 
@@ -241,6 +243,81 @@ async def test_trimmed_records_drop_the_table(fake: StreamedDynamoDB) -> None:
     await until(lambda: f.stats.gaps > drops)
     assert f.stats.errors["trimmed"] == 1 and f.stats.records == 0
     assert await get(p) == (item("new"), "miss")
+    await f.close()
+
+
+async def caught_up(f: StreamFollower) -> None:
+    """Wait for a round begun after now that read every shard of every followed stream to
+    its end (the follower's clock, a :class:`Clock`, moves only here)."""
+    assert isinstance(f.clock, Clock)
+    f.clock.now += 1
+    mark = f.clock.now
+
+    def complete() -> bool:
+        streams = f.followed.values()
+        return bool(streams) and all((s.complete_at or 0) >= mark for s in streams)
+
+    await until(complete)
+
+
+async def test_a_child_trimmed_before_it_was_read_drops_the_table(
+    fake: StreamedDynamoDB,
+) -> None:
+    """The example Hypothesis found in test_streams_stateful.py."""
+    p, f, _ = streamed(fake)
+    f.clock = Clock()
+    await following(p, f)
+    assert await get(p, "3") == (None, "miss")
+    assert await get(p, "3") == (None, "hit")  # the item is absent: that is cached
+    drops = f.stats.gaps
+    fake.split("t")
+    fake.put_direct("t", item("new", pk="3"))  # on a child the follower has not found yet
+    fake.trim("t")  # gone before the follower reads it: TRIM_HORIZON would skip it
+    fake.put_direct("t", item("other", pk="2"))  # after the trim horizon
+    await caught_up(f)
+    assert await get(p, "3") == (item("new", pk="3"), "miss")
+    assert f.stats.gaps > drops and f.stats.errors["trimmed"] == 1
+    assert f.stats.records == 1  # the child read from what is left, not from LATEST
+    await f.close()
+
+
+async def test_a_child_trimmed_before_its_expired_iterator_was_used_drops_the_table(
+    fake: StreamedDynamoDB,
+) -> None:
+    p, f, _ = streamed(fake)
+    f.clock = Clock()
+    await following(p, f)
+    fake.split("t")
+    await caught_up(f)  # the children found, their iterators got, no record read on them
+    assert len(next(iter(f.followed.values())).shards) == 2
+    drops = f.stats.gaps
+    fake.put_direct("t", item("new"))
+    fake.trim("t")
+    fake.expire_iterators()  # got again from the child's first record: trimmed
+    await caught_up(f)
+    assert await get(p) == (item("new"), "miss")
+    assert f.stats.gaps > drops
+    await f.close()
+
+
+async def test_a_trimmed_shard_read_again_whose_iterator_expires_drops_the_table(
+    fake: StreamedDynamoDB,
+) -> None:
+    p, f, _ = streamed(fake)
+    f.clock = Clock()
+    await following(p, f)
+    fake.put_direct("t", item("other", pk="2"))
+    fake.trim("t")  # the follower goes back to the trim horizon, no record read since
+    await caught_up(f)
+    assert f.stats.errors["trimmed"] == 1
+    assert await get(p) == (item("old"), "miss")  # dropped by that gap: cached again
+    drops = f.stats.gaps
+    fake.put_direct("t", item("new"))
+    fake.trim("t")
+    fake.expire_iterators()  # its first record unknown: what was trimmed meanwhile too
+    await caught_up(f)
+    assert await get(p) == (item("new"), "miss")
+    assert f.stats.gaps > drops
     await f.close()
 
 
@@ -326,6 +403,24 @@ async def test_iterators_failing_over_and_over_are_got_again(fake: StreamedDynam
     fake.put_direct("t", item("new"))
     await applied(f, 2)
     assert f.stats.errors["unavailable"] == REPOSITION_AFTER and f.stats.gaps == drops
+    assert await get(p) == (item("new"), "miss")
+    await f.close()
+
+
+async def test_iterators_that_cannot_be_got_again_leave_the_table_followed(
+    fake: StreamedDynamoDB,
+) -> None:
+    p, f, _ = streamed(fake)
+    await following(p, f)
+    fake.put_direct("t", item("other", pk="2"))
+    await applied(f, 1)
+    stream = next(iter(f.followed.values()))
+    # REPOSITION_AFTER failures in a row, then the GetShardIterator getting them again fails.
+    fake.fail(*["InternalServerError"] * (REPOSITION_AFTER + 1))
+    await until(lambda: stream.finished or f.stats.errors["unavailable"] > REPOSITION_AFTER)
+    assert not stream.finished  # the failure counted and backed off from, not the end
+    fake.put_direct("t", item("new"))
+    await applied(f, 2)
     assert await get(p) == (item("new"), "miss")
     await f.close()
 
