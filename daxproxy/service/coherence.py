@@ -229,18 +229,14 @@ class Coherence(Changes):
 
     def _apply_dropped(self, tables: list[str] | None, unsure: bool) -> None:
         arns = self._tables.arns() if tables is None else self._arns(tables)
-        if unsure:
-            self._items.hold(arns, self._hold_seconds)  # which drops them too
-        else:
-            for arn in arns:
-                self._items.drop_table(arn)
-        if self._queries is None:
-            return
-        if tables is None:
-            self._queries.drop_all(unsure=unsure)
-        else:
-            for arn in arns:
-                self._queries.dropped(arn, unsure=unsure)
+        drop_tables(
+            self._items,
+            self._queries,
+            arns,
+            every=tables is None,
+            unsure=unsure,
+            hold_seconds=self._hold_seconds,
+        )
 
     def _apply_forgotten(self, table: str) -> None:
         self._tables.forget(table)  # its listeners drop the items and pages
@@ -284,3 +280,30 @@ class Coherence(Changes):
         log.warning("changes from another worker may have been lost: caches dropped")
         self._metrics.change_channel_resets += 1
         self._dropping_all()
+
+
+def drop_tables(
+    items: ItemCache,
+    queries: QueryCache | None,
+    arns: Iterable[str],
+    *,
+    every: bool,
+    unsure: bool,
+    hold_seconds: float,
+) -> None:
+    """Drop the tables' items and query pages (``every``: every table's pages, ``arns``
+    being every table known); ``unsure``: the write may yet land, so hold them for
+    ``hold_seconds`` too. What a worker does for its own writes and for another's."""
+    arns = set(arns)
+    if unsure:
+        items.hold(arns, hold_seconds)  # which drops them too
+    else:
+        for arn in arns:
+            items.drop_table(arn)
+    if queries is None:
+        return
+    if every:
+        queries.drop_all(unsure=unsure)
+    else:
+        for arn in arns:
+            queries.dropped(arn, unsure=unsure)

@@ -42,7 +42,7 @@ from daxproxy.service.calls import (
     request_id_of,
     send_own,
 )
-from daxproxy.service.coherence import NO_CHANGES, Changes
+from daxproxy.service.coherence import NO_CHANGES, Changes, drop_tables
 from daxproxy.service.query_cache import QueryCache
 from daxproxy.service.tables import TableInfo, TableRegistry
 from daxproxy.service.upstream import Upstream, UpstreamResponse
@@ -242,18 +242,14 @@ class ItemWrites:
             arns = self._tables.arns()
         else:
             arns = {arn for table in tables for arn in self._tables.matching(table)}
-        if unsure:
-            self._cache.hold(arns, self._hold_seconds)  # which drops them too
-        else:
-            for arn in arns:
-                self._cache.drop_table(arn)
-        if self._queries is None:
-            return
-        if tables is None:
-            self._queries.drop_all(unsure=unsure)
-        else:
-            for arn in arns:
-                self._queries.dropped(arn, unsure=unsure)
+        drop_tables(
+            self._cache,
+            self._queries,
+            arns,
+            every=tables is None,
+            unsure=unsure,
+            hold_seconds=self._hold_seconds,
+        )
 
     async def _unread(self, call: Call, tables: set[str] | None) -> WireResponse:
         """Forward a write the cache cannot follow key by key; once it may have happened,
