@@ -108,9 +108,11 @@ class ReadsAfterTheLagAreFresh(RuleBasedStateMachine):
         self.moto.delete_table(TableName=self.table)
 
 
+# Few examples against moto (each costs a table and real stream reads): the search itself is
+# tests/unit/test_streams_stateful.py's, over the fake Streams upstream.
 SETTINGS = settings(
-    max_examples=8,
-    stateful_step_count=25,
+    max_examples=5,
+    stateful_step_count=20,
     deadline=None,
     derandomize=True,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
