@@ -693,3 +693,44 @@ def test_transactions_equal_moto(client: Any, direct: Any) -> None:
             c.transact_write_items(TransactItems=copy.deepcopy(writes[:1]))
         errors.append(caught.value.response["Error"]["Code"])
     assert errors == ["TransactionCanceledException"] * 2
+
+
+def test_every_worker_serves_dax_with_the_same_attribute_list_ids(
+    dax: ProxyProcess, endpoints: Endpoints, tmp_path: Path
+) -> None:
+    """With workers, DAX clients' connections land on any worker (SO_REUSEPORT): each
+    names new attribute lists, and every client reads every item right, each reconnecting
+    after an error, so the workers gave every list the same id (the kernel's spread is not
+    controlled here: with six clients reconnecting three times, some client talks to both
+    workers in all but a vanishing share of runs)."""
+    proxy = _proxy(endpoints.upstream, "--workers", "2", "--data-dir", str(tmp_path))
+    try:
+        deadline = time.monotonic() + 30
+        while "with 2 workers" not in proxy.log():  # the supervisor's line: both listen
+            assert time.monotonic() < deadline, "the workers did not all start"
+            time.sleep(0.02)
+        items = [
+            {"pk": {"S": f"worker-{i}"}, f"only_{i}": {"S": str(i)}, "n": {"N": str(i)}}
+            for i in range(6)
+        ]
+        clients = [_dax_client(proxy.port) for _ in items]
+        try:
+            for client, item in zip(clients, items, strict=True):
+                client.put_item(TableName="dax_hash_s", Item=item)
+            for _ in range(3):
+                for client in clients:
+                    for item in items:
+                        got = client.get_item(TableName="dax_hash_s", Key={"pk": item["pk"]})
+                        assert got["Item"] == item
+                    # An error reply makes the client drop its sockets and connect again,
+                    # to whichever worker the kernel picks.
+                    with pytest.raises(ClientError):
+                        client.get_item(TableName="dax_no_such_table", Key={"pk": {"S": "x"}})
+        finally:
+            for client in clients:
+                client.close()
+        assert "Item" in _boto(proxy.url).get_item(
+            TableName="dax_hash_s", Key={"pk": items[0]["pk"]}
+        )
+    finally:
+        assert _stop(proxy) == 0
