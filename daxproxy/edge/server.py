@@ -57,7 +57,7 @@ from daxproxy.edge.logs import request_log
 from daxproxy.edge.protocol import HttpProtocol
 from daxproxy.edge.routes import Router
 from daxproxy.edge.tls import server_context
-from daxproxy.service.attribute_store import SqliteListStore, open_store
+from daxproxy.service.attribute_store import open_store
 from daxproxy.service.dax_calls import DaxService, RefusingDax
 from daxproxy.service.proxy import Proxy
 from daxproxy.service.runtime import open_proxy
@@ -286,9 +286,7 @@ async def _start(
 
 
 def _dax_service(
-    stack: contextlib.AsyncExitStack,
-    proxy: Proxy,
-    settings: Settings,
+    stack: contextlib.AsyncExitStack, proxy: Proxy, settings: Settings
 ) -> Service | None:
     """What answers DAX connections: refusals with an ``auth_file``; else the proxy's
     calls, with the attribute-list ids in the ``data_dir`` (closed with ``stack``)."""
@@ -296,7 +294,7 @@ def _dax_service(
         return RefusingDax()
     if proxy.tables is None:
         return None
-    store: SqliteListStore = open_store(settings)
+    store = open_store(settings)
     stack.callback(store.close)
     return DaxService(proxy, proxy.tables, AttributeLists(store=store))
 
@@ -330,10 +328,8 @@ async def _stop(edge: EdgeServer, settings: Settings) -> None:
 async def listening(
     proxy: Proxy, settings: Settings, host: str = "127.0.0.1"
 ) -> AsyncIterator[tuple[EdgeServer, int]]:
-    """``proxy`` served on ``host`` at a free port, until the block ends (for tests); DAX's
-    attribute-list ids are kept in memory."""
-    dax = None if proxy.tables is None else DaxService(proxy, proxy.tables)
-    edge = EdgeServer(proxy, settings, asyncio.get_running_loop(), dax=dax)
+    """``proxy`` served on ``host`` at a free port, until the block ends (for tests)."""
+    edge = EdgeServer(proxy, settings, asyncio.get_running_loop())
     server = await edge.loop.create_server(edge.protocol, host, 0)
     try:
         yield edge, server.sockets[0].getsockname()[1]
