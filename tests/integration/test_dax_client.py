@@ -7,7 +7,8 @@ second moto reached straight, after the same writes: every data method, every at
 type, S/N/B keys. What is not served yet (a projection with list indexes) is answered with
 a ValidationException that says so. The port's rules hold for DAX connections (the
 connection cap and gauge, the idle close, SIGTERM's drain), a broken DAX connection closes
-alone, a restart with the same ``data_dir`` keeps the attribute-list ids, and with an
+alone, a restart with the same ``data_dir`` keeps the attribute-list ids, every worker
+serves DAX with the same ids, ``daxs://`` works on the HTTPS port, and with an
 ``auth_file`` DAX connections are refused.
 """
 
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 
 import boto3
 import pytest
+import trustme
 from amazondax import AmazonDaxClient
 from botocore.exceptions import ClientError
 
@@ -734,3 +736,42 @@ def test_every_worker_serves_dax_with_the_same_attribute_list_ids(
         )
     finally:
         assert _stop(proxy) == 0
+
+
+def test_daxs_on_the_https_port_with_the_same_certificate(
+    dax: ProxyProcess,
+    endpoints: Endpoints,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With TLS settings, ``daxs://`` reaches the proxy on its HTTPS port: the client
+    checks the certificate against its trust store (here a throwaway CA's, through
+    SSL_CERT_FILE, which the client's default context reads) and the host name."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    issued.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    proxy = ProxyProcess(
+        "--upstream",
+        endpoints.upstream,
+        "--tls-cert-file",
+        str(tmp_path / "cert.pem"),
+        "--tls-key-file",
+        str(tmp_path / "key.pem"),
+        ca_file=str(tmp_path / "ca.pem"),
+    )
+    proxy.start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    try:
+        item = {"pk": {"S": "over tls"}, "v": {"SS": ["x"]}}
+        with AmazonDaxClient(
+            endpoint_url=f"daxs://127.0.0.1:{proxy.port}",
+            region_name=REGION,
+            aws_access_key_id="AKIDDAX",
+            aws_secret_access_key="secret",
+        ) as secure:
+            secure.put_item(TableName="dax_hash_s", Item=item)
+            assert secure.get_item(TableName="dax_hash_s", Key={"pk": item["pk"]})["Item"] == item
+    finally:
+        _stop(proxy)
