@@ -64,12 +64,18 @@ COPY --from=builder /opt/daxproxy /opt/daxproxy
 # DAXPROXY_WORKERS: one serving process per CPU the container may use (its cpuset and its
 # --cpus quota); each has its own caches, so give the container memory for N workers' cache
 # budgets (README, Workers). DAXPROXY_WORKERS=1 runs one process.
+# DAXPROXY_DATA_DIR: DAX's attribute-list ids (the user has no home directory), on a volume
+# so that they outlive the container: mount one there to keep them across re-creations.
 # The .pyc files were compiled at install time; the user cannot write new ones anyway.
 ENV PATH=/opt/daxproxy/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DAXPROXY_HOST=0.0.0.0 \
-    DAXPROXY_WORKERS=auto
+    DAXPROXY_WORKERS=auto \
+    DAXPROXY_DATA_DIR=/var/lib/daxproxy
+
+RUN mkdir /var/lib/daxproxy && chown 10001:10001 /var/lib/daxproxy
+VOLUME /var/lib/daxproxy
 
 USER 10001:10001
 EXPOSE 8111

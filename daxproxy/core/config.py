@@ -31,7 +31,9 @@ EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 AUTO_WORKERS = "auto"
 MAX_WORKERS = 1024
 # Settings whose default is None, "not set": the AWS chain's region, the embedded backend.
-_OPTIONAL = frozenset({"upstream", "region", "auth_file", "tls_cert_file", "tls_key_file"})
+_OPTIONAL = frozenset(
+    {"upstream", "region", "auth_file", "tls_cert_file", "tls_key_file", "data_dir"}
+)
 
 
 class SettingError(ValueError):
@@ -108,6 +110,10 @@ class Settings:
     breaker_cooldown_millis: int = 5_000
     # When the upstream fails, serve a cached entry up to this long past its TTL (0: never).
     stale_grace_millis: int = 0
+    # --- DAX's protocol ---
+    # Where the DAX attribute-list ids are kept across restarts; None: the per-user data
+    # directory (daxproxy.service.attribute_store.default_data_dir).
+    data_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -122,6 +128,7 @@ class Settings:
             "auth_file",
             "tls_cert_file",
             "tls_key_file",
+            "data_dir",
         ):
             value = getattr(self, name)
             if not isinstance(value, str) and not (value is None and name in _OPTIONAL):
@@ -171,6 +178,8 @@ class Settings:
         for name in ("auth_file", "tls_cert_file", "tls_key_file"):
             if getattr(self, name) == "":
                 raise SettingError(name, "must be a file's path")
+        if self.data_dir == "":
+            raise SettingError("data_dir", "must be a directory's path")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
 Builds :class:`Settings` from, in rising precedence, the defaults, a TOML file (``--config``
 or ``DAXPROXY_CONFIG``), ``DAXPROXY_*`` environment variables and the flags (see
-:mod:`daxproxy.core.settings_sources`), and loads the ``auth_file`` (:mod:`daxproxy.edge.auth`).
+:mod:`daxproxy.core.settings_sources`), loads the ``auth_file`` (:mod:`daxproxy.edge.auth`)
+and, without one, opens the ``data_dir``'s store of DAX's attribute-list ids once to check it.
 A bad value, an unknown key, variable or flag (flags are never abbreviated: each must be
 spelled out) or an unreadable file exits 2 with one line naming the setting or the file,
 and for an unknown name the closest known one, before anything starts. Then it sets
@@ -30,6 +31,7 @@ from daxproxy.edge.logs import configure_logging
 from daxproxy.edge.loops import loop_factory
 from daxproxy.edge.memory import tune_malloc
 from daxproxy.edge.server import serve
+from daxproxy.service.attribute_store import open_store
 from daxproxy.workers.cpus import worker_count
 from daxproxy.workers.supervisor import supervise
 
@@ -238,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
         "long past its TTL, labelled x-daxproxy-cache: stale; 0: never "
         f"(default {d.stale_grace_millis})",
     )
+    add(
+        "--data-dir",
+        metavar="PATH",
+        help="where DAX's attribute-list ids are kept across restarts (DAX clients on this "
+        "port cache them); shared by workers (default: $XDG_DATA_HOME/daxproxy, else "
+        "~/.local/share/daxproxy)",
+    )
     return parser
 
 
@@ -306,6 +315,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         args = parse_flags(build_parser(), argv)
         settings, layers = _load(args, variables)
         grants = grants_of(settings, variables)  # the auth_file, before anything starts
+        if settings.auth_file is None:  # else DAX is refused, and the data_dir not used
+            open_store(settings).close()  # a data_dir that cannot be used stops here
     except (SettingError, sources.ConfigFileError) as exc:
         print(f"daxproxy: {exc}", file=sys.stderr)
         return 2

@@ -1,15 +1,22 @@
 """The DAX connection: bytes from a DAX client in, DAX replies out, one request at a time.
 
-One :class:`DaxProtocol` per connection. Its :class:`~daxproxy.dax.session.Session`
-frames the bytes into requests; they are answered in order by one task per connection
-(the clients are strict request/response per socket, but the Python client writes
-authorizeConnection and the next request in one go), each reply written when ready. A
-connection whose bytes break DAX's framing is closed with the reason logged (never a
-value from the bytes); the process serves on. Reading pauses while more than
-``MAX_PENDING`` requests wait, so a client cannot queue work without bound.
+One :class:`DaxProtocol` per connection, made by the HTTP port's server when a connection's
+first byte is DAX's (:data:`FIRST_BYTE`: the preamble's first, which no HTTP request line
+begins with; :mod:`daxproxy.edge.server`), which hands it the transport and those first
+bytes. Its :class:`~daxproxy.dax.session.Session` frames the bytes into requests; they are
+answered in order by one task per connection (the clients are strict request/response per
+socket, but the Python client writes authorizeConnection and the next request in one go),
+each reply written when ready. A connection whose bytes break DAX's framing (the rest of
+the preamble included) is closed with the reason logged (never a value from the bytes);
+the process serves on. Reading pauses while more than ``MAX_PENDING`` requests wait, so a
+client cannot queue work without bound.
 
-:func:`serve_dax` listens on its own port. Telling DAX's preamble from HTTP on the HTTP
-port (the first bytes are ``gJ7yne5G``) is the next step; so are TLS and the metrics.
+The server's rules for a connection apply as to HTTP ones: with no request being answered
+the connection closes after ``idle_timeout`` seconds (0: never), counted from the last
+reply (or from the hand-over) however many bytes of a next request came since;
+:meth:`DaxProtocol.shutdown` closes it at once when idle, else after the reply under way;
+:meth:`DaxProtocol.cut` cancels that and aborts; ``forget`` is called once the connection
+is lost.
 """
 
 from __future__ import annotations
@@ -18,38 +25,54 @@ import asyncio
 import collections
 import logging
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import Protocol, cast
 
-from daxproxy.dax.session import ProtocolError, Request, Session
-from daxproxy.service.dax_calls import DaxService
+from daxproxy.dax.session import MAGIC, ProtocolError, Request, Session
 
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 16
+FIRST_BYTE = MAGIC[:1]
+
+
+class Service(Protocol):
+    """What answers a connection's requests (:class:`daxproxy.service.dax_calls.DaxService`)."""
+
+    async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None: ...
 
 
 class DaxProtocol(asyncio.Protocol):
     def __init__(
-        self, service: DaxService, max_bytes: int, connections: set[DaxProtocol] | None = None
+        self,
+        service: Service,
+        max_bytes: int,
+        *,
+        idle_timeout: float = 0.0,
+        forget: Callable[[DaxProtocol], None] | None = None,
     ) -> None:
         self._service = service
-        self._connections = connections if connections is not None else set()
         self._session = Session(max_bytes)
         self._pending: collections.deque[Request] = collections.deque()
         self._transport: asyncio.Transport | None = None
         self._endpoint = (b"\x7f\x00\x00\x01", 0)
         self._worker: asyncio.Task[None] | None = None
         self._paused = False
+        self._stopping = self._closed = False
+        self._idle_timeout = idle_timeout
+        self._idle: asyncio.TimerHandle | None = None
+        self._forget = forget
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._connections.add(self)
+        self._transport = transport = cast(asyncio.Transport, transport)  # uvloop's: no subclass
         sockname = transport.get_extra_info("sockname")
         family = socket.AF_INET6 if ":" in sockname[0] else socket.AF_INET
         self._endpoint = (socket.inet_pton(family, sockname[0]), sockname[1])
+        self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
+        if self._transport is None:
+            return
         try:
             requests = self._session.receive(data)
         except ProtocolError as error:
@@ -58,17 +81,21 @@ class DaxProtocol(asyncio.Protocol):
             return
         self._pending.extend(requests)
         if self._pending and self._worker is None:
+            self._disarm_idle()
             self._worker = asyncio.get_running_loop().create_task(self._work())
         if len(self._pending) > MAX_PENDING and not self._paused and self._transport:
             self._paused = True
             self._transport.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._connections.discard(self)
         self._transport = None
         self._pending.clear()
+        self._disarm_idle()
         if self._worker is not None:
             self._worker.cancel()
+        if self._forget is not None:
+            forget, self._forget = self._forget, None
+            forget(self)
 
     async def _work(self) -> None:
         try:
@@ -79,54 +106,56 @@ class DaxProtocol(asyncio.Protocol):
                     return
                 if reply is not None:
                     self._transport.write(reply)
+                if self._stopping and reply is not None:
+                    self._close()  # the reply under way is sent; what waits behind it is not
+                    return
                 if self._paused and len(self._pending) <= MAX_PENDING // 2:
                     self._paused = False
                     self._transport.resume_reading()
         finally:
             self._worker = None
+        self._arm_idle()
+
+    @property
+    def busy(self) -> bool:
+        """A request is being answered or waits to be."""
+        return self._worker is not None or bool(self._pending)
+
+    def shutdown(self) -> None:
+        """Close now if idle; else once the reply under way is written."""
+        self._stopping = True
+        if not self.busy:
+            self._close()
+
+    def cut(self) -> None:
+        """Stop whatever is running, unanswered, and drop the connection."""
+        if self._worker is not None:
+            self._worker.cancel()
+        if self._transport is not None:
+            self._transport.abort()
 
     def close(self) -> None:
         """Close the connection (what was written is still sent)."""
         self._close()
 
     def _close(self) -> None:
+        self._closed = True
+        self._disarm_idle()
         if self._transport is not None:
             self._transport.close()
 
+    def _arm_idle(self) -> None:
+        if self._idle_timeout and not self._closed and self._idle is None:
+            loop = asyncio.get_running_loop()
+            self._idle = loop.call_later(self._idle_timeout, self._on_idle)
 
-class DaxServer:
-    """A listener for DAX's protocol alone, and its connections."""
+    def _disarm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
 
-    def __init__(self, service: DaxService, max_bytes: int) -> None:
-        self._service = service
-        self._max_bytes = max_bytes
-        self.connections: set[DaxProtocol] = set()
-        self.server: asyncio.Server | None = None
-
-    def protocol(self) -> DaxProtocol:
-        return DaxProtocol(self._service, self._max_bytes, self.connections)
-
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
-
-    async def close(self) -> None:
-        """Stop listening and close every connection."""
-        if self.server is not None:
-            self.server.close()
-        for connection in list(self.connections):
-            connection.close()
-        if self.server is not None:
-            await self.server.wait_closed()
-        await asyncio.sleep(0)  # the transports' connection_lost callbacks
-
-
-async def serve_dax(
-    service: DaxService, host: str, port: int, *, max_bytes: int, **kwargs: Any
-) -> DaxServer:
-    """Listen for DAX's protocol alone on ``host:port`` (``kwargs``: to ``create_server``)."""
-    dax = DaxServer(service, max_bytes)
-    dax.server = await asyncio.get_running_loop().create_server(dax.protocol, host, port, **kwargs)
-    return dax
+    def _on_idle(self) -> None:
+        self._idle = None
+        if not self.busy:
+            log.debug("closing an idle DAX client connection")
+            self._close()

@@ -34,6 +34,10 @@ callbacks, the limits on a head and a body); the protocol answers them. Its cont
   request id and CRC; a DynamoDB request it refuses once its headers are in (405, 413, 417,
   408, an unreadable body) is reported to ``Proxy.refused``. An exception from a handler
   is logged and answered 500 ``InternalServerError``, without a traceback on the wire.
+- **DAX's protocol on the same port.** When a connection's first bytes begin with DAX's
+  preamble's first byte (``g``: no HTTP method begins so), and the server serves DAX
+  (``Edge.dax_in_place_of``), the transport is handed to that DAX connection with those
+  bytes, and this protocol is done with it. One flag test per read is the HTTP side's cost.
 - **Shutdown** (:meth:`HttpProtocol.shutdown`): an idle connection closes at once; a busy
   one finishes the request under way, answers it with ``Connection: close`` and closes.
   :meth:`HttpProtocol.cut` cancels what is still running and aborts the connection.
@@ -56,6 +60,7 @@ from daxproxy.core.errors import (
     SerializationException,
 )
 from daxproxy.edge import answers
+from daxproxy.edge.dax_protocol import FIRST_BYTE
 from daxproxy.edge.inline import Carrier, first_step, resume
 from daxproxy.edge.reader import Edge as ReadingEdge
 from daxproxy.edge.reader import Refusal, RequestReader, Stop
@@ -74,6 +79,7 @@ class Edge(ReadingEdge, Protocol):
 
     def register(self, connection: HttpProtocol) -> bool: ...
     def forget(self, connection: HttpProtocol) -> None: ...
+    def dax_in_place_of(self, connection: HttpProtocol) -> asyncio.Protocol | None: ...
 
 
 # A request received and not yet answered: route, request, keep-alive, HEAD, begin time.
@@ -90,6 +96,7 @@ class HttpProtocol(asyncio.Protocol):
         "_deadline_kind",
         "_edge",
         "_eof",
+        "_first",
         "_limits",
         "_loop",
         "_queue",
@@ -114,6 +121,7 @@ class HttpProtocol(asyncio.Protocol):
         self._queue: deque[_Queued] = deque()
         self._task: asyncio.Task[None] | None = None
         self._closed = self._broken = self._eof = False
+        self._first = True  # no byte read yet: DAX's or HTTP's is still to tell
         self._read_paused = self._write_paused = False
         self._continue_owed = False
         self._timer: asyncio.TimerHandle | None = None
@@ -168,6 +176,10 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._broken or self._closed:
             return
+        if self._first:
+            self._first = False
+            if data[:1] == FIRST_BYTE and self._to_dax(data):
+                return
         reader = self._reader
         try:
             too_long = reader.feed(data)
@@ -189,6 +201,23 @@ class HttpProtocol(asyncio.Protocol):
             # Idle again: the clock runs from the last request's first byte, which an
             # inline answer follows within microseconds.
             self._set_deadline(reader.began + self._limits.idle_timeout, _IDLE)
+
+    def _to_dax(self, data: bytes) -> bool:
+        """Hand the connection, and its first ``data``, to a DAX connection; False when
+        the server does not serve DAX (the bytes are then read as HTTP, and refused)."""
+        dax = self._edge.dax_in_place_of(self)
+        if dax is None:
+            return False
+        transport, self._transport = self._transport, None
+        assert transport is not None  # set while the connection is not closed
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport.set_protocol(dax)
+        dax.connection_made(transport)
+        dax.data_received(data)
+        return True
 
     def _callback_failed(self, cause: BaseException | None) -> None:
         if isinstance(cause, Stop):

@@ -11,7 +11,14 @@ backend), listens (HTTPS with TLS settings) with one :class:`~daxproxy.edge.prot
 HttpProtocol` per client connection, bounded by :class:`EdgeServer` (the connection cap:
 past ``max_client_connections`` open connections a new one is aborted as soon as it is
 accepted, after the TLS handshake with TLS, before a byte is read, and counted in
-``daxproxy_client_connections_refused_total``), and on SIGINT or SIGTERM:
+``daxproxy_client_connections_refused_total``). The same port serves DAX's protocol: a
+connection whose first byte is DAX's preamble's becomes a :class:`~daxproxy.edge.
+dax_protocol.DaxProtocol` (:meth:`HttpProtocol.data_received` hands it over), counted in
+the cap and the connection gauge in the HTTP connection's place and closed idle and
+drained as HTTP ones are; its calls are answered by a :class:`~daxproxy.service.dax_calls.
+DaxService` whose attribute-list ids are kept in the ``data_dir`` (opened before
+listening; :func:`~daxproxy.service.attribute_store.open_store`), or, with ``auth_file``
+set, refused (:class:`~daxproxy.service.dax_calls.RefusingDax`). On SIGINT or SIGTERM:
 
 1. stops listening: new connections are refused;
 2. closes idle keep-alive connections at once, and lets each request in flight finish and
@@ -42,12 +49,16 @@ from collections.abc import AsyncIterator, Mapping
 from daxproxy import __version__
 from daxproxy.core.access import Grant
 from daxproxy.core.config import Settings
+from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.edge import answers
+from daxproxy.edge.dax_protocol import DaxProtocol, Service
 from daxproxy.edge.limits import limits_of
 from daxproxy.edge.logs import request_log
 from daxproxy.edge.protocol import HttpProtocol
 from daxproxy.edge.routes import Router
 from daxproxy.edge.tls import server_context
+from daxproxy.service.attribute_store import open_store
+from daxproxy.service.dax_calls import DaxService, RefusingDax
 from daxproxy.service.proxy import Proxy
 from daxproxy.service.runtime import open_proxy
 from daxproxy.workers.figures import FigureServer, totals_socket, worker_answers, worker_socket
@@ -68,13 +79,16 @@ class EdgeServer:
         settings: Settings,
         loop: asyncio.AbstractEventLoop,
         totals: str | None = None,
+        dax: Service | None = None,
     ) -> None:
+        """``dax``: what answers DAX connections; None: the port serves HTTP alone."""
         self.loop = loop
         self.limits = limits_of(settings)
         self.router = Router(proxy, settings, self.count, totals)
         self.proxy = proxy
+        self.dax = dax
         self.stopping = False
-        self.connections: set[HttpProtocol] = set()
+        self.connections: set[HttpProtocol | DaxProtocol] = set()
         self._drained: asyncio.Future[None] | None = None
 
     def count(self) -> int:
@@ -93,7 +107,19 @@ class EdgeServer:
         self.connections.add(connection)
         return True
 
-    def forget(self, connection: HttpProtocol) -> None:
+    def dax_in_place_of(self, connection: HttpProtocol) -> DaxProtocol | None:
+        """A DAX connection, counted in ``connection``'s place; None: DAX is not served."""
+        if self.dax is None:
+            return None
+        limits = self.limits
+        dax = DaxProtocol(
+            self.dax, limits.max_body_bytes, idle_timeout=limits.idle_timeout, forget=self.forget
+        )
+        self.connections.discard(connection)
+        self.connections.add(dax)
+        return dax
+
+    def forget(self, connection: HttpProtocol | DaxProtocol) -> None:
         self.connections.discard(connection)
         drained = self._drained
         if drained is not None and not self.connections and not drained.done():
@@ -179,7 +205,8 @@ async def _serve(
         if requests is not None:
             proxy.add_observer(requests)
         totals = None if worker is None else totals_socket(worker.run_dir)
-        edge = EdgeServer(proxy, settings, asyncio.get_running_loop(), totals)
+        dax = _dax_service(stack, proxy, settings)
+        edge = EdgeServer(proxy, settings, asyncio.get_running_loop(), totals, dax)
         if worker is not None:
             answers.label_worker(worker.number)
         began = 0.0
@@ -256,6 +283,20 @@ async def _start(
         return None
     proxy = opening.result()  # a failed start-up raises here
     return None if stop.event.is_set() else proxy
+
+
+def _dax_service(
+    stack: contextlib.AsyncExitStack, proxy: Proxy, settings: Settings
+) -> Service | None:
+    """What answers DAX connections: refusals with an ``auth_file``; else the proxy's
+    calls, with the attribute-list ids in the ``data_dir`` (closed with ``stack``)."""
+    if settings.auth_file is not None:
+        return RefusingDax()
+    if proxy.tables is None:
+        return None
+    store = open_store(settings)
+    stack.callback(store.close)
+    return DaxService(proxy, proxy.tables, AttributeLists(store=store))
 
 
 async def _listen(

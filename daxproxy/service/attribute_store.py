@@ -11,6 +11,10 @@ and the one that comes second finds the list the first one added, so every proce
 the same id); reads of an id another process added find it in the file. A new list is rare
 (one per distinct set of attribute names), so the write's cost, paid on the event loop, is
 small; WAL and ``synchronous=NORMAL`` keep it to a write without an fsync per list.
+
+:func:`open_store` opens the store of the ``data_dir`` setting (:func:`default_data_dir`
+when it is not set), creating the directory; a directory that cannot be made, written or
+hold the file raises :class:`~daxproxy.core.config.SettingError` naming ``data_dir``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Mapping
 
+from daxproxy.core.config import SettingError, Settings
 from daxproxy.dax.attribute_lists import EMPTY_LIST_ID, Full
 
 FILE_NAME = "attribute_lists.sqlite3"
@@ -62,3 +68,27 @@ class SqliteListStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def default_data_dir(environ: Mapping[str, str] = os.environ) -> str:
+    """``$XDG_DATA_HOME/daxproxy``, else ``~/.local/share/daxproxy``."""
+    base = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "daxproxy")
+
+
+def open_store(settings: Settings) -> SqliteListStore:
+    """The attribute-list store in the ``data_dir`` setting's directory."""
+    path = settings.data_dir if settings.data_dir is not None else default_data_dir()
+    try:
+        store = SqliteListStore(path)
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingError(
+            "data_dir", f"cannot keep DAX's attribute lists in {path}: {reason}"
+        ) from None
+    if not os.access(path, os.W_OK) or not os.access(store.path, os.W_OK):
+        store.close()
+        raise SettingError(
+            "data_dir", f"cannot keep DAX's attribute lists in {path}: it is not writable"
+        )
+    return store

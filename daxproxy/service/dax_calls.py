@@ -11,7 +11,8 @@ message, status and request id. Key schemas come from the proxy's table registry
 connection (the namespace is the server's).
 
 Requests are not checked against ``auth_file``: authorizeConnection's signature is not
-verified yet, so the caller must not serve DAX's protocol when ``auth_file`` is set.
+verified yet, so when ``auth_file`` is set the server answers DAX connections with
+:class:`RefusingDax` instead, whose every reply is DAX's authentication refusal.
 """
 
 from __future__ import annotations
@@ -200,6 +201,23 @@ class DaxService:
         if response.status == 200 and isinstance(body, dict):
             return body
         return _error(response, body)
+
+
+class RefusingDax:
+    """Answers every DAX request that gets a reply with DAX's authentication refusal
+    (:data:`~daxproxy.dax.errors.AUTH_REFUSED`: the clients raise it at once, unretried)."""
+
+    MESSAGE = (
+        "daxproxy does not serve DAX's protocol while auth_file is set: "
+        "authorizeConnection's signature is not checked yet; use HTTP"
+    )
+
+    async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
+        if not request.method.replies:
+            return None
+        return errors.error_reply(
+            "AccessDeniedException", self.MESSAGE, 400, wire.new_request_id(), errors.AUTH_REFUSED
+        )
 
 
 def _error(response: wire.WireResponse, body: Any) -> bytes:

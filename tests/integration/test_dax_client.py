@@ -1,45 +1,47 @@
 """The real Python DAX client (``amazon-dax-client``) in front of moto, through the proxy.
 
-A proxy built in this process (``open_proxy``, default caches) answers DAX's protocol on a
-port of its own (:func:`serve_dax`) from a loop in a background thread; the client is
-``AmazonDaxClient`` itself, as DAX users write it. Each answer is compared with boto3's
-against a second moto reached straight, after the same writes: every data method, every
-attribute type, S/N/B keys. What is not served yet (a projection with list indexes) is
-answered with a ValidationException that says so.
+The proxy runs as users start it (``python -m daxproxy``, its ordinary port, a ``data_dir``
+of its own): the client is ``AmazonDaxClient`` itself, as DAX users write it, on the port
+boto3 reaches over HTTP at the same time. Each answer is compared with boto3's against a
+second moto reached straight, after the same writes: every data method, every attribute
+type, S/N/B keys. What is not served yet (a projection with list indexes) is answered with
+a ValidationException that says so. The port's rules hold for DAX connections (the
+connection cap and gauge, the idle close, SIGTERM's drain), a broken DAX connection closes
+alone, a restart with the same ``data_dir`` keeps the attribute-list ids, every worker
+serves DAX with the same ids, ``daxs://`` works on the HTTPS port, and with an
+``auth_file`` DAX connections are refused.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import contextlib
 import copy
+import os
+import re
 import socket
-import threading
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
-import orjson
 import pytest
+import trustme
 from amazondax import AmazonDaxClient
 from botocore.exceptions import ClientError
 
-from daxproxy.core.config import Settings
-from daxproxy.dax import cbor
-from daxproxy.dax.attribute_lists import AttributeLists
-from daxproxy.edge.dax_protocol import serve_dax
-from daxproxy.service.attribute_store import SqliteListStore
-from daxproxy.service.dax_calls import DaxService
-from daxproxy.service.proxy import ClientRequest, Proxy
-from daxproxy.service.runtime import open_proxy
+from daxproxy.dax import cbor, methods
 from tests.integration.conftest import Endpoints
-from tests.integration.harness import NO_RETRIES, REGION, TEST_ENV
+from tests.integration.harness import NO_RETRIES, REGION, TEST_ENV, ProxyProcess
 
 T = TypeVar("T")
 
 PREAMBLE = b"".join(cbor.dumps(x) for x in ("J7yne5G", 0, b"s", {"UserAgent": "t"}, 0))
+ENDPOINTS = cbor.dumps(1) + cbor.dumps(methods.ENDPOINTS.id)
+AUTH_EXAMPLE = str(Path(__file__).parents[2] / "config" / "auth.example.toml")
 
 TABLES: dict[str, dict[str, Any]] = {
     "dax_hash_s": {"pk": "S"},
@@ -60,53 +62,19 @@ GSI = {
 }
 
 
-class InProcessDax:
-    """The proxy and its DAX listener on an event loop of their own."""
+def _proxy(upstream: str, *options: str, port: int | None = None) -> ProxyProcess:
+    """``python -m daxproxy`` in front of ``upstream``, started (on ``port`` if given)."""
+    proxy = ProxyProcess("--upstream", upstream, *options)
+    if port is not None:
+        proxy.port, proxy.url = port, f"http://127.0.0.1:{port}"
+    proxy.start()
+    return proxy
 
-    def __init__(self, upstream: str, data_dir: str | None = None, port: int = 0) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._stop: asyncio.Event | None = None
-        self._ready: Future[tuple[Proxy, int]] = Future()
-        self._upstream = upstream
-        self._data_dir = data_dir
-        self._port = port
 
-    def start(self) -> None:
-        self._thread.start()
-        self._done = asyncio.run_coroutine_threadsafe(self._serve(), self.loop)
-        self.proxy, self.port = self._ready.result(timeout=30)
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        try:
-            async with open_proxy(Settings(upstream=self._upstream, region=REGION)) as proxy:
-                assert proxy.tables is not None
-                store = None if self._data_dir is None else SqliteListStore(self._data_dir)
-                service = DaxService(proxy, proxy.tables, AttributeLists(store=store))
-                server = await serve_dax(service, "127.0.0.1", self._port, max_bytes=1 << 20)
-                try:
-                    self._ready.set_result((proxy, server.port))
-                    await self._stop.wait()
-                finally:
-                    await server.close()
-                    if store is not None:
-                        store.close()
-        except BaseException as error:
-            if not self._ready.done():
-                self._ready.set_exception(error)
-            raise
-
-    def run(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
-
-    def stop(self) -> None:
-        assert self._stop is not None
-        self.loop.call_soon_threadsafe(self._stop.set)
-        self._done.result(timeout=30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=30)
-        self.loop.close()
+def _stop(proxy: ProxyProcess) -> int:
+    code = proxy.stop()
+    os.unlink(proxy.log_path)
+    return code
 
 
 def _dax_client(port: int) -> Any:
@@ -146,23 +114,23 @@ def _create_tables(client: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def dax(endpoints: Endpoints) -> Iterator[InProcessDax]:
+def dax(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     upstream, direct = _boto(endpoints.upstream), _boto(endpoints.direct)
     for client in (upstream, direct):
         _create_tables(client)
-    server = InProcessDax(endpoints.upstream)
-    server.start()
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    proxy = _proxy(endpoints.upstream, "--data-dir", data_dir)
     try:
-        yield server
+        yield proxy
     finally:
-        server.stop()
+        _stop(proxy)
         for client in (upstream, direct):
             for name in TABLES:
                 client.delete_table(TableName=name)
 
 
 @pytest.fixture(scope="module")
-def client(dax: InProcessDax) -> Iterator[Any]:
+def client(dax: ProxyProcess) -> Iterator[Any]:
     with _dax_client(dax.port) as client:
         yield client
 
@@ -278,19 +246,20 @@ def test_consumed_capacity_equals_moto_and_is_zero_on_a_hit(client: Any, direct:
     assert hit["ConsumedCapacity"] == {"TableName": "dax_hash_s", "CapacityUnits": 0.0}
 
 
-def _http_get(dax: InProcessDax, table: str, key: dict[str, Any]) -> Any:
-    body = orjson.dumps({"TableName": table, "Key": key, "ConsistentRead": False})
-    request = ClientRequest((), body, "DynamoDB_20120810.GetItem")
-    return orjson.loads(dax.run(dax.proxy.handle(request)).body)
-
-
-def test_one_cache_for_both_protocols(dax: InProcessDax, client: Any, endpoints: Endpoints) -> None:
-    """A write through DAX is what an HTTP read then sees; reads through DAX are served
-    from the item cache (a change behind the proxy's back stays unseen until a
-    ConsistentRead), as HTTP reads are."""
+def test_one_port_and_one_cache_for_both_protocols(
+    dax: ProxyProcess, client: Any, endpoints: Endpoints
+) -> None:
+    """boto3 over HTTP on the DAX client's port, with the client's connections open: a
+    write through DAX is what an HTTP read then sees and the other way round; reads through
+    DAX are served from the item cache (a change behind the proxy's back stays unseen until
+    a ConsistentRead), as HTTP reads are."""
     key = {"pk": {"S": "shared"}}
+    http = _boto(dax.url)
     client.put_item(TableName="dax_hash_s", Item={**key, "v": {"S": "from dax"}})
-    assert _http_get(dax, "dax_hash_s", key)["Item"]["v"] == {"S": "from dax"}
+    assert http.get_item(TableName="dax_hash_s", Key=key)["Item"]["v"] == {"S": "from dax"}
+    http.put_item(TableName="dax_hash_s", Item={**key, "v": {"S": "from http"}})
+    assert client.get_item(TableName="dax_hash_s", Key=key)["Item"]["v"] == {"S": "from http"}
+    client.put_item(TableName="dax_hash_s", Item={**key, "v": {"S": "from dax"}})
     _boto(endpoints.upstream).put_item(TableName="dax_hash_s", Item={**key, "v": {"S": "behind"}})
     cached = client.get_item(TableName="dax_hash_s", Key=key)
     assert cached["Item"]["v"] == {"S": "from dax"}  # a hit: the cache's copy
@@ -312,7 +281,7 @@ def test_what_is_not_served_yet_says_so(client: Any) -> None:
     assert "not served over DAX's protocol yet" in error["Message"]
 
 
-def test_the_resource_api_puts_and_gets(dax: InProcessDax) -> None:
+def test_the_resource_api_puts_and_gets(dax: ProxyProcess) -> None:
     resource = AmazonDaxClient.resource(
         endpoint_url=f"dax://127.0.0.1:{dax.port}",
         region_name=REGION,
@@ -332,22 +301,26 @@ def test_the_resource_api_puts_and_gets(dax: InProcessDax) -> None:
 @pytest.mark.parametrize(
     "garbage",
     [
+        b"gJ7yne5X",  # DAX's first byte, then not its preamble
         b"gJ7yne5G\xff\xff\xff",  # the magic, then not CBOR
         PREAMBLE + b"\x01\x1a\x00\x00\x30\x39",  # an unknown method id
         PREAMBLE + b"\x01\x1a\x0f\xb0\xcc\x6a" + b"\x81" * 200,  # nesting past the cap
     ],
 )
 def test_broken_connections_close_and_the_server_serves_on(
-    dax: InProcessDax, client: Any, garbage: bytes
+    dax: ProxyProcess, client: Any, garbage: bytes
 ) -> None:
     with socket.create_connection(("127.0.0.1", dax.port), timeout=10) as raw:
         raw.sendall(garbage)
         assert raw.recv(100) == b""  # closed, nothing answered
     assert client.get_item(TableName="dax_hash_s", Key={"pk": {"S": "absent"}}) == {}
+    assert "Item" not in _boto(dax.url).get_item(
+        TableName="dax_hash_s", Key={"pk": {"S": "absent"}}
+    )
 
 
 def test_a_client_that_outlives_a_restart_reads_correctly(
-    dax: InProcessDax, endpoints: Endpoints, tmp_path: Any
+    dax: ProxyProcess, endpoints: Endpoints, tmp_path: Path
 ) -> None:
     """The attribute-list ids are in the data directory: after a restart, a list named
     first by another client gets a new id, not one the long-lived client knows for
@@ -355,14 +328,13 @@ def test_a_client_that_outlives_a_restart_reads_correctly(
     old_key, new_key = {"pk": {"S": "before restart"}}, {"pk": {"S": "after restart"}}
     old_item = {**old_key, "x": {"S": "1"}, "y": {"S": "2"}}
     new_item = {**new_key, "a": {"S": "3"}, "b": {"S": "4"}}
-    first = InProcessDax(endpoints.upstream, data_dir=str(tmp_path))
-    first.start()
+    data_dir = str(tmp_path / "data")
+    first = _proxy(endpoints.upstream, "--data-dir", data_dir)
     with _dax_client(first.port) as long_lived:
         long_lived.put_item(TableName="dax_hash_s", Item=old_item)
         assert long_lived.get_item(TableName="dax_hash_s", Key=old_key)["Item"] == old_item
-        first.stop()
-        second = InProcessDax(endpoints.upstream, data_dir=str(tmp_path), port=first.port)
-        second.start()
+        assert _stop(first) == 0
+        second = _proxy(endpoints.upstream, "--data-dir", data_dir, port=first.port)
         try:
             with _dax_client(second.port) as fresh:
                 fresh.put_item(TableName="dax_hash_s", Item=new_item)
@@ -371,7 +343,78 @@ def test_a_client_that_outlives_a_restart_reads_correctly(
             got = long_lived.get_item(TableName="dax_hash_s", Key=old_key)
             assert got["Item"] == old_item
         finally:
-            second.stop()
+            _stop(second)
+
+
+def _dax_socket(port: int) -> socket.socket:
+    """A DAX connection that has had an answer (so the proxy holds it as DAX's)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    raw.sendall(PREAMBLE + ENDPOINTS)
+    assert raw.recv(4096)
+    return raw
+
+
+def _gauge(proxy: ProxyProcess) -> float:
+    with urllib.request.urlopen(f"{proxy.url}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    (value,) = re.findall(r"^daxproxy_client_connections ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(value)
+
+
+def test_dax_connections_count_in_the_cap_and_the_gauge(endpoints: Endpoints) -> None:
+    proxy = _proxy(endpoints.upstream, "--max-client-connections", "3")
+    try:
+        first, second = _dax_socket(proxy.port), _dax_socket(proxy.port)
+        assert _gauge(proxy) == 3  # the two DAX connections and the scrape's own
+        third = _dax_socket(proxy.port)
+        with (
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as fourth,
+            contextlib.suppress(ConnectionResetError),  # past the cap: aborted...
+        ):
+            fourth.sendall(PREAMBLE + ENDPOINTS)
+            assert fourth.recv(4096) == b""  # ...or closed, unanswered
+        first.close()
+        deadline = time.monotonic() + 10
+        while True:  # the close reaches the proxy soon; a scrape before it is refused
+            try:
+                assert _gauge(proxy) == 3  # two DAX connections and the scrape
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+        second.close()
+        third.close()
+    finally:
+        _stop(proxy)
+
+
+def test_idle_dax_connections_close_and_sigterm_drains_them(endpoints: Endpoints) -> None:
+    proxy = _proxy(endpoints.upstream, "--client-idle-timeout-millis", "200")
+    try:
+        with _dax_socket(proxy.port) as idle:
+            assert idle.recv(100) == b""  # closed by the proxy once idle
+        kept = _dax_socket(proxy.port)
+    finally:
+        assert _stop(proxy) == 0
+    with kept:
+        assert kept.recv(100) == b""  # closed on SIGTERM; the process stopped cleanly
+
+
+def test_with_an_auth_file_dax_connections_are_refused(endpoints: Endpoints) -> None:
+    """authorizeConnection's signature is not checked yet: DAX is refused, as an auth
+    failure the client raises at once; HTTP is served as ever."""
+    proxy = ProxyProcess("--upstream", endpoints.upstream, "--auth-file", AUTH_EXAMPLE)
+    proxy.env = {**proxy.env, "ORDERS_APP_SECRET": "a", "REPORTING_SECRET": "b"}
+    proxy.start()
+    try:
+        with pytest.raises(ClientError) as caught, _dax_client(proxy.port) as refused:
+            refused.get_item(TableName="dax_hash_s", Key={"pk": {"S": "x"}})
+        error = caught.value.response["Error"]
+        assert error["Code"] == "AccessDeniedException"
+        assert "auth_file" in error["Message"]
+        with urllib.request.urlopen(f"{proxy.url}/healthz", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        _stop(proxy)
 
 
 def test_conditions_updates_and_deletes_equal_moto(client: Any, direct: Any) -> None:
@@ -652,3 +695,83 @@ def test_transactions_equal_moto(client: Any, direct: Any) -> None:
             c.transact_write_items(TransactItems=copy.deepcopy(writes[:1]))
         errors.append(caught.value.response["Error"]["Code"])
     assert errors == ["TransactionCanceledException"] * 2
+
+
+def test_every_worker_serves_dax_with_the_same_attribute_list_ids(
+    dax: ProxyProcess, endpoints: Endpoints, tmp_path: Path
+) -> None:
+    """With workers, DAX clients' connections land on any worker (SO_REUSEPORT): each
+    names new attribute lists, and every client reads every item right, each reconnecting
+    after an error, so the workers gave every list the same id (the kernel's spread is not
+    controlled here: with six clients reconnecting three times, some client talks to both
+    workers in all but a vanishing share of runs)."""
+    proxy = _proxy(endpoints.upstream, "--workers", "2", "--data-dir", str(tmp_path))
+    try:
+        deadline = time.monotonic() + 30
+        while "with 2 workers" not in proxy.log():  # the supervisor's line: both listen
+            assert time.monotonic() < deadline, "the workers did not all start"
+            time.sleep(0.02)
+        items = [
+            {"pk": {"S": f"worker-{i}"}, f"only_{i}": {"S": str(i)}, "n": {"N": str(i)}}
+            for i in range(6)
+        ]
+        clients = [_dax_client(proxy.port) for _ in items]
+        try:
+            for client, item in zip(clients, items, strict=True):
+                client.put_item(TableName="dax_hash_s", Item=item)
+            for _ in range(3):
+                for client in clients:
+                    for item in items:
+                        got = client.get_item(TableName="dax_hash_s", Key={"pk": item["pk"]})
+                        assert got["Item"] == item
+                    # An error reply makes the client drop its sockets and connect again,
+                    # to whichever worker the kernel picks.
+                    with pytest.raises(ClientError):
+                        client.get_item(TableName="dax_no_such_table", Key={"pk": {"S": "x"}})
+        finally:
+            for client in clients:
+                client.close()
+        assert "Item" in _boto(proxy.url).get_item(
+            TableName="dax_hash_s", Key={"pk": items[0]["pk"]}
+        )
+    finally:
+        assert _stop(proxy) == 0
+
+
+def test_daxs_on_the_https_port_with_the_same_certificate(
+    dax: ProxyProcess,
+    endpoints: Endpoints,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With TLS settings, ``daxs://`` reaches the proxy on its HTTPS port: the client
+    checks the certificate against its trust store (here a throwaway CA's, through
+    SSL_CERT_FILE, which the client's default context reads) and the host name."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    issued.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    proxy = ProxyProcess(
+        "--upstream",
+        endpoints.upstream,
+        "--tls-cert-file",
+        str(tmp_path / "cert.pem"),
+        "--tls-key-file",
+        str(tmp_path / "key.pem"),
+        ca_file=str(tmp_path / "ca.pem"),
+    )
+    proxy.start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    try:
+        item = {"pk": {"S": "over tls"}, "v": {"SS": ["x"]}}
+        with AmazonDaxClient(
+            endpoint_url=f"daxs://127.0.0.1:{proxy.port}",
+            region_name=REGION,
+            aws_access_key_id="AKIDDAX",
+            aws_secret_access_key="secret",
+        ) as secure:
+            secure.put_item(TableName="dax_hash_s", Item=item)
+            assert secure.get_item(TableName="dax_hash_s", Key={"pk": item["pk"]})["Item"] == item
+    finally:
+        _stop(proxy)

@@ -6,9 +6,9 @@ An example is runnable when the line right above its fence is a ``<!-- readme-te
 -->`` comment; the others are fragments. Each runs in a fresh interpreter whose environment
 holds no ``AWS_*`` variable and whose home holds no ``~/.aws``: what a newcomer's machine
 has. The only change made to the text is the port: the example's
-``http://127.0.0.1:8111`` becomes the test proxy's address, so that the test never takes
-the port a developer's own ``make run`` may hold. The proxy runs with that same bare
-environment, so its placeholder credentials are tried too.
+``http://127.0.0.1:8111`` (and ``dax://127.0.0.1:8111``) becomes the test proxy's address,
+so that the test never takes the port a developer's own ``make run`` may hold. The proxy
+runs with that same bare environment, so its placeholder credentials are tried too.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tests.integration.harness import running_proxy
 README = Path(__file__).resolve().parents[2] / "README.md"
 MARK = "<!-- readme-test"
 MAKE_RUN_URL = "http://127.0.0.1:8111"
+MAKE_RUN_DAX_URL = "dax://127.0.0.1:8111"  # the same port, in DAX's client's spelling
 # A marked example: the comment line, then a fenced python block.
 SNIPPET = re.compile(r"^<!-- readme-test[^\n]*-->\n```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 RUN_TIMEOUT = 60.0
@@ -84,7 +85,9 @@ def test_the_readme_examples_run_as_pasted_twice_without_credentials(tmp_path: P
         url = proxy.url
         for number, snippet in enumerate(snippets, 1):
             assert MAKE_RUN_URL in snippet, f"example {number} does not use make run's address"
-            code = snippet.replace(MAKE_RUN_URL, url)
+            code = snippet.replace(MAKE_RUN_URL, url).replace(
+                MAKE_RUN_DAX_URL, url.replace("http://", "dax://")
+            )
             outputs = []
             for run in ("first", "second"):
                 done = run_snippet(code, environment, tmp_path)

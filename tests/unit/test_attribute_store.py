@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from daxproxy.core.config import SettingError, Settings
 from daxproxy.dax.attribute_lists import AttributeLists, Full
-from daxproxy.service.attribute_store import SqliteListStore
+from daxproxy.edge.cli import main
+from daxproxy.service.attribute_store import (
+    FILE_NAME,
+    SqliteListStore,
+    default_data_dir,
+    open_store,
+)
 
 
 def test_ids_outlive_the_store(tmp_path: Path) -> None:
@@ -58,3 +66,45 @@ def test_names_keep_order_and_any_text(tmp_path: Path) -> None:
     fresh = AttributeLists(store=SqliteListStore(str(tmp_path)))
     assert fresh.names_of(list_id) == names
     assert fresh.id_of(("",)) != list_id
+
+
+def test_the_default_data_dir_is_per_user() -> None:
+    assert default_data_dir({"XDG_DATA_HOME": "/x"}) == "/x/daxproxy"
+    assert default_data_dir({}) == os.path.expanduser("~/.local/share/daxproxy")
+
+
+def test_open_store_makes_the_data_dir(tmp_path: Path) -> None:
+    store = open_store(Settings(data_dir=str(tmp_path / "a" / "b")))
+    assert store.path == str(tmp_path / "a" / "b" / FILE_NAME)
+    store.close()
+
+
+def test_a_data_dir_that_cannot_be_made_names_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SettingError) as caught:
+        open_store(Settings(data_dir=str(tmp_path / "file" / "data")))
+    assert caught.value.setting == "data_dir"
+    assert str(tmp_path / "file" / "data") in str(caught.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_data_dir_that_cannot_be_written_names_the_setting(tmp_path: Path) -> None:
+    SqliteListStore(str(tmp_path)).close()  # the file is there: only a write would fail
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(SettingError) as caught:
+            open_store(Settings(data_dir=str(tmp_path)))
+        assert caught.value.setting == "data_dir"
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_the_command_line_checks_the_data_dir_before_it_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 with the one line of a bad setting, as the settings' own checks give it,
+    before any process, backend or listener starts."""
+    (tmp_path / "file").write_text("")
+    argv = ["--data-dir", str(tmp_path / "file"), "--upstream", "http://127.0.0.1:9"]
+    assert main(argv, {}) == 2
+    assert capsys.readouterr().err.startswith("daxproxy: setting 'data_dir': ")

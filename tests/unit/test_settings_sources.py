@@ -243,6 +243,7 @@ BAD_FILE_VALUES: dict[str, list[str]] = {
     "shutdown_timeout_millis": ["-1", "3600001", '"10s"'],
     "event_loop": ['"trio"', "true"],
     "auth_file": ["5", "true"],
+    "data_dir": ["5", "true"],
     "auth_clock_skew_millis": ["999", '"5m"'],
     "tls_cert_file": ["1", "[]"],
     "tls_key_file": ["false", "{}"],
@@ -293,7 +294,7 @@ BAD_ENV_VALUES: dict[str, list[str]] = {
 
 # Any string is a path; whether the file is there and holds what it should is checked when
 # the proxy starts, by the modules that read the files.
-PATH_SETTINGS = {"auth_file", "tls_cert_file", "tls_key_file"}
+PATH_SETTINGS = {"auth_file", "tls_cert_file", "tls_key_file", "data_dir"}
 
 
 def test_every_setting_has_bad_values_to_try() -> None:
