@@ -23,7 +23,9 @@ applies it when it arrives (the *lag*, ``daxproxy_change_lag_seconds``):
   in every mode (a change the proxy did not make is not one ``--mode`` speaks of). A
   stream's gap (``TableUnsure``) travels as ``drop``.
 - ``learned``: a worker learned a table (its name): the stream reader describes it too, so
-  its follower follows it; the other workers ignore it.
+  its follower follows it (a DescribeTable that fails is tried again, backing off from
+  0.1 s to 5 s, :data:`LEARN_TRIES` times, or until the table is forgotten); the other
+  workers ignore it.
 - ``reader``: the stream reader started or its link came back: every other worker sends
   ``learned`` for each table it knows, since those it sent meanwhile reached no reader.
 - ``table``: a table deleted, updated, found changed by the registry or invalidated: every
@@ -49,7 +51,7 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -65,6 +67,8 @@ log = logging.getLogger(__name__)
 
 WRITE, UNSURE, DROP, TABLE, ALL = "write", "unsure", "drop", "table", "all"
 CHANGED, LEARNED, READER = "changed", "learned", "reader"
+# The reader's DescribeTable of a table another worker learned: tries, and the back-off.
+LEARN_TRIES, LEARN_BACKOFF, LEARN_MAX_BACKOFF = 20, 0.1, 5.0
 
 
 class Publisher(Protocol):
@@ -154,7 +158,8 @@ class Coherence(Changes):
         self._applying = False  # what applying a change does is not published again
         self._reader = streams and reader
         self._tells = streams and not reader  # tells the reader the tables it learns
-        self._learning: set[asyncio.Task[None]] = set()  # the reader's DescribeTables
+        self._learning: dict[str, asyncio.Task[None]] = {}  # the reader's, by table name
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests inject one
         self._handlers: dict[str, Callable[..., None]] = {
             WRITE: self._apply_written,
             UNSURE: self._apply_unsure,
@@ -172,7 +177,7 @@ class Coherence(Changes):
     # Publishing ------------------------------------------------------------------------
 
     def _publish(self, kind: str, *args: Any, applying: bool = False) -> None:
-        """``applying``: sent even while applying a change (one it calls for)."""
+        """``applying``: sent even while applying a change (``reader`` calls for it)."""
         if self._applying and not applying:
             return
         try:
@@ -206,10 +211,10 @@ class Coherence(Changes):
     def announce(self) -> None:
         """The reader is here (started, or its link is back): the others tell it their tables."""
         if self._reader:
-            self._publish(READER, applying=True)
+            self._publish(READER)
 
     def _table_learned(self, info: TableInfo) -> None:
-        self._publish(LEARNED, table_name(info.arn), applying=True)
+        self._publish(LEARNED, table_name(info.arn))
 
     def _spellings(self, tables: Iterable[str]) -> list[str]:
         """The tables as named, and the ARNs this worker knows them by."""
@@ -269,18 +274,34 @@ class Coherence(Changes):
 
     def _apply_learned(self, table: str) -> None:
         """The reader learns the table too, so that its follower follows it."""
-        if not self._reader or self._tables.known(table) is not None:
+        if not self._reader or table in self._learning or self._tables.known(table) is not None:
             return
         task = asyncio.get_running_loop().create_task(self._learn(table))
-        self._learning.add(task)
-        task.add_done_callback(self._learning.discard)
+        self._learning[table] = task
+        task.add_done_callback(lambda done: self._learnt(table, done))
+
+    def _learnt(self, table: str, task: asyncio.Task[None]) -> None:
+        if self._learning.get(table) is task:
+            del self._learning[table]
 
     async def _learn(self, table: str) -> None:
-        if await self._tables.get(table) is None:
-            log.warning(
-                "coherence streams: a table another worker caches could not be described, so "
-                "its stream is not followed until it is learned again"
-            )
+        delay = LEARN_BACKOFF
+        for _ in range(LEARN_TRIES):
+            if await self._tables.get(table) is not None:
+                return
+            await self.sleep(delay)
+            delay = min(delay * 2, LEARN_MAX_BACKOFF)
+        log.warning(
+            "coherence streams: a table another worker caches could not be described, so "
+            "its stream is not followed until that worker learns it again"
+        )
+
+    def _stop_learning(self, table: str | None) -> None:
+        """Stop describing the table (None: every table)."""
+        for name in list(self._learning) if table is None else [table_name(table)]:
+            task = self._learning.pop(name, None)
+            if task is not None:
+                task.cancel()
 
     def _apply_reader(self) -> None:
         if self._tells:
@@ -289,9 +310,8 @@ class Coherence(Changes):
 
     async def close(self) -> None:
         """Stop the reader's DescribeTables in flight."""
-        tasks, self._learning = self._learning, set()
-        for task in tasks:
-            task.cancel()
+        tasks = list(self._learning.values())
+        self._stop_learning(None)
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -316,10 +336,12 @@ class Coherence(Changes):
         )
 
     def _apply_forgotten(self, table: str) -> None:
+        self._stop_learning(table)
         self._tables.forget(table)  # its listeners drop the items and pages
 
     def _clear(self) -> None:
         """Forget every item, page and table."""
+        self._stop_learning(None)
         self._items.drop_all()
         if self._queries is not None:
             self._queries.drop_all()

@@ -17,12 +17,15 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
 from daxproxy.core.config import Settings
+from daxproxy.core.wire import Headers, Target
 from daxproxy.service.proxy import Proxy
 from daxproxy.service.runtime import build_proxy
 from daxproxy.service.streams import StreamFollower
+from daxproxy.service.upstream import Upstream, UpstreamResponse
 from daxproxy.workers.channel import ChangeHub, ChangeLink
 from tests.fake_streams import StreamedDynamoDB
 from tests.fakes import FakeTable
@@ -49,20 +52,25 @@ class Group:
         self.hub = ChangeHub(path)
         self.links: list[ChangeLink] = []
         self.followers: list[StreamFollower] = []
+        self.learn_sleeps = Sleeps()
 
     async def link(self) -> ChangeLink:
         link = await ChangeLink.connect(self.path, len(self.links) + 1)
         self.links.append(link)
         return link
 
-    async def proxy(self, link: ChangeLink, *, reader: bool) -> Proxy:
+    async def proxy(
+        self, link: ChangeLink, *, reader: bool, upstream: Upstream | None = None
+    ) -> Proxy:
         p = build_proxy(
             Settings(upstream="http://127.0.0.1:1", coherence="streams"),
-            self.fake,
+            upstream or self.fake,
             clock=Clock(),
             changes=link,
             reader=reader,
         )
+        assert p.coherence is not None
+        p.coherence.sleep = self.learn_sleeps
         if p.streams is not None:
             p.streams.sleep = Sleeps()
             await p.streams.start()
@@ -70,10 +78,12 @@ class Group:
         return p
 
     async def pair(self) -> tuple[Proxy, Proxy, StreamFollower]:
-        """The reader and another worker, both linked before either publishes."""
+        """The reader and another worker, both linked before either publishes, the reader's
+        announcement applied."""
         link_a, link_b = await self.link(), await self.link()
         a, b = await self.proxy(link_a, reader=True), await self.proxy(link_b, reader=False)
         assert a.streams is not None and b.streams is None
+        await settled(a, b)
         return a, b, a.streams
 
     async def close(self) -> None:
@@ -207,3 +217,106 @@ async def test_a_reader_that_arrives_late_is_told_the_tables_learned_before(
     await until(lambda: a.metrics is not None and a.metrics.changes_published["drop"] >= 1)
     await until(lambda: b.metrics is not None and b.metrics.changes_applied["drop"] >= 1)
     assert await get_in(b, "u") == (item("unseen"), "miss")  # the drop-at-start reached it
+
+
+class DescribeFails:
+    """The fake, but DescribeTable of ``table`` answers 500 (``times`` times; None: always)."""
+
+    def __init__(self, fake: StreamedDynamoDB, table: str, times: int | None) -> None:
+        self._fake = fake
+        self._table = table
+        self.times = times
+        self.failed = 0
+
+    async def send(
+        self, target: Target, body: bytes, headers: Headers, *, retry_safe: bool
+    ) -> UpstreamResponse:
+        if (
+            target.operation == "DescribeTable"
+            and orjson.loads(body)["TableName"] == self._table
+            and (self.times is None or self.failed < self.times)
+        ):
+            self.failed += 1
+            return UpstreamResponse(500, [], b'{"__type":"InternalServerError"}')
+        return await self._fake.send(target, body, headers, retry_safe=retry_safe)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_table_the_reader_cannot_describe_at_first_is_described_again(
+    group: Group,
+) -> None:
+    """Guard: the reader tries a failed DescribeTable again, backing off (Coherence._learn)."""
+    upstream = DescribeFails(group.fake, "u", times=2)
+    link_a, link_b = await group.link(), await group.link()
+    a = await group.proxy(link_a, reader=True, upstream=upstream)
+    b = await group.proxy(link_b, reader=False)
+    await settled(a, b)
+    assert a.streams is not None
+    await get_in(b, "u")
+    await followed(a.streams, U_ARN)
+    assert upstream.failed == 2 and group.learn_sleeps[:2] == [0.1, 0.2]
+
+
+class Gate:
+    """A sleep that lasts until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+        self.open = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+        await self.open.wait()
+
+
+@pytest.mark.parametrize("how", ["forgotten", "reset"])
+async def test_the_reader_stops_describing_a_table_the_others_forgot(
+    group: Group, how: str
+) -> None:
+    """Guard: a table another worker forgot, or a reset (every worker forgets every table),
+    stops the reader's DescribeTables of it (_stop_learning, in _apply_forgotten and
+    _clear)."""
+    upstream = DescribeFails(group.fake, "u", times=None)
+    link_a, link_b = await group.link(), await group.link()
+    a = await group.proxy(link_a, reader=True, upstream=upstream)
+    b = await group.proxy(link_b, reader=False)
+    await settled(a, b)
+    assert a.coherence is not None and b.admin is not None
+    gate = a.coherence.sleep = Gate()
+    await get_in(b, "u")
+    await until(lambda: gate.calls == [0.1])  # failed once, waiting to try again
+    if how == "forgotten":
+        await b.admin.invalidate({"table": "u"})  # b forgets u, and tells the others
+        await settled(a, b)
+    else:
+        a.coherence.missed()  # what a's link does when another worker's changes were lost
+    gate.open.set()
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert upstream.failed == 1
+
+
+async def test_a_table_learned_twice_is_described_by_one_task(group: Group) -> None:
+    """Guard: a table the reader is already describing is not described twice
+    (Coherence._apply_learned)."""
+    upstream = DescribeFails(group.fake, "u", times=None)
+    links = [await group.link() for _ in range(3)]
+    a = await group.proxy(links[0], reader=True, upstream=upstream)
+    b = await group.proxy(links[1], reader=False)
+    c = await group.proxy(links[2], reader=False)
+    await settled(a, b, c)  # the reader's announcement: b and c have no tables to tell
+    assert a.coherence is not None
+    gate = a.coherence.sleep = Gate()
+    await get_in(b, "u")
+    await get_in(c, "u")
+    await settled(a, b, c)
+    await until(lambda: gate.calls == [0.1])
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert gate.calls == [0.1] and upstream.failed == 1
+    await a.coherence.close()
