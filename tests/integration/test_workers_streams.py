@@ -2,12 +2,16 @@
 group (worker 1), whose changes reach the other worker through the change channel.
 
 A write made straight at moto is served new through fresh connections to both workers once
-the reader has applied it and the other worker has applied the change it published; each
+the reader has applied it and the other worker has applied the change it published, and
+again after worker 1 (the reader) is killed and started again by the supervisor; each
 wait is for a counter (``/metrics``, summed over the workers), bounded, never a fixed sleep.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -99,5 +103,50 @@ def test_one_reader_and_a_write_straight_at_moto_is_served_new_by_both_workers(
         log = proxy.log()
         assert log.count("coherence streams: following the stream of each table cached") == 1
         assert "Traceback" not in log
+    finally:
+        assert proxy.stop() == 0, proxy.log()
+
+
+def test_after_the_reader_is_killed_the_new_one_follows_what_both_workers_cache(
+    moto: MotoServer,
+) -> None:
+    proxy = start_workers("--upstream", moto.url, "--coherence", "streams")
+    try:
+        table = f"workers-streams-{uuid.uuid4().hex[:8]}"
+        spec = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}}
+        direct = client(moto.url)
+        direct.create_table(TableName=table, **PK_SK_TABLE, **spec)
+        direct.put_item(TableName=table, Item=item("old"))
+        payload = {"TableName": table, "Key": {"pk": {"S": "1"}, "sk": {"N": "1"}}}
+        on_each_worker(proxy, "GetItem", payload)
+        wait_for(lambda: "following the stream" in proxy.log(), "worker 1 follows")
+        pid = int(re.findall(r"worker 1 \(pid (\d+)\) listening", proxy.log())[-1])
+        os.kill(pid, signal.SIGKILL)
+        wait_for(
+            lambda: re.search(r"worker 1 \(pid \d+\) serving again", proxy.log()),
+            "worker 1 was not started again",
+        )
+        on_each_worker(proxy, "GetItem", payload)  # both learn the table again
+        wait_for(
+            lambda: (
+                ("daxproxy_stream_seconds_behind", (("table", table),)) in scrape(proxy)
+                and figure(proxy, "daxproxy_stream_tables_followed") == 1
+            ),
+            "the new reader follows the table, read to its end",
+        )
+        hits_on_each_worker(proxy, payload, "old")
+        records = figure(proxy, "daxproxy_stream_records_applied_total")
+        changed = figure(proxy, "daxproxy_changes_applied_total", ("kind", "changed"))
+        direct.put_item(TableName=table, Item=item("new"))
+        wait_for(
+            lambda: figure(proxy, "daxproxy_stream_records_applied_total") > records,
+            "the new reader applied the record",
+        )
+        wait_for(
+            lambda: figure(proxy, "daxproxy_changes_applied_total", ("kind", "changed")) > changed,
+            "the other worker applied the change",
+        )
+        for answer in on_each_worker(proxy, "GetItem", payload):
+            assert answer.json().get("Item") == item("new"), answer.worker
     finally:
         assert proxy.stop() == 0, proxy.log()
