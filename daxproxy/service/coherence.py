@@ -17,6 +17,17 @@ applies it when it arrives (the *lag*, ``daxproxy_change_lag_seconds``):
   and in strict mode its tables' pages.
 - ``drop``: a PartiQL write or a write the proxy cannot read: the tables' items and pages
   are dropped (held too, when its outcome is unknown); every table when it cannot tell.
+- ``changed``: items changed behind the proxy's back, as the one stream reader read them
+  from a table's DynamoDB Stream (``coherence = "streams"``): its keys are evicted through
+  the receiving worker's tracker, as for ``write``, and its tables' query pages are dropped
+  in every mode (a change the proxy did not make is not one ``--mode`` speaks of). A
+  stream's gap (``TableUnsure``) travels as ``drop``.
+- ``learned``: a worker learned a table (its name): the stream reader describes it too, so
+  its follower follows it (a DescribeTable that fails is tried again, backing off from
+  0.1 s to 5 s, :data:`LEARN_TRIES` times, or until the table is forgotten); the other
+  workers ignore it.
+- ``reader``: the stream reader started or its link came back: every other worker sends
+  ``learned`` for each table it knows, since those it sent meanwhile reached no reader.
 - ``table``: a table deleted, updated, found changed by the registry or invalidated: every
   worker forgets it (its schema, items and pages).
 - ``all``: ``POST /admin/invalidate {"all": true}``: every worker forgets everything.
@@ -35,24 +46,29 @@ drops them once more and caches again. A hit never touches the channel.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import orjson
 
 from daxproxy.core.cache import ItemCache, WriteTracker
 from daxproxy.core.keys import ItemKey
-from daxproxy.core.tables import table_of_arn
+from daxproxy.core.tables import table_name, table_of_arn
 from daxproxy.service.metrics import Metrics
 from daxproxy.service.query_cache import QueryCache
-from daxproxy.service.tables import TableRegistry
+from daxproxy.service.tables import TableInfo, TableRegistry
 
 log = logging.getLogger(__name__)
 
 WRITE, UNSURE, DROP, TABLE, ALL = "write", "unsure", "drop", "table", "all"
+CHANGED, LEARNED, READER = "changed", "learned", "reader"
+# The reader's DescribeTable of a table another worker learned: tries, and the back-off.
+LEARN_TRIES, LEARN_BACKOFF, LEARN_MAX_BACKOFF = 20, 0.1, 5.0
 
 
 class Publisher(Protocol):
@@ -69,6 +85,9 @@ class Changes:
     def unsure(self, keys: Iterable[ItemKey], whole: Iterable[str], tables: Iterable[str]) -> None:
         """A write whose outcome is unknown: hold its keys and the ``whole`` tables; the
         tables it wrote as named (their pages, in strict mode)."""
+
+    def changed(self, keys: Iterable[ItemKey], tables: Iterable[str]) -> None:
+        """These items of these tables (ARNs) changed behind the proxy's back."""
 
     def dropped(self, tables: Iterable[str] | None, *, unsure: bool) -> None:
         """These tables' items and pages (all when None) may have changed; ``unsure``: and
@@ -110,6 +129,8 @@ def _decode_value(value: Any) -> Any:
 class Coherence(Changes):
     """One worker's side of the coherence: publishes its changes on ``link`` and applies
     the others' to its caches (``items``, the caches' ``tracker``, ``queries``, ``tables``).
+    ``reader``: this worker follows the streams (``coherence = "streams"``: worker 1); else,
+    with ``streams``, it tells the reader each table it learns.
     """
 
     def __init__(
@@ -123,6 +144,8 @@ class Coherence(Changes):
         hold_seconds: float,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        streams: bool = False,
+        reader: bool = False,
     ) -> None:
         self._link = link
         self._items = items
@@ -133,19 +156,29 @@ class Coherence(Changes):
         self._metrics = metrics
         self._clock = clock  # the stamps': must be comparable across processes
         self._applying = False  # what applying a change does is not published again
+        self._reader = streams and reader
+        self._tells = streams and not reader  # tells the reader the tables it learns
+        self._learning: dict[str, asyncio.Task[None]] = {}  # the reader's, by table name
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests inject one
         self._handlers: dict[str, Callable[..., None]] = {
             WRITE: self._apply_written,
             UNSURE: self._apply_unsure,
             DROP: self._apply_dropped,
             TABLE: self._apply_forgotten,
             ALL: self._clear,
+            CHANGED: self._apply_changed,
+            LEARNED: self._apply_learned,
+            READER: self._apply_reader,
         }
         metrics.channel = True
+        if self._tells:
+            tables.on_learned(self._table_learned)
 
     # Publishing ------------------------------------------------------------------------
 
-    def _publish(self, kind: str, *args: Any) -> None:
-        if self._applying:
+    def _publish(self, kind: str, *args: Any, applying: bool = False) -> None:
+        """``applying``: sent even while applying a change (``reader`` calls for it)."""
+        if self._applying and not applying:
             return
         try:
             payload = orjson.dumps([kind, self._clock(), *args])
@@ -163,6 +196,9 @@ class Coherence(Changes):
             UNSURE, [encode_key(k) for k in keys], self._spellings(whole), self._spellings(tables)
         )
 
+    def changed(self, keys: Iterable[ItemKey], tables: Iterable[str]) -> None:
+        self._publish(CHANGED, [encode_key(k) for k in keys], sorted(tables))
+
     def dropped(self, tables: Iterable[str] | None, *, unsure: bool) -> None:
         self._publish(DROP, None if tables is None else self._spellings(tables), unsure)
 
@@ -171,6 +207,14 @@ class Coherence(Changes):
 
     def cleared(self) -> None:
         self._publish(ALL)
+
+    def announce(self) -> None:
+        """The reader is here (started, or its link is back): the others tell it their tables."""
+        if self._reader:
+            self._publish(READER)
+
+    def _table_learned(self, info: TableInfo) -> None:
+        self._publish(LEARNED, table_name(info.arn))
 
     def _spellings(self, tables: Iterable[str]) -> list[str]:
         """The tables as named, and the ARNs this worker knows them by."""
@@ -219,6 +263,59 @@ class Coherence(Changes):
         for arn in self._arns(whole):
             self._items.drop_table(arn)
 
+    def _apply_changed(self, keys: list[Any], tables: list[str]) -> None:
+        decoded = [decode_key(key) for key in keys]
+        self._overtake(decoded)
+        for key in decoded:
+            self._items.evict(key)
+        if self._queries is not None:
+            for arn in self._arns(tables):
+                self._queries.dropped(arn)
+
+    def _apply_learned(self, table: str) -> None:
+        """The reader learns the table too, so that its follower follows it."""
+        if not self._reader or table in self._learning or self._tables.known(table) is not None:
+            return
+        task = asyncio.get_running_loop().create_task(self._learn(table))
+        self._learning[table] = task
+        task.add_done_callback(lambda done: self._learnt(table, done))
+
+    def _learnt(self, table: str, task: asyncio.Task[None]) -> None:
+        if self._learning.get(table) is task:
+            del self._learning[table]
+
+    async def _learn(self, table: str) -> None:
+        delay = LEARN_BACKOFF
+        for _ in range(LEARN_TRIES):
+            if await self._tables.get(table) is not None:
+                return
+            await self.sleep(delay)
+            delay = min(delay * 2, LEARN_MAX_BACKOFF)
+        log.warning(
+            "coherence streams: a table another worker caches could not be described, so "
+            "its stream is not followed until that worker learns it again"
+        )
+
+    def _stop_learning(self, table: str | None) -> None:
+        """Stop describing the table (None: every table)."""
+        for name in list(self._learning) if table is None else [table_name(table)]:
+            task = self._learning.pop(name, None)
+            if task is not None:
+                task.cancel()
+
+    def _apply_reader(self) -> None:
+        if self._tells:
+            for arn in sorted(self._tables.arns()):
+                self._publish(LEARNED, table_name(arn), applying=True)
+
+    async def close(self) -> None:
+        """Stop the reader's DescribeTables in flight."""
+        tasks = list(self._learning.values())
+        self._stop_learning(None)
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     def _apply_unsure(self, keys: list[Any], whole: list[str], tables: list[str]) -> None:
         decoded = [decode_key(key) for key in keys]
         self._overtake(decoded)
@@ -239,10 +336,12 @@ class Coherence(Changes):
         )
 
     def _apply_forgotten(self, table: str) -> None:
+        self._stop_learning(table)
         self._tables.forget(table)  # its listeners drop the items and pages
 
     def _clear(self) -> None:
         """Forget every item, page and table."""
+        self._stop_learning(None)
         self._items.drop_all()
         if self._queries is not None:
             self._queries.drop_all()
@@ -275,6 +374,7 @@ class Coherence(Changes):
     def restored(self) -> None:
         self._dropping_all()  # changes may have been missed while it was down
         self._storing(True)
+        self.announce()  # what the others learned meanwhile reached no reader
 
     def missed(self) -> None:
         log.warning("changes from another worker may have been lost: caches dropped")

@@ -40,6 +40,7 @@ from daxproxy.core.operations import Kind, Operation
 from daxproxy.core.wire import Headers, Target, WireResponse
 from daxproxy.service.admin import CacheAdmin
 from daxproxy.service.calls import BYPASS, Call, forward, relay
+from daxproxy.service.coherence import Coherence
 from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
 from daxproxy.service.metrics import Metrics
@@ -124,6 +125,8 @@ class Proxy:
         self._tables = tables
         # The stream follower (coherence = "streams"), set by build_proxy; None: off.
         self.streams: StreamFollower | None = None
+        # This worker's side of the change channel (several workers), set by build_proxy.
+        self.coherence: Coherence | None = None
         self.admin = admin
         self.metrics = metrics
         # Observers besides the metrics, which are told directly (no Outcome built for them).

@@ -15,7 +15,8 @@ nothing of that exists.
 
 With ``coherence = "streams"`` the proxy's stream follower
 (:mod:`daxproxy.service.streams`) is started once the proxy is built and stopped before
-the upstream client closes.
+the upstream client closes. With workers, only worker 1 has one: it applies what it reads
+here and publishes it to the others, and the others tell it the tables they learn.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from daxproxy.service.signing import (
     default_region,
     load_chain_credentials,
 )
-from daxproxy.service.stream_changes import LocalApplier
+from daxproxy.service.stream_changes import Applier, LocalApplier, SharedApplier
 from daxproxy.service.streams import StreamFollower
 from daxproxy.service.tables import TableRegistry
 from daxproxy.service.upstream import HttpUpstream, Upstream
@@ -134,7 +135,10 @@ async def open_proxy(
             access=access,
             changes=link,
             streams_upstream=upstream,
+            reader=worker == 1,
         )
+        if proxy.coherence is not None:
+            stack.push_async_callback(proxy.coherence.close)
         if proxy.streams is not None:
             await proxy.streams.start()
             stack.push_async_callback(proxy.streams.close)
@@ -164,6 +168,7 @@ def build_proxy(
     clock: Callable[[], float] = time.monotonic,
     changes: ChangeLink | None = None,
     streams_upstream: Upstream | None = None,
+    reader: bool = True,
 ) -> Proxy:
     """The proxy for these settings: each cache unless its budget or TTL is 0.
 
@@ -176,7 +181,8 @@ def build_proxy(
     ``streams_upstream``: where the stream follower (``coherence = "streams"``) reads,
     without the breaker, so that a stream's failures never fail client requests; by
     default ``upstream``. The follower is built here and started by the caller
-    (:func:`open_proxy`): ``proxy.streams``.
+    (:func:`open_proxy`): ``proxy.streams``. ``reader``: with ``changes``, whether this
+    worker is the one that follows the streams (the others tell it their tables).
     """
     if metrics is None:
         metrics = Metrics(per_table=settings.metrics_per_table)
@@ -190,6 +196,8 @@ def build_proxy(
     queries = item_reads = item_writes = None
     cache = tracker = None
     coherent: Changes = NO_CHANGES
+    coherence = None
+    streams = settings.coherence == "streams" and (items_on or queries_on)
     if queries_on:
         pages = ItemCache(
             settings.query_cache_max_bytes,
@@ -217,6 +225,8 @@ def build_proxy(
                 tables=tables,
                 hold_seconds=hold,
                 metrics=metrics,
+                streams=streams,
+                reader=reader,
             )
             tables.on_change(coherence.forgotten)
             changes.attach(coherence)
@@ -228,8 +238,11 @@ def build_proxy(
             cache = writes_cache
             item_reads = ItemReads(upstream, cache, tables, tracker)
     follower = None
-    if settings.coherence == "streams" and (items_on or queries_on):
-        applier = LocalApplier(cache, tracker, queries)
+    if streams and (coherence is None or reader):
+        applier: Applier = LocalApplier(cache, tracker, queries)
+        if coherence is not None:  # worker 1 of several: the others hear of what it reads
+            applier = SharedApplier(applier, coherence)
+            coherence.announce()
         follower = StreamFollower(streams_upstream or upstream, tables, applier)
     proxy = Proxy(
         upstream,
@@ -245,6 +258,7 @@ def build_proxy(
         tables=tables,
     )
     proxy.streams = follower
+    proxy.coherence = coherence
     metrics.watch(
         item_cache=cache, query_cache=queries, in_flight=lambda: proxy.in_flight, streams=follower
     )

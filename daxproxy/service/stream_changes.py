@@ -15,12 +15,15 @@ The stream follower (:mod:`daxproxy.service.streams`) turns what it reads into
   never a stale read.
 
 :class:`LocalApplier` applies them to one proxy's caches. With worker processes, the one
-follower of a process group applies each change to its own caches and publishes it on the
-change channel for the other workers (see the README, "Coherence through DynamoDB Streams").
+follower of a process group (worker 1's) applies each change to its own caches and, through
+a :class:`SharedApplier`, publishes it on the change channel for the other workers
+(:mod:`daxproxy.service.coherence`: ``changed`` and ``drop``), who apply it through their own
+write trackers (see the README, "Coherence through DynamoDB Streams").
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,3 +74,26 @@ class LocalApplier:
             self._items.drop_table(change.table)
         if self._queries is not None:
             self._queries.dropped(change.table)
+
+
+class Changes(Protocol):
+    """The other workers (:class:`~daxproxy.service.coherence.Coherence`)."""
+
+    def changed(self, keys: Iterable[ItemKey], tables: Iterable[str]) -> None: ...
+
+    def dropped(self, tables: Iterable[str] | None, *, unsure: bool) -> None: ...
+
+
+class SharedApplier:
+    """Applies each change here (``local``), then publishes it to the other workers."""
+
+    def __init__(self, local: Applier, changes: Changes) -> None:
+        self._local = local
+        self._changes = changes
+
+    def apply(self, change: Change) -> None:
+        self._local.apply(change)
+        if isinstance(change, ItemsChanged):
+            self._changes.changed(change.keys, [change.table])
+        else:
+            self._changes.dropped([change.table], unsure=False)
