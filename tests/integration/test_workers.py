@@ -75,9 +75,12 @@ class Answer:
         return json.loads(self.body)
 
 
-def call(proxy: ProxyProcess, operation: str, payload: dict[str, Any]) -> Answer:
-    """One DynamoDB request on a connection of its own (no keep-alive)."""
-    connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+def post(
+    address: str, operation: str, payload: dict[str, Any], **headers: str
+) -> tuple[int, dict[str, str], bytes]:
+    """One DynamoDB request to ``address`` (host:port) on a connection of its own: the
+    status, the headers (lower-case names) and the body."""
+    connection = http.client.HTTPConnection(address, timeout=10)
     try:
         connection.request(
             "POST",
@@ -86,14 +89,18 @@ def call(proxy: ProxyProcess, operation: str, payload: dict[str, Any]) -> Answer
             headers={
                 "X-Amz-Target": f"DynamoDB_20120810.{operation}",
                 "Content-Type": "application/x-amz-json-1.0",
-                "Connection": "close",
+                **headers,
             },
         )
         answer = connection.getresponse()
-        headers = {k.lower(): v for k, v in answer.getheaders()}
-        return Answer(answer.status, headers, answer.read())
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
     finally:
         connection.close()
+
+
+def call(proxy: ProxyProcess, operation: str, payload: dict[str, Any]) -> Answer:
+    """One DynamoDB request through the proxy on a connection of its own (no keep-alive)."""
+    return Answer(*post(f"127.0.0.1:{proxy.port}", operation, payload, Connection="close"))
 
 
 def on_each_worker(
@@ -220,24 +227,14 @@ def moto_url(proxy: ProxyProcess) -> str:
 
 def behind_the_back(proxy: ProxyProcess, operation: str, payload: dict[str, Any]) -> None:
     """A request straight to the moto both workers use: no worker sees it."""
-    connection = http.client.HTTPConnection(moto_url(proxy).removeprefix("http://"), timeout=10)
-    try:
-        connection.request(
-            "POST",
-            "/",
-            body=json.dumps(payload),
-            headers={
-                "X-Amz-Target": f"DynamoDB_20120810.{operation}",
-                "Content-Type": "application/x-amz-json-1.0",
-                "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/"
-                "dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-            },
-        )
-        answer = connection.getresponse()
-        assert answer.status == 200, answer.read()
-        answer.read()
-    finally:
-        connection.close()
+    status, _, body = post(
+        moto_url(proxy).removeprefix("http://"),
+        operation,
+        payload,
+        Authorization="AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/"
+        "dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+    )
+    assert status == 200, body
 
 
 def test_a_write_through_one_worker_is_seen_by_every_worker_after_the_lag(

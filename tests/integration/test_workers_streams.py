@@ -68,36 +68,50 @@ def hits_on_each_worker(proxy: ProxyProcess, payload: dict[str, Any], value: str
     raise AssertionError(f"{ATTEMPTS} connections: hits only on workers {sorted(hit)}")
 
 
+def streamed_table(moto: MotoServer) -> tuple[Any, str, dict[str, Any]]:
+    """A fresh table with a KEYS_ONLY stream holding item "old": a client straight to moto,
+    the table's name and the GetItem payload of its item."""
+    table = f"workers-streams-{uuid.uuid4().hex[:8]}"
+    spec = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}}
+    direct = client(moto.url)
+    direct.create_table(TableName=table, **PK_SK_TABLE, **spec)
+    direct.put_item(TableName=table, Item=item("old"))
+    return direct, table, {"TableName": table, "Key": {"pk": {"S": "1"}, "sk": {"N": "1"}}}
+
+
+def served_new_after_a_straight_write(
+    proxy: ProxyProcess, direct: Any, table: str, payload: dict[str, Any]
+) -> None:
+    """Item "new" written straight at moto: the reader applies its record, the other worker
+    the change, and then every worker serves the new item."""
+    records = figure(proxy, "daxproxy_stream_records_applied_total")
+    changed = figure(proxy, "daxproxy_changes_applied_total", ("kind", "changed"))
+    direct.put_item(TableName=table, Item=item("new"))
+    wait_for(
+        lambda: figure(proxy, "daxproxy_stream_records_applied_total") > records,
+        "the reader applied the record",
+    )
+    wait_for(
+        lambda: figure(proxy, "daxproxy_changes_applied_total", ("kind", "changed")) > changed,
+        "the other worker applied the change",
+    )
+    for answer in on_each_worker(proxy, "GetItem", payload):
+        assert answer.json().get("Item") == item("new"), answer.worker
+
+
 def test_one_reader_and_a_write_straight_at_moto_is_served_new_by_both_workers(
     moto: MotoServer,
 ) -> None:
     proxy = start_workers("--upstream", moto.url, "--coherence", "streams")
     try:
-        table = f"workers-streams-{uuid.uuid4().hex[:8]}"
-        spec = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}}
-        direct = client(moto.url)
-        direct.create_table(TableName=table, **PK_SK_TABLE, **spec)
-        direct.put_item(TableName=table, Item=item("old"))
-        payload = {"TableName": table, "Key": {"pk": {"S": "1"}, "sk": {"N": "1"}}}
+        direct, table, payload = streamed_table(moto)
         on_each_worker(proxy, "GetItem", payload)  # both learn the table
         wait_for(
             lambda: ("daxproxy_stream_seconds_behind", (("table", table),)) in scrape(proxy),
             "the table followed and read to its end",
         )
         hits_on_each_worker(proxy, payload, "old")  # cached after the drop-at-start
-        records = figure(proxy, "daxproxy_stream_records_applied_total")
-        changed = figure(proxy, "daxproxy_changes_applied_total", ("kind", "changed"))
-        direct.put_item(TableName=table, Item=item("new"))
-        wait_for(
-            lambda: figure(proxy, "daxproxy_stream_records_applied_total") > records,
-            "the reader applied the record",
-        )
-        wait_for(
-            lambda: figure(proxy, "daxproxy_changes_applied_total", ("kind", "changed")) > changed,
-            "the other worker applied the change",
-        )
-        for answer in on_each_worker(proxy, "GetItem", payload):
-            assert answer.json().get("Item") == item("new"), answer.worker
+        served_new_after_a_straight_write(proxy, direct, table, payload)
         # One reader: the table is followed once over both workers, and one worker says so.
         assert figure(proxy, "daxproxy_stream_tables_followed") == 1
         log = proxy.log()
@@ -112,12 +126,7 @@ def test_after_the_reader_is_killed_the_new_one_follows_what_both_workers_cache(
 ) -> None:
     proxy = start_workers("--upstream", moto.url, "--coherence", "streams")
     try:
-        table = f"workers-streams-{uuid.uuid4().hex[:8]}"
-        spec = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}}
-        direct = client(moto.url)
-        direct.create_table(TableName=table, **PK_SK_TABLE, **spec)
-        direct.put_item(TableName=table, Item=item("old"))
-        payload = {"TableName": table, "Key": {"pk": {"S": "1"}, "sk": {"N": "1"}}}
+        direct, table, payload = streamed_table(moto)
         on_each_worker(proxy, "GetItem", payload)
         wait_for(lambda: "following the stream" in proxy.log(), "worker 1 follows")
         pid = int(re.findall(r"worker 1 \(pid (\d+)\) listening", proxy.log())[-1])
@@ -135,18 +144,6 @@ def test_after_the_reader_is_killed_the_new_one_follows_what_both_workers_cache(
             "the new reader follows the table, read to its end",
         )
         hits_on_each_worker(proxy, payload, "old")
-        records = figure(proxy, "daxproxy_stream_records_applied_total")
-        changed = figure(proxy, "daxproxy_changes_applied_total", ("kind", "changed"))
-        direct.put_item(TableName=table, Item=item("new"))
-        wait_for(
-            lambda: figure(proxy, "daxproxy_stream_records_applied_total") > records,
-            "the new reader applied the record",
-        )
-        wait_for(
-            lambda: figure(proxy, "daxproxy_changes_applied_total", ("kind", "changed")) > changed,
-            "the other worker applied the change",
-        )
-        for answer in on_each_worker(proxy, "GetItem", payload):
-            assert answer.json().get("Item") == item("new"), answer.worker
+        served_new_after_a_straight_write(proxy, direct, table, payload)
     finally:
         assert proxy.stop() == 0, proxy.log()
