@@ -100,14 +100,7 @@ async def open_proxy(
             url = embedded
             described = f"{url} (embedded moto)"
         elif upstream_setting is None:
-            try:
-                moto = await start_embedded_moto()
-            except EmbeddedBackendError as exc:
-                raise SettingError(
-                    "upstream", f"not set, so the embedded backend was to start, but {exc}"
-                ) from None
-            stack.callback(moto.stop)
-            url = moto.url
+            url = await start_embedded(stack)
             described = f"{url} (embedded moto)"
         else:
             url = upstream_setting
@@ -144,6 +137,19 @@ async def open_proxy(
             stack.push_async_callback(proxy.streams.close)
             log.info("coherence streams: following the stream of each table cached")
         yield proxy
+
+
+async def start_embedded(stack: contextlib.AsyncExitStack) -> str:
+    """Start the embedded moto server, stopped by ``stack``; its URL. One that cannot start
+    is a :class:`SettingError` naming ``upstream`` (the setting left unset)."""
+    try:
+        moto = await start_embedded_moto()
+    except EmbeddedBackendError as exc:
+        raise SettingError(
+            "upstream", f"not set, so the embedded backend was to start, but {exc}"
+        ) from None
+    stack.callback(moto.stop)
+    return moto.url
 
 
 def with_breaker(settings: Settings, upstream: Upstream, metrics: Metrics) -> Upstream:

@@ -48,11 +48,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from daxproxy import __version__
 from daxproxy.core.access import Grant
-from daxproxy.core.config import SettingError, Settings
+from daxproxy.core.config import Settings
 from daxproxy.edge.loops import loop_factory
 from daxproxy.edge.server import Stop, mode_note, stop_signals
 from daxproxy.edge.tls import server_context
-from daxproxy.service.embedded import EmbeddedBackendError, start_embedded_moto
+from daxproxy.service.runtime import start_embedded
 from daxproxy.workers.channel import ChangeHub
 from daxproxy.workers.figures import (
     CACHES,
@@ -148,14 +148,7 @@ async def _supervise(
 async def _start(stack: contextlib.AsyncExitStack, pool: WorkerPool) -> None:
     """Everything the workers share, then the workers; each stopped by ``stack``."""
     if pool.settings.upstream is None:
-        try:
-            moto = await start_embedded_moto()
-        except EmbeddedBackendError as exc:
-            raise SettingError(
-                "upstream", f"not set, so the embedded backend was to start, but {exc}"
-            ) from None
-        stack.callback(moto.stop)
-        pool.embedded = moto.url
+        pool.embedded = await start_embedded(stack)
     hub = ChangeHub(os.path.join(pool.run_dir, CHANGES_SOCKET))
     await hub.start()
     stack.push_async_callback(hub.close)
