@@ -191,6 +191,9 @@ class RequestLog:
     def __init__(self, logger: logging.Logger | None = None, worker: int | None = None) -> None:
         self._log = logger or logging.getLogger(REQUEST_LOGGER)
         self._worker = worker
+        self._format = "%s table=%s cache=%s status=%d error=%s seconds=%.6f" + (
+            "" if worker is None else " worker=%d"
+        )
 
     def observed(self, outcome: RequestOutcome) -> None:
         if not self._log.isEnabledFor(logging.INFO):
@@ -203,30 +206,18 @@ class RequestLog:
             "error_type": outcome.error_type,
             "seconds": round(outcome.seconds, 6),
         }
-        if self._worker is None:
-            self._log.info(
-                "%s table=%s cache=%s status=%d error=%s seconds=%.6f",
-                outcome.operation,
-                outcome.table or "-",
-                outcome.cache,
-                outcome.status,
-                outcome.error_type or "-",
-                outcome.seconds,
-                extra={FIELDS: fields},
-            )
-            return
-        fields["worker"] = self._worker
-        self._log.info(
-            "%s table=%s cache=%s status=%d error=%s seconds=%.6f worker=%d",
+        args: tuple[object, ...] = (
             outcome.operation,
             outcome.table or "-",
             outcome.cache,
             outcome.status,
             outcome.error_type or "-",
             outcome.seconds,
-            self._worker,
-            extra={FIELDS: fields},
         )
+        if self._worker is not None:
+            fields["worker"] = self._worker
+            args += (self._worker,)
+        self._log.info(self._format, *args, extra={FIELDS: fields})
 
 
 def request_log(settings: Settings, worker: int | None = None) -> RequestLog | None:
