@@ -25,7 +25,12 @@ member the operation runs); a request that names none is allowed when its operat
 that takes no table (ListTables, ...), and a request the proxy cannot read fully (an
 unknown operation, whatever tables it names elsewhere; a statement it cannot parse, which
 could write anywhere) only to a key that may use every table and every action it could be.
-Pure: no I/O.
+
+DAX's protocol signs connections, not requests: :meth:`Access.authorize_connection`
+verifies a connection's authorizeConnection (:func:`daxproxy.core.sigv4_dax.verify`), and
+each of its calls is then checked with :meth:`Access.authorize` alone;
+:meth:`Access.authorize_any` is the check before a DAX call looks its table up. Pure: no
+I/O.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from daxproxy.core import partiql, sigv4_verify
+from daxproxy.core import partiql, sigv4_dax, sigv4_verify
 from daxproxy.core.config import SettingError, Settings
 from daxproxy.core.errors import AccessDeniedException
 from daxproxy.core.operations import Kind, Operation, known
@@ -324,16 +329,43 @@ class Access:
         self.authorize(key_id, operation, payload)
         return key_id
 
+    def authorize_connection(
+        self, key_id: str, signature: str, string_to_sign: bytes, token: str | None
+    ) -> str:
+        """The key id a DAX connection's authorizeConnection proves
+        (:func:`daxproxy.core.sigv4_dax.verify`); else DynamoDB's error, raised."""
+        return sigv4_dax.verify(
+            key_id=key_id,
+            signature=signature,
+            string_to_sign=string_to_sign,
+            token=token,
+            region=self.region,
+            secret_of=self._secret_of,
+            now=self._clock(),
+            skew_seconds=self._skew,
+        )
+
     def authorize(self, key_id: str, operation: Operation, payload: Mapping[str, Any]) -> None:
         """Raise AccessDeniedException unless the key may do all the request needs."""
         key = self._grants[key_id]
         for action, table in needs(operation, payload):
             if not key.may(action, table):
-                raise AccessDeniedException(
-                    f"User: {key_id} is not authorized to perform: dynamodb:{action} "
-                    f"on resource: {self._resource(table)} because no entry of the "
-                    "proxy's auth_file allows it"
-                )
+                raise self._denied(key_id, f"dynamodb:{action}", table)
+
+    def authorize_any(self, key_id: str, actions: Iterable[str], table: str) -> None:
+        """Raise AccessDeniedException unless the key may do one of ``actions`` on
+        ``table`` (a name or, as in a request, the table's ARN)."""
+        key = self._grants[key_id]
+        named: Table = _table_name(table) or Unknown.TABLE
+        if not any(key.may(action, named) for action in actions):
+            raise self._denied(key_id, "any data operation", named)
+
+    def _denied(self, key_id: str, what: str, table: Table) -> AccessDeniedException:
+        return AccessDeniedException(
+            f"User: {key_id} is not authorized to perform: {what} "
+            f"on resource: {self._resource(table)} because no entry of the "
+            "proxy's auth_file allows it"
+        )
 
     def _resource(self, table: Table) -> str:
         if table is None:

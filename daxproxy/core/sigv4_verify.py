@@ -89,8 +89,8 @@ def verify(
     if problems:
         raise IncompleteSignatureException(f"{problems}Authorization={authorization}")
 
-    stamp, signed_at = _timestamp(amz_date, http_date)
-    _check_skew(stamp, signed_at, now, skew_seconds)
+    stamp, signed_at = timestamp(amz_date, http_date)
+    check_skew(stamp, signed_at, now, skew_seconds)
 
     signed_names = [n.strip().lower() for n in params["SignedHeaders"].split(";")]
     if "host" not in signed_names:
@@ -107,7 +107,7 @@ def verify(
             f"e.g. keyid/date/region/service/term, got '{credential}'"
         )
     key_id, scope_date, scope_region, scope_service, terminator = parts
-    _check_scope(parts[1:], stamp, region)
+    check_scope(parts[1:], stamp, region)
 
     secret = secret_of(key_id)
     if secret is None:
@@ -157,7 +157,7 @@ def _parse_authorization(authorization: str) -> tuple[str, dict[str, str]]:
     return algorithm, params
 
 
-def _timestamp(amz_date: str | None, http_date: str | None) -> tuple[str, float]:
+def timestamp(amz_date: str | None, http_date: str | None) -> tuple[str, float]:
     """The signing time as ``YYYYMMDDTHHMMSSZ`` and as seconds since the epoch."""
     if amz_date is not None:
         raw = amz_date.strip()
@@ -184,7 +184,7 @@ def _format(seconds: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(seconds))
 
 
-def _check_skew(stamp: str, signed_at: float, now: float, skew_seconds: float) -> None:
+def check_skew(stamp: str, signed_at: float, now: float, skew_seconds: float) -> None:
     minutes = f"{skew_seconds / 60:g} min."
     if signed_at < now - skew_seconds:
         raise InvalidSignatureException(
@@ -198,13 +198,16 @@ def _check_skew(stamp: str, signed_at: float, now: float, skew_seconds: float) -
         )
 
 
-def _check_scope(scope: list[str], stamp: str, expected_region: str) -> None:
+def check_scope(
+    scope: list[str], stamp: str, expected_region: str, expected_service: str = SERVICE
+) -> None:
+    """The ``date/region/service/terminator`` scope of a signature made at ``stamp``."""
     date, region, service, terminator = scope
     problems = ""
     if region != expected_region:
         problems += f"Credential should be scoped to a valid region, not '{region}'. "
-    if service != SERVICE:
-        problems += f"Credential should be scoped to correct service: '{SERVICE}'. "
+    if service != expected_service:
+        problems += f"Credential should be scoped to correct service: '{expected_service}'. "
     if terminator != TERMINATOR:
         problems += (
             f"Credential should be scoped with a valid terminator: '{TERMINATOR}', "

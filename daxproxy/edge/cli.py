@@ -3,7 +3,7 @@
 Builds :class:`Settings` from, in rising precedence, the defaults, a TOML file (``--config``
 or ``DAXPROXY_CONFIG``), ``DAXPROXY_*`` environment variables and the flags (see
 :mod:`daxproxy.core.settings_sources`), loads the ``auth_file`` (:mod:`daxproxy.edge.auth`)
-and, without one, opens the ``data_dir``'s store of DAX's attribute-list ids once to check it.
+and opens the ``data_dir``'s store of DAX's attribute-list ids once to check it.
 A bad value, an unknown key, variable or flag (flags are never abbreviated: each must be
 spelled out) or an unreadable file exits 2 with one line naming the setting or the file,
 and for an unknown name the closest known one, before anything starts. Then it sets
@@ -315,8 +315,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         args = parse_flags(build_parser(), argv)
         settings, layers = _load(args, variables)
         grants = grants_of(settings, variables)  # the auth_file, before anything starts
-        if settings.auth_file is None:  # else DAX is refused, and the data_dir not used
-            open_store(settings).close()  # a data_dir that cannot be used stops here
+        open_store(settings).close()  # a data_dir that cannot be used stops here
     except (SettingError, sources.ConfigFileError) as exc:
         print(f"daxproxy: {exc}", file=sys.stderr)
         return 2

@@ -42,6 +42,14 @@ class Service(Protocol):
     async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None: ...
 
 
+class Services(Protocol):
+    """What gives each new connection what answers it (:meth:`daxproxy.service.dax_calls.
+    DaxService.connection`: the service, or with ``auth_file`` the connection's
+    authorization in front of it)."""
+
+    def connection(self) -> Service: ...
+
+
 class DaxProtocol(asyncio.Protocol):
     def __init__(
         self,

@@ -17,8 +17,9 @@ dax_protocol.DaxProtocol` (:meth:`HttpProtocol.data_received` hands it over), co
 the cap and the connection gauge in the HTTP connection's place and closed idle and
 drained as HTTP ones are; its calls are answered by a :class:`~daxproxy.service.dax_calls.
 DaxService` whose attribute-list ids are kept in the ``data_dir`` (opened before
-listening; :func:`~daxproxy.service.attribute_store.open_store`), or, with ``auth_file``
-set, refused (:class:`~daxproxy.service.dax_calls.RefusingDax`). On SIGINT or SIGTERM:
+listening; :func:`~daxproxy.service.attribute_store.open_store`), each connection with
+its own authorization when ``auth_file`` is set (:meth:`DaxService.connection`). On
+SIGINT or SIGTERM:
 
 1. stops listening: new connections are refused;
 2. closes idle keep-alive connections at once, and lets each request in flight finish and
@@ -51,14 +52,14 @@ from daxproxy.core.access import Grant
 from daxproxy.core.config import Settings
 from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.edge import answers
-from daxproxy.edge.dax_protocol import DaxProtocol, Service
+from daxproxy.edge.dax_protocol import DaxProtocol, Services
 from daxproxy.edge.limits import limits_of
 from daxproxy.edge.logs import request_log
 from daxproxy.edge.protocol import HttpProtocol
 from daxproxy.edge.routes import Router
 from daxproxy.edge.tls import server_context
 from daxproxy.service.attribute_store import open_store
-from daxproxy.service.dax_calls import DaxService, RefusingDax
+from daxproxy.service.dax_calls import DaxService
 from daxproxy.service.proxy import Proxy
 from daxproxy.service.runtime import open_proxy
 from daxproxy.workers.figures import FigureServer, totals_socket, worker_answers, worker_socket
@@ -79,7 +80,7 @@ class EdgeServer:
         settings: Settings,
         loop: asyncio.AbstractEventLoop,
         totals: str | None = None,
-        dax: Service | None = None,
+        dax: Services | None = None,
     ) -> None:
         """``dax``: what answers DAX connections; None: the port serves HTTP alone."""
         self.loop = loop
@@ -113,7 +114,10 @@ class EdgeServer:
             return None
         limits = self.limits
         dax = DaxProtocol(
-            self.dax, limits.max_body_bytes, idle_timeout=limits.idle_timeout, forget=self.forget
+            self.dax.connection(),
+            limits.max_body_bytes,
+            idle_timeout=limits.idle_timeout,
+            forget=self.forget,
         )
         self.connections.discard(connection)
         self.connections.add(dax)
@@ -287,11 +291,9 @@ async def _start(
 
 def _dax_service(
     stack: contextlib.AsyncExitStack, proxy: Proxy, settings: Settings
-) -> Service | None:
-    """What answers DAX connections: refusals with an ``auth_file``; else the proxy's
-    calls, with the attribute-list ids in the ``data_dir`` (closed with ``stack``)."""
-    if settings.auth_file is not None:
-        return RefusingDax()
+) -> DaxService | None:
+    """What answers DAX connections: the proxy's calls, with the attribute-list ids in the
+    ``data_dir`` (closed with ``stack``)."""
     if proxy.tables is None:
         return None
     store = open_store(settings)

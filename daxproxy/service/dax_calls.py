@@ -10,24 +10,34 @@ message, status and request id. Key schemas come from the proxy's table registry
 (DescribeTable, cached), attribute-list ids from one :class:`AttributeLists` for every
 connection (the namespace is the server's).
 
-Requests are not checked against ``auth_file``: authorizeConnection's signature is not
-verified yet, so when ``auth_file`` is set the server answers DAX connections with
-:class:`RefusingDax` instead, whose every reply is DAX's authentication refusal.
+With ``auth_file`` (the proxy's :class:`~daxproxy.core.access.Access`), each connection
+gets its own :class:`~daxproxy.service.dax_auth.AuthorizedConnection` in front
+(:meth:`DaxService.connection`), which passes on the key its authorizeConnection proved.
+A data call's DynamoDB request then carries that key (:class:`DaxRequest`) and the proxy
+checks the key's grant on it as on an HTTP request, less the signature. Before a table's
+key schema is looked up (defineKeySchema, and every data call), the key must be allowed
+one of the data operations DAX serves on that table, so a key learns nothing of a table
+it may not use. defineAttributeList(Id) and endpoints name no table: an authorized
+connection is enough. Without ``auth_file``, :meth:`DaxService.connection` is the service
+itself and nothing is checked.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from daxproxy.core import wire
+from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.keys import KeySchema
 from daxproxy.dax import batches, calls, errors, methods, queries, transactions
 from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.dax.session import Request
+from daxproxy.service.dax_auth import AuthorizedConnection
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.tables import TableRegistry
 
@@ -36,18 +46,44 @@ log = logging.getLogger(__name__)
 _TARGET_PREFIX = "DynamoDB_20120810."
 _HEADERS = (("Content-Type", wire.JSON_CONTENT_TYPE),)
 _NOT_FOUND = "Requested resource not found"
+# A method's handler: the request, the endpoint the client reached, the connection's key.
+Handler = Callable[[Request, Any, str | None], Awaitable[bytes]]
+# The operations DAX serves on a table: a key allowed none of them on it is told nothing
+# of it, not even its key schema.
+DATA_ACTIONS = tuple(
+    m.name
+    for m in (
+        methods.GET_ITEM,
+        methods.PUT_ITEM,
+        methods.DELETE_ITEM,
+        methods.UPDATE_ITEM,
+        methods.QUERY,
+        methods.SCAN,
+        methods.BATCH_GET_ITEM,
+        methods.BATCH_WRITE_ITEM,
+        methods.TRANSACT_GET_ITEMS,
+        methods.TRANSACT_WRITE_ITEMS,
+    )
+)
 
 
 class DaxService:
     """Answers DAX requests for every connection of one proxy."""
 
     def __init__(
-        self, proxy: Proxy, tables: TableRegistry, lists: AttributeLists | None = None
+        self,
+        proxy: Proxy,
+        tables: TableRegistry,
+        lists: AttributeLists | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock``: what times each connection's authorization (with ``auth_file``)."""
         self._proxy = proxy
+        self._access = proxy.access
         self._tables = tables
+        self._clock = clock
         self.lists = lists if lists is not None else AttributeLists()
-        self._handlers: dict[methods.Method, Callable[[Request, Any], Awaitable[bytes]]] = {
+        self._handlers: dict[methods.Method, Handler] = {
             methods.ENDPOINTS: self._endpoints,
             methods.DEFINE_KEY_SCHEMA: self._key_schema,
             methods.DEFINE_ATTRIBUTE_LIST_ID: self._list_id,
@@ -64,19 +100,33 @@ class DaxService:
             methods.TRANSACT_WRITE_ITEMS: self._transact_write_items,
         }
 
-    async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
+    def connection(self) -> DaxService | AuthorizedConnection:
+        """What answers one new connection: this service, or with ``auth_file`` the
+        connection's authorization in front of it."""
+        if self._access is None:
+            return self
+        return AuthorizedConnection(self.answer, self._access, self._clock)
+
+    async def answer(
+        self, request: Request, endpoint: tuple[bytes, int], key_id: str | None = None
+    ) -> bytes | None:
         """The reply to ``request`` on a connection accepted at ``endpoint`` (the packed
-        IP address and port the client reached: what the endpoints call names)."""
+        IP address and port the client reached: what the endpoints call names);
+        ``key_id``: the key its authorizeConnection proved, with ``auth_file``."""
         if not request.method.replies:
             return None
         handler = self._handlers.get(request.method)
         try:
             if handler is None:
                 raise calls.invalid(f"{request.method.name} is not served over DAX's protocol yet")
-            return await handler(request, endpoint)
+            return await handler(request, endpoint, key_id)
         except calls.CallError as error:
             return errors.error_reply(
                 error.type, error.message, 400, wire.new_request_id(), error.codes
+            )
+        except DynamoDBError as error:  # a grant refused before the proxy saw the call
+            return errors.error_reply(
+                error.code, error.message, error.status, wire.new_request_id()
             )
         except Exception:
             log.exception("a DAX %s call failed", request.method.name)
@@ -84,116 +134,142 @@ class DaxService:
                 "InternalServerError", "Internal server error", 500, wire.new_request_id()
             )
 
-    async def _endpoints(self, request: Request, endpoint: tuple[bytes, int]) -> bytes:
+    async def _endpoints(
+        self, request: Request, endpoint: tuple[bytes, int], key_id: str | None
+    ) -> bytes:
         address, port = endpoint
         return calls.endpoints_reply(address, port, "daxproxy")
 
-    async def _key_schema(self, request: Request, endpoint: Any) -> bytes:
+    async def _key_schema(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
         table = calls.table_of(request.args[0])
-        return calls.key_schema_reply(await self._schema(table, errors.TABLE_NOT_FOUND))
+        return calls.key_schema_reply(await self._schema(table, key_id, errors.TABLE_NOT_FOUND))
 
-    async def _list_id(self, request: Request, endpoint: Any) -> bytes:
+    async def _list_id(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
         return calls.attribute_list_id_reply(request.args[0], self.lists)
 
-    async def _list(self, request: Request, endpoint: Any) -> bytes:
+    async def _list(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
         return calls.attribute_list_reply(request.args[0], self.lists)
 
-    async def _get_item(self, request: Request, endpoint: Any) -> bytes:
-        schema = await self._schema(calls.table_of(request.args[0]))
+    async def _get_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]), key_id)
         payload, paths = calls.get_item_payload(request.args, schema)
-        answer = await self._call("GetItem", payload)
+        answer = await self._call("GetItem", payload, key_id)
         if isinstance(answer, bytes):
             return answer
         return calls.get_item_reply(answer, schema, self.lists, paths)
 
-    async def _put_item(self, request: Request, endpoint: Any) -> bytes:
-        schema = await self._schema(calls.table_of(request.args[0]))
+    async def _put_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]), key_id)
         return await self._write(
-            "PutItem", calls.put_item_payload(request.args, schema, self.lists), schema
+            "PutItem", calls.put_item_payload(request.args, schema, self.lists), schema, key_id
         )
 
-    async def _delete_item(self, request: Request, endpoint: Any) -> bytes:
-        schema = await self._schema(calls.table_of(request.args[0]))
+    async def _delete_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]), key_id)
         return await self._write(
-            "DeleteItem", calls.delete_item_payload(request.args, schema), schema
+            "DeleteItem", calls.delete_item_payload(request.args, schema), schema, key_id
         )
 
-    async def _update_item(self, request: Request, endpoint: Any) -> bytes:
-        schema = await self._schema(calls.table_of(request.args[0]))
+    async def _update_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]), key_id)
         return await self._write(
-            "UpdateItem", calls.update_item_payload(request.args, schema), schema
+            "UpdateItem", calls.update_item_payload(request.args, schema), schema, key_id
         )
 
-    async def _write(self, operation: str, payload: dict[str, Any], schema: KeySchema) -> bytes:
-        answer = await self._call(operation, payload)
+    async def _write(
+        self, operation: str, payload: dict[str, Any], schema: KeySchema, key_id: str | None
+    ) -> bytes:
+        answer = await self._call(operation, payload, key_id)
         if isinstance(answer, bytes):
             return answer
         return calls.write_reply(answer, schema, self.lists, payload.get("ReturnValues"))
 
-    async def _query(self, request: Request, endpoint: Any) -> bytes:
-        schema = await self._schema(calls.table_of(request.args[0]))
+    async def _query(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]), key_id)
         payload, paths = queries.query_payload(request.args, schema)
-        return await self._read("Query", payload, schema, paths)
+        return await self._read("Query", payload, schema, paths, key_id)
 
-    async def _scan(self, request: Request, endpoint: Any) -> bytes:
-        schema = await self._schema(calls.table_of(request.args[0]))
+    async def _scan(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
+        schema = await self._schema(calls.table_of(request.args[0]), key_id)
         payload, paths = queries.scan_payload(request.args, schema)
-        return await self._read("Scan", payload, schema, paths)
+        return await self._read("Scan", payload, schema, paths, key_id)
 
     async def _read(
-        self, operation: str, payload: dict[str, Any], schema: KeySchema, paths: Any
+        self,
+        operation: str,
+        payload: dict[str, Any],
+        schema: KeySchema,
+        paths: Any,
+        key_id: str | None,
     ) -> bytes:
-        answer = await self._call(operation, payload)
+        answer = await self._call(operation, payload, key_id)
         if isinstance(answer, bytes):
             return answer
         index = "IndexName" in payload
         return queries.read_reply(answer, schema, self.lists, paths, index)
 
-    async def _batch_get_item(self, request: Request, endpoint: Any) -> bytes:
-        schemas = {t: await self._schema(t) for t in batches.tables_of(request.args)}
+    async def _batch_get_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
+        schemas = {t: await self._schema(t, key_id) for t in batches.tables_of(request.args)}
         payload, paths = batches.batch_get_payload(request.args, schemas)
-        answer = await self._call("BatchGetItem", payload)
+        answer = await self._call("BatchGetItem", payload, key_id)
         if isinstance(answer, bytes):
             return answer
         return batches.batch_get_reply(answer, schemas, self.lists, paths)
 
-    async def _batch_write_item(self, request: Request, endpoint: Any) -> bytes:
-        schemas = {t: await self._schema(t) for t in batches.tables_of(request.args)}
+    async def _batch_write_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
+        schemas = {t: await self._schema(t, key_id) for t in batches.tables_of(request.args)}
         payload = batches.batch_write_payload(request.args, schemas, self.lists)
-        answer = await self._call("BatchWriteItem", payload)
+        answer = await self._call("BatchWriteItem", payload, key_id)
         if isinstance(answer, bytes):
             return answer
         return batches.batch_write_reply(answer, schemas, self.lists)
 
-    async def _transact_get_items(self, request: Request, endpoint: Any) -> bytes:
+    async def _transact_get_items(
+        self, request: Request, endpoint: Any, key_id: str | None
+    ) -> bytes:
         tables = transactions.tables_of(request.args, 0)
-        schemas = {t: await self._schema(t) for t in tables}
+        schemas = {t: await self._schema(t, key_id) for t in tables}
         payload, paths = transactions.transact_get_payload(request.args, schemas)
-        answer = await self._call("TransactGetItems", payload)
+        answer = await self._call("TransactGetItems", payload, key_id)
         if isinstance(answer, bytes):
             return answer
         return transactions.transact_get_reply(answer, schemas, tables, self.lists, paths)
 
-    async def _transact_write_items(self, request: Request, endpoint: Any) -> bytes:
-        schemas = {t: await self._schema(t) for t in transactions.tables_of(request.args, 1)}
+    async def _transact_write_items(
+        self, request: Request, endpoint: Any, key_id: str | None
+    ) -> bytes:
+        schemas = {
+            t: await self._schema(t, key_id) for t in transactions.tables_of(request.args, 1)
+        }
         payload = transactions.transact_write_payload(request.args, schemas, self.lists)
-        answer = await self._call("TransactWriteItems", payload)
+        answer = await self._call("TransactWriteItems", payload, key_id)
         if isinstance(answer, bytes):
             return answer
         return transactions.transact_write_reply(answer)
 
-    async def _schema(self, table: str, codes: tuple[int, ...] | None = None) -> KeySchema:
+    async def _schema(
+        self, table: str, key_id: str | None, codes: tuple[int, ...] | None = None
+    ) -> KeySchema:
+        if key_id is not None:  # before the table is looked up: a refusal tells nothing
+            assert self._access is not None
+            self._access.authorize_any(key_id, DATA_ACTIONS, table)
         info = await self._tables.get(table)
         if info is None:
             raise calls.CallError("ResourceNotFoundException", _NOT_FOUND, codes)
         return info.schema
 
-    async def _call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any] | bytes:
-        """The proxy's answer to the DynamoDB JSON request: its body as JSON on success,
-        else the bytes of DAX's error reply."""
-        response = await self._proxy.handle(
-            ClientRequest(_HEADERS, orjson.dumps(payload), _TARGET_PREFIX + operation)
+    async def _call(
+        self, operation: str, payload: dict[str, Any], key_id: str | None
+    ) -> dict[str, Any] | bytes:
+        """The proxy's answer to the DynamoDB JSON request (made by ``key_id``, with
+        ``auth_file``): its body as JSON on success, else the bytes of DAX's error reply."""
+        sent, target = orjson.dumps(payload), _TARGET_PREFIX + operation
+        request = (
+            ClientRequest(_HEADERS, sent, target)
+            if key_id is None
+            else DaxRequest(sent, target, key_id)
         )
+        response = await self._proxy.handle(request)
         try:
             body = orjson.loads(response.body)
         except orjson.JSONDecodeError:
@@ -203,21 +279,15 @@ class DaxService:
         return _error(response, body)
 
 
-class RefusingDax:
-    """Answers every DAX request that gets a reply with DAX's authentication refusal
-    (:data:`~daxproxy.dax.errors.AUTH_REFUSED`: the clients raise it at once, unretried)."""
+class DaxRequest(ClientRequest):
+    """A DAX call's DynamoDB JSON request, with the key its connection's
+    authorizeConnection proved: the proxy checks that key's grant, not a signature."""
 
-    MESSAGE = (
-        "daxproxy does not serve DAX's protocol while auth_file is set: "
-        "authorizeConnection's signature is not checked yet; use HTTP"
-    )
+    __slots__ = ("key_id",)
 
-    async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
-        if not request.method.replies:
-            return None
-        return errors.error_reply(
-            "AccessDeniedException", self.MESSAGE, 400, wire.new_request_id(), errors.AUTH_REFUSED
-        )
+    def __init__(self, body: bytes, target: str, key_id: str) -> None:
+        super().__init__(_HEADERS, body, target)
+        self.key_id = key_id
 
 
 def _error(response: wire.WireResponse, body: Any) -> bytes:

@@ -10,7 +10,9 @@ With ``max_in_flight``, a request that arrives while that many are being handled
 once with a ThrottlingException (400), which every SDK retries with backoff, so a slow
 upstream cannot queue requests without bound. With ``access`` (the ``auth_file`` setting),
 each call's SigV4 signature and its key's grant are checked once the body and target are
-read and before dispatch, so a refused request reaches neither a cache nor the upstream.
+read and before dispatch, so a refused request reaches neither a cache nor the upstream; a
+DAX call (one whose ``key_id`` is set) has only its key's grant checked, its connection's
+authorizeConnection having proved the key.
 A ResourceNotFoundException or ValidationException for a request naming a table makes the
 table registry look the table up again (:meth:`TableRegistry.suspect`): it may have been
 deleted or re-created behind the proxy's back.
@@ -86,6 +88,11 @@ class ClientRequest:
     as much to build."""
 
     __slots__ = ("body", "content_encoding", "headers", "raw_path", "target")
+
+    # The access key a DAX connection's authorizeConnection proved, for a DAX call
+    # (:class:`daxproxy.service.dax_calls.DaxRequest` sets it); None: an HTTP request,
+    # whose own signature is checked. A class attribute, so HTTP requests pay nothing.
+    key_id: str | None = None
 
     def __init__(
         self,
@@ -173,13 +180,16 @@ class Proxy:
                 raise ThrottlingException(_SHED_MESSAGE)
             call, route = self._call(request)
             if self._access is not None:  # before any cache or upstream sees the call
-                self._access.admit(
-                    raw_path=request.raw_path,
-                    headers=request.headers,
-                    body=request.body,
-                    operation=call.operation,
-                    payload=call.payload,
-                )
+                if request.key_id is None:
+                    self._access.admit(
+                        raw_path=request.raw_path,
+                        headers=request.headers,
+                        body=request.body,
+                        operation=call.operation,
+                        payload=call.payload,
+                    )
+                else:  # a DAX call: authorizeConnection proved the key
+                    self._access.authorize(request.key_id, call.operation, call.payload)
             response = self._cached(call) if route[2] is self._get_item else None
         except DynamoDBError as error:
             response = wire.error_response(error)
@@ -220,6 +230,11 @@ class Proxy:
         if started is not None:
             self._observe(request, call, response, time.perf_counter() - started)
         return response
+
+    @property
+    def access(self) -> Access | None:
+        """The ``auth_file``'s check of each request (DAX's authorizeConnection too)."""
+        return self._access
 
     @property
     def tables(self) -> TableRegistry | None:

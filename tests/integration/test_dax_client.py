@@ -8,8 +8,8 @@ type, S/N/B keys. What is not served yet (a projection with list indexes) is ans
 a ValidationException that says so. The port's rules hold for DAX connections (the
 connection cap and gauge, the idle close, SIGTERM's drain), a broken DAX connection closes
 alone, a restart with the same ``data_dir`` keeps the attribute-list ids, every worker
-serves DAX with the same ids, ``daxs://`` works on the HTTPS port, and with an
-``auth_file`` DAX connections are refused.
+serves DAX with the same ids, and ``daxs://`` works on the HTTPS port. With an
+``auth_file``: test_dax_auth.py.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ T = TypeVar("T")
 
 PREAMBLE = b"".join(cbor.dumps(x) for x in ("J7yne5G", 0, b"s", {"UserAgent": "t"}, 0))
 ENDPOINTS = cbor.dumps(1) + cbor.dumps(methods.ENDPOINTS.id)
-AUTH_EXAMPLE = str(Path(__file__).parents[2] / "config" / "auth.example.toml")
 
 TABLES: dict[str, dict[str, Any]] = {
     "dax_hash_s": {"pk": "S"},
@@ -397,24 +396,6 @@ def test_idle_dax_connections_close_and_sigterm_drains_them(endpoints: Endpoints
         assert _stop(proxy) == 0
     with kept:
         assert kept.recv(100) == b""  # closed on SIGTERM; the process stopped cleanly
-
-
-def test_with_an_auth_file_dax_connections_are_refused(endpoints: Endpoints) -> None:
-    """authorizeConnection's signature is not checked yet: DAX is refused, as an auth
-    failure the client raises at once; HTTP is served as ever."""
-    proxy = ProxyProcess("--upstream", endpoints.upstream, "--auth-file", AUTH_EXAMPLE)
-    proxy.env = {**proxy.env, "ORDERS_APP_SECRET": "a", "REPORTING_SECRET": "b"}
-    proxy.start()
-    try:
-        with pytest.raises(ClientError) as caught, _dax_client(proxy.port) as refused:
-            refused.get_item(TableName="dax_hash_s", Key={"pk": {"S": "x"}})
-        error = caught.value.response["Error"]
-        assert error["Code"] == "AccessDeniedException"
-        assert "auth_file" in error["Message"]
-        with urllib.request.urlopen(f"{proxy.url}/healthz", timeout=10) as answer:
-            assert answer.status == 200
-    finally:
-        _stop(proxy)
 
 
 def test_conditions_updates_and_deletes_equal_moto(client: Any, direct: Any) -> None:

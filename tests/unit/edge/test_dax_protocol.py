@@ -48,6 +48,9 @@ class HeldService:
         self.release = asyncio.Event()
         self.seen: list[tuple[Request, tuple[bytes, int]]] = []
 
+    def connection(self) -> HeldService:
+        return self
+
     async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
         self.seen.append((request, endpoint))
         await self.release.wait()
