@@ -64,7 +64,7 @@ class AuthorizedConnection:
         self._key_id: str | None = None
         self._since = 0.0
         self._reason = NONE_YET  # why there is no authorization, when there is none
-        self._told = False  # a call refused for that reason was logged
+        self._told = False  # that reason was logged (once a connection, once a refusal)
 
     async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
         if request.method is methods.AUTHORIZE_CONNECTION:

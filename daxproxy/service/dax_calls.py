@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from daxproxy.core import wire
-from daxproxy.core.errors import DynamoDBError
+from daxproxy.core.errors import AccessDeniedException
 from daxproxy.core.keys import KeySchema
 from daxproxy.dax import batches, calls, errors, methods, queries, transactions
 from daxproxy.dax.attribute_lists import AttributeLists
@@ -123,10 +123,6 @@ class DaxService:
         except calls.CallError as error:
             return errors.error_reply(
                 error.type, error.message, 400, wire.new_request_id(), error.codes
-            )
-        except DynamoDBError as error:  # a grant refused before the proxy saw the call
-            return errors.error_reply(
-                error.code, error.message, error.status, wire.new_request_id()
             )
         except Exception:
             log.exception("a DAX %s call failed", request.method.name)
@@ -252,7 +248,10 @@ class DaxService:
     ) -> KeySchema:
         if key_id is not None:  # before the table is looked up: a refusal tells nothing
             assert self._access is not None
-            self._access.authorize_any(key_id, DATA_ACTIONS, table)
+            try:
+                self._access.authorize_any(key_id, DATA_ACTIONS, table)
+            except AccessDeniedException as denied:
+                raise calls.CallError(denied.code, denied.message) from None
         info = await self._tables.get(table)
         if info is None:
             raise calls.CallError("ResourceNotFoundException", _NOT_FOUND, codes)

@@ -144,13 +144,17 @@ def test_the_right_key_works_for_every_data_call(proxy: ProxyProcess) -> None:
         )
         assert batch["Responses"] == {TABLE_A: [item("w", 2)], TABLE_B: []}
     # The resource interface, as most DAX code is written, over the same checks.
-    table = AmazonDaxClient.resource(
+    resource = AmazonDaxClient.resource(
         endpoint_url=f"dax://127.0.0.1:{proxy.port}",
         region_name=REGION,
         aws_access_key_id=WRITER_KEY,
         aws_secret_access_key=WRITER_SECRET,
-    ).Table(TABLE_A)
-    assert table.get_item(Key={"pk": "w", "sk": 2})["Item"] == {"pk": "w", "sk": Decimal(2)}
+    )
+    try:
+        got = resource.Table(TABLE_A).get_item(Key={"pk": "w", "sk": 2})
+        assert got["Item"] == {"pk": "w", "sk": Decimal(2)}
+    finally:
+        resource.meta.client.close()
 
 
 def test_a_wrong_secret_is_refused_at_the_clients_start_and_logged_once(
