@@ -37,6 +37,14 @@ _TARGET_PREFIX = "DynamoDB_20120810."
 _HEADERS = (("Content-Type", wire.JSON_CONTENT_TYPE),)
 _NOT_FOUND = "Requested resource not found"
 
+# Writes DynamoDB's CancellationReasons as DAX's (code, message, old item) triples.
+Reasons = Callable[[list[dict[str, Any]]], list[errors.Reason]]
+
+
+def _without_items(reasons: list[dict[str, Any]]) -> list[errors.Reason]:
+    """Reasons without old items (only a TransactWriteItems' has them)."""
+    return [errors.reason(r) for r in reasons]
+
 
 class DaxService:
     """Answers DAX requests for every connection of one proxy."""
@@ -175,9 +183,14 @@ class DaxService:
         return transactions.transact_get_reply(answer, schemas, tables, self.lists, paths)
 
     async def _transact_write_items(self, request: Request, endpoint: Any) -> bytes:
-        schemas = {t: await self._schema(t) for t in transactions.tables_of(request.args, 1)}
+        tables = transactions.tables_of(request.args, 1)
+        schemas = {t: await self._schema(t) for t in tables}
         payload = transactions.transact_write_payload(request.args, schemas, self.lists)
-        answer = await self._call("TransactWriteItems", payload)
+        answer = await self._call(
+            "TransactWriteItems",
+            payload,
+            lambda reasons: transactions.cancellation_reasons(reasons, tables, schemas, self.lists),
+        )
         if isinstance(answer, bytes):
             return answer
         return transactions.transact_write_reply(answer)
@@ -188,9 +201,12 @@ class DaxService:
             raise calls.CallError("ResourceNotFoundException", _NOT_FOUND, codes)
         return info.schema
 
-    async def _call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any] | bytes:
+    async def _call(
+        self, operation: str, payload: dict[str, Any], reasons: Reasons = _without_items
+    ) -> dict[str, Any] | bytes:
         """The proxy's answer to the DynamoDB JSON request: its body as JSON on success,
-        else the bytes of DAX's error reply."""
+        else the bytes of DAX's error reply (a cancelled transaction's reasons written by
+        ``reasons``)."""
         response = await self._proxy.handle(
             ClientRequest(_HEADERS, orjson.dumps(payload), _TARGET_PREFIX + operation)
         )
@@ -200,7 +216,7 @@ class DaxService:
             body = None
         if response.status == 200 and isinstance(body, dict):
             return body
-        return _error(response, body)
+        return _error(response, body, reasons)
 
 
 class RefusingDax:
@@ -220,7 +236,7 @@ class RefusingDax:
         )
 
 
-def _error(response: wire.WireResponse, body: Any) -> bytes:
+def _error(response: wire.WireResponse, body: Any, encode: Reasons) -> bytes:
     """DAX's error reply for an answer that is not a success."""
     request_id = next(
         (v for k, v in response.headers if k.lower() == wire.REQUEST_ID_HEADER.lower()),
@@ -231,8 +247,12 @@ def _error(response: wire.WireResponse, body: Any) -> bytes:
     error_type = str(body.get("__type") or "InternalServerError")
     message = body.get("message", body.get("Message", ""))
     reasons = body.get("CancellationReasons")
-    if not isinstance(reasons, list) or not all(isinstance(r, dict) for r in reasons):
-        reasons = None
     return errors.error_reply(
-        error_type, str(message or ""), response.status, request_id, reasons=reasons
+        error_type,
+        str(message or ""),
+        response.status,
+        request_id,
+        reasons=encode(reasons)
+        if isinstance(reasons, list) and all(isinstance(r, dict) for r in reasons)
+        else None,
     )
