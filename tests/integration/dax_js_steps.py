@@ -68,6 +68,9 @@ EVERY_TYPE = {
     "t": {"BOOL": True},
     "f": {"BOOL": False},
     "nothing": {"NULL": True},
+    "empty": {"S": ""},
+    "no bytes": {"B": ""},
+    "ünï.cödé": {"N": "1e-7"},
     "ss": {"SS": ["a", "b"]},
     "ns": {"NS": ["1", "-2.5", "3.14"]},
     "bs": {"BS": ["AQ==", "Ag=="]},
@@ -231,6 +234,32 @@ def _writes() -> list[dict[str, Any]]:
             ReturnValues="ALL_OLD",
         ),
         step("getItem", TableName=t("sn"), Key=written),
+        # Nothing there before: no old attributes, an upsert's new ones, an unchanged SET.
+        step("putItem", TableName=t("hn"), Item={"pk": {"N": "1.5"}}, ReturnValues="ALL_OLD"),
+        step("deleteItem", TableName=t("hn"), Key={"pk": {"N": "2"}}, ReturnValues="ALL_OLD"),
+        step(
+            "updateItem",
+            TableName=t("hn"),
+            Key={"pk": {"N": "3"}},
+            UpdateExpression="SET v = :v",
+            ExpressionAttributeValues={":v": {"S": "new"}},
+            ReturnValues="UPDATED_OLD",
+        ),
+        step(
+            "updateItem",
+            TableName=t("hn"),
+            Key={"pk": {"N": "3"}},
+            UpdateExpression="SET v = :v",
+            ExpressionAttributeValues={":v": {"S": "new"}},
+            ReturnValues="UPDATED_NEW",
+        ),
+        step(
+            "getItem",
+            TableName=t("hn"),
+            Key={"pk": {"N": "-7.25"}},
+            ProjectionExpression="pk, #u, #e",
+            ExpressionAttributeNames={"#u": "ünï.cödé", "#e": "empty"},
+        ),
     ]
     return steps
 
@@ -496,6 +525,8 @@ def _reads() -> list[dict[str, Any]]:
         {"IndexName": "by_g", "Limit": 3},
         {"FilterExpression": "g = :g", "ExpressionAttributeValues": {":g": {"S": "odd"}}},
         {"Select": "COUNT", "ConsistentRead": True, "ReturnConsumedCapacity": "TOTAL"},
+        {"IndexName": "by_l", "Limit": 3},
+        {"Select": "SPECIFIC_ATTRIBUTES", "ProjectionExpression": "sk, i"},
         {"ProjectionExpression": "pk, sk, m.y"},
     ]
     first = queries[0]
@@ -506,6 +537,12 @@ def _reads() -> list[dict[str, Any]]:
             TableName=t("ns"),
             KeyConditionExpression="pk = :n AND begins_with(sk, :a)",
             ExpressionAttributeValues={":n": {"N": "42"}, ":a": {"S": "a"}},
+        ),
+        step(
+            "query",
+            TableName=t("hb"),
+            KeyConditionExpression="pk = :b",
+            ExpressionAttributeValues={":b": {"B": "/gA="}},
         ),
         step(
             "query",
