@@ -24,7 +24,7 @@ import { DaxDocument } from "@amazon-dax-sdk/lib-dax";
 import Util from "@amazon-dax-sdk/lib-dax/src/Util.js";
 import * as DynamoDB from "@aws-sdk/client-dynamodb";
 
-import { plain } from "./common.mjs";
+import { clientConfig, plain } from "./common.mjs";
 
 const [daxEndpoint, httpEndpoint, stepsFile] = process.argv.slice(2);
 if (!stepsFile) {
@@ -35,11 +35,7 @@ if (!stepsFile) {
 const daxConfig = () => ({ endpoints: [daxEndpoint], region: "us-east-1", maxRetries: 0 });
 const dax = new Dax(daxConfig());
 const documents = new DaxDocument(daxConfig());
-const http = new DynamoDB.DynamoDBClient({
-  endpoint: httpEndpoint,
-  region: "us-east-1",
-  maxAttempts: 1,
-});
+const http = new DynamoDB.DynamoDBClient(clientConfig(httpEndpoint));
 
 // DynamoDB JSON from the test: {"B": base64} and {"BS": [base64]} become Buffers (the DAX
 // client encodes Buffers only).
