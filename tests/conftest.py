@@ -46,6 +46,8 @@ def _collect_garbage_after_module() -> Iterator[None]:
 NEEDS_A_TOOL = (
     "tests/integration/test_js_sdk.py",
     "tests/integration/test_document_client.py",
+    "tests/integration/test_dax_js_client.py",
+    "tests/integration/test_readme_snippets.py",
     "tests/integration/test_bench_smoke.py",
     "tests/unit/test_containers.py",
 )

@@ -8,6 +8,6 @@ lists; ``expressions`` renders the clients' compiled expression trees back to te
 ``calls``, ``queries``, ``batches`` and ``transactions`` turn each decoded DAX call into
 the DynamoDB JSON request the HTTP side hands the proxy, and its answer back into DAX's
 reply; ``errors`` writes DAX's error triple. The protocol study is
-``shared/spec/dax-protocol.md``; the clients (``amazon-dax-client`` on PyPI, Apache-2.0)
-are the truth.
+``shared/spec/dax-protocol.md``; the clients (``amazon-dax-client`` on PyPI,
+``@amazon-dax-sdk/client-dax`` on npm, Apache-2.0) are the truth.
 """

@@ -341,7 +341,8 @@ def write_reply(
     attribute-list id then a map from positions in that list to values."""
     body: dict[int, Any] = {}
     attributes = answer.get("Attributes")
-    if attributes and returns in ("UPDATED_OLD", "UPDATED_NEW"):
+    if attributes is not None and returns in ("UPDATED_OLD", "UPDATED_NEW"):
+        # Empty ones too (an id and an empty map): both clients read the map in any case.
         body[Reply.ATTRIBUTES] = _updated_values(attributes, lists)
     elif attributes is not None:
         body[Reply.ATTRIBUTES] = item_values(attributes, schema, lists)

@@ -14,9 +14,14 @@ without its namespace), its message, HTTP status and request id.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daxproxy.dax import cbor
+
+# A TransactionCanceledException's reason: DynamoDB's code, message, and the old item as a
+# values payload (ReturnValuesOnConditionCheckFailure ALL_OLD) or None.
+Reason = tuple[str, str | None, bytes | None]
 
 _DATA = (4, 37, 38, 39)
 CODES: dict[str, tuple[int, ...]] = {
@@ -45,6 +50,13 @@ def short_type(error_type: str) -> str:
     return error_type.rpartition("#")[2]
 
 
+def reason(cancellation: Mapping[str, Any], item: bytes | None = None) -> Reason:
+    """One of DynamoDB's CancellationReasons as DAX's triple, with ``item`` (the old item's
+    values payload) if any."""
+    message = cancellation.get("Message")
+    return (str(cancellation.get("Code", "None")), None if message is None else str(message), item)
+
+
 def error_reply(
     error_type: str,
     message: str,
@@ -52,15 +64,15 @@ def error_reply(
     request_id: str,
     codes: tuple[int, ...] | None = None,
     *,
-    reasons: list[dict[str, Any]] | None = None,
+    reasons: Sequence[Reason] | None = None,
 ) -> bytes:
     """The bytes of DAX's error answer (``codes``: DAX's own, else from the type). A
-    TransactionCanceledException's ``reasons`` (DynamoDB's CancellationReasons) follow in
-    the third item, flat: code, message, then null (the old item is not sent yet)."""
+    TransactionCanceledException's ``reasons`` follow in the third item, flat: code,
+    message, old item (null when none)."""
     code = short_type(error_type)
     if codes is None:
         codes = CODES.get(code, UNMAPPED)
     detail: list[Any] = [request_id, code, status]
     if reasons is not None:
-        detail.append([x for r in reasons for x in (r.get("Code", "None"), r.get("Message"), None)])
+        detail.append([x for reason in reasons for x in reason])
     return cbor.dumps(list(codes)) + cbor.dumps(message) + cbor.dumps(detail)

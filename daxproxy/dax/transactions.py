@@ -13,17 +13,20 @@ TransactGetItems' reply is ``[[item or null, ...], [capacity, ...]]``: an item i
 payload (the client puts back its key) or a projected map. TransactWriteItems' is
 ``[null, [capacity, ...], {table: [metrics, ...]}]``. Capacity here is a map keyed by
 small ints (:data:`CAPACITY_FIELDS`), not the byte string of the single-item methods;
-the array must be present, empty when there is none.
+the array must be present, empty when there is none. A cancelled TransactWriteItems'
+reasons carry each failed condition's old item as a values payload
+(:func:`cancellation_reasons`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from daxproxy.core.keys import KeySchema
-from daxproxy.dax import calls
+from daxproxy.dax import calls, errors
 from daxproxy.dax.attribute_lists import AttributeLists
+from daxproxy.dax.errors import Reason
 from daxproxy.dax.expressions import BadExpression, Path, Renderer
 from daxproxy.dax.methods import RETURN_ITEM_COLLECTION_METRICS, Param
 
@@ -160,6 +163,28 @@ def _render(
         action[name] = render(data)
     except BadExpression as error:
         raise calls.invalid(f"a malformed expression: {error}") from None
+
+
+def cancellation_reasons(
+    reasons: Sequence[Mapping[str, Any]],
+    tables: Sequence[str],
+    schemas: Mapping[str, KeySchema],
+    lists: AttributeLists,
+) -> list[Reason]:
+    """A cancelled TransactWriteItems' reasons (DynamoDB's CancellationReasons, one per
+    action, in order) as DAX sends them: code, message, and the old item a failed
+    condition returns (ReturnValuesOnConditionCheckFailure ALL_OLD) as a values payload,
+    its key left out (the JS client puts back the key of that action from its request)."""
+    out: list[Reason] = []
+    for i, cancellation in enumerate(reasons):
+        item, payload = cancellation.get("Item"), None
+        if isinstance(item, Mapping) and i < len(tables):
+            try:
+                payload = calls.item_values(item, schemas[tables[i]], lists)
+            except calls.CallError:  # no attribute list left: the reason without its item
+                payload = None
+        out.append(errors.reason(cancellation, payload))
+    return out
 
 
 def transact_write_reply(answer: Mapping[str, Any]) -> bytes:

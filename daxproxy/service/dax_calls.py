@@ -66,6 +66,14 @@ DATA_ACTIONS = tuple(
     )
 )
 
+# Writes DynamoDB's CancellationReasons as DAX's (code, message, old item) triples.
+Reasons = Callable[[list[dict[str, Any]]], list[errors.Reason]]
+
+
+def _without_items(reasons: list[dict[str, Any]]) -> list[errors.Reason]:
+    """Reasons without old items (only a TransactWriteItems' has them)."""
+    return [errors.reason(r) for r in reasons]
+
 
 class DaxService:
     """Answers DAX requests for every connection of one proxy."""
@@ -234,11 +242,15 @@ class DaxService:
     async def _transact_write_items(
         self, request: Request, endpoint: Any, key_id: str | None
     ) -> bytes:
-        schemas = {
-            t: await self._schema(t, key_id) for t in transactions.tables_of(request.args, 1)
-        }
+        tables = transactions.tables_of(request.args, 1)
+        schemas = {t: await self._schema(t, key_id) for t in tables}
         payload = transactions.transact_write_payload(request.args, schemas, self.lists)
-        answer = await self._call("TransactWriteItems", payload, key_id)
+        answer = await self._call(
+            "TransactWriteItems",
+            payload,
+            key_id,
+            lambda reasons: transactions.cancellation_reasons(reasons, tables, schemas, self.lists),
+        )
         if isinstance(answer, bytes):
             return answer
         return transactions.transact_write_reply(answer)
@@ -258,10 +270,15 @@ class DaxService:
         return info.schema
 
     async def _call(
-        self, operation: str, payload: dict[str, Any], key_id: str | None
+        self,
+        operation: str,
+        payload: dict[str, Any],
+        key_id: str | None,
+        reasons: Reasons = _without_items,
     ) -> dict[str, Any] | bytes:
         """The proxy's answer to the DynamoDB JSON request (made by ``key_id``, with
-        ``auth_file``): its body as JSON on success, else the bytes of DAX's error reply."""
+        ``auth_file``): its body as JSON on success, else the bytes of DAX's error reply (a
+        cancelled transaction's reasons written by ``reasons``)."""
         sent, target = orjson.dumps(payload), _TARGET_PREFIX + operation
         request = (
             ClientRequest(_HEADERS, sent, target)
@@ -275,7 +292,7 @@ class DaxService:
             body = None
         if response.status == 200 and isinstance(body, dict):
             return body
-        return _error(response, body)
+        return _error(response, body, reasons)
 
 
 class DaxRequest(ClientRequest):
@@ -289,7 +306,7 @@ class DaxRequest(ClientRequest):
         self.key_id = key_id
 
 
-def _error(response: wire.WireResponse, body: Any) -> bytes:
+def _error(response: wire.WireResponse, body: Any, encode: Reasons) -> bytes:
     """DAX's error reply for an answer that is not a success."""
     request_id = next(
         (v for k, v in response.headers if k.lower() == wire.REQUEST_ID_HEADER.lower()),
@@ -300,8 +317,12 @@ def _error(response: wire.WireResponse, body: Any) -> bytes:
     error_type = str(body.get("__type") or "InternalServerError")
     message = body.get("message", body.get("Message", ""))
     reasons = body.get("CancellationReasons")
-    if not isinstance(reasons, list) or not all(isinstance(r, dict) for r in reasons):
-        reasons = None
     return errors.error_reply(
-        error_type, str(message or ""), response.status, request_id, reasons=reasons
+        error_type,
+        str(message or ""),
+        response.status,
+        request_id,
+        reasons=encode(reasons)
+        if isinstance(reasons, list) and all(isinstance(r, dict) for r in reasons)
+        else None,
     )

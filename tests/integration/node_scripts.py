@@ -1,8 +1,9 @@
 """Running the JavaScript scenarios of ``tests/js`` with Node.js, for the SDK tests.
 
-Each scenario (``scenario.mjs``, ``document_client.mjs``, sharing ``common.mjs``) takes an
-endpoint and a table name (or prefix) and prints its steps as one JSON document;
-:func:`run_scenario` runs one and returns them, failing the test when node fails.
+Each scenario (``scenario.mjs``, ``document_client.mjs``, ``dax_client.mjs``, sharing
+``common.mjs``) takes its endpoints and a table name, prefix or steps file and prints its
+steps as one JSON document; :func:`run_scenario` runs one and returns them, failing the
+test when node fails.
 """
 
 from __future__ import annotations
@@ -43,15 +44,18 @@ def node_env() -> dict[str, str]:
     return {**inherited, **TEST_ENV}
 
 
-def run_scenario(node: str, script: str, *args: str) -> list[dict[str, Any]]:
-    """The steps ``node tests/js/<script> <args>`` printed; the test fails when it gives no
-    answer within :data:`TIMEOUT` or exits other than 0."""
+def run_scenario(
+    node: str, script: str, *args: str, env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The steps ``node tests/js/<script> <args>`` printed (``env``: variables added to
+    :func:`node_env`'s); the test fails when it gives no answer within :data:`TIMEOUT` or
+    exits other than 0."""
     argv = [node, str(JS_DIR / script), *args]
     try:
         done = subprocess.run(
             argv,
             cwd=JS_DIR,
-            env=node_env(),
+            env={**node_env(), **(env or {})},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -8,7 +8,9 @@ holds no ``AWS_*`` variable and whose home holds no ``~/.aws``: what a newcomer'
 has. The only change made to the text is the port: the example's
 ``http://127.0.0.1:8111`` (and ``dax://127.0.0.1:8111``) becomes the test proxy's address,
 so that the test never takes the port a developer's own ``make run`` may hold. The proxy
-runs with that same bare environment, so its placeholder credentials are tried too.
+runs with that same bare environment, so its placeholder credentials are tried too. A
+``<!-- readme-test-js ... -->`` mark above a ``js`` fence is the JavaScript DAX client's
+example, run the same way with node in ``tests/js`` (where its packages are installed).
 """
 
 from __future__ import annotations
@@ -22,13 +24,18 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import running_proxy
+from tests.integration.node_scripts import JS_DIR, node_with
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MARK = "<!-- readme-test"
+JS_MARK = "<!-- readme-test-js"  # a JavaScript example, run with node in tests/js
 MAKE_RUN_URL = "http://127.0.0.1:8111"
 MAKE_RUN_DAX_URL = "dax://127.0.0.1:8111"  # the same port, in DAX's client's spelling
 # A marked example: the comment line, then a fenced python block.
 SNIPPET = re.compile(r"^<!-- readme-test[^\n]*-->\n```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+JS_SNIPPET = re.compile(
+    r"^<!-- readme-test-js[^\n]*-->\n```js\n(.*?)^```$", re.MULTILINE | re.DOTALL
+)
 RUN_TIMEOUT = 60.0
 
 pytestmark = pytest.mark.slow
@@ -38,7 +45,9 @@ def runnable_snippets(text: str) -> list[str]:
     snippets = SNIPPET.findall(text)
     # Every mark belongs to a python block right below it: a mark that lost its block, or a
     # block that moved away from its mark, fails here rather than going unchecked.
-    assert len(snippets) == text.count(MARK), "a readme-test mark without a python block"
+    js = JS_SNIPPET.findall(text)
+    assert len(js) == text.count(JS_MARK), "a readme-test-js mark without a js block"
+    assert len(snippets) + len(js) == text.count(MARK), "a readme-test mark without its block"
     return snippets
 
 
@@ -119,3 +128,39 @@ def test_the_example_needs_its_credentials(tmp_path: Path) -> None:
     )
     done = run_snippet(code, bare_environment(home), tmp_path)
     assert (done.returncode, done.stdout) == (0, "no credentials\n"), done.stderr
+
+
+def test_the_readme_javascript_example_runs_as_pasted_twice(tmp_path: Path) -> None:
+    """The DAX client's JavaScript example, with node in ``tests/js`` (where its packages
+    are), in the same bare environment, after the first example made the table."""
+    text = README.read_text(encoding="utf-8")
+    [snippet] = JS_SNIPPET.findall(text)
+    node = node_with(("@amazon-dax-sdk/client-dax", "@amazon-dax-sdk/lib-dax"), "the JS example")
+    home = tmp_path / "home"
+    home.mkdir()
+    environment = bare_environment(home)
+    with running_proxy(env=environment) as proxy:
+        table = run_snippet(
+            runnable_snippets(text)[0].replace(MAKE_RUN_URL, proxy.url), environment, tmp_path
+        )
+        assert table.returncode == 0, table.stderr
+        assert MAKE_RUN_DAX_URL in snippet
+        code = snippet.replace(MAKE_RUN_DAX_URL, proxy.url.replace("http://", "dax://"))
+        outputs = []
+        for _ in range(2):
+            done = subprocess.run(
+                [node, "--input-type=module", "-e", code],
+                cwd=JS_DIR,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT,
+                check=False,
+            )
+            assert done.returncode == 0, f"{done.stderr}\n--- the example:\n{snippet}"
+            outputs.append(done.stdout)
+    assert outputs[0] == outputs[1]
+    assert outputs[0] == (
+        "{ id: { S: '8' }, name: { S: 'Barbara' } }\n{ id: '8', name: 'Barbara' }\n"
+    ), outputs[0]

@@ -1,6 +1,7 @@
-// What the scenarios in this folder share (scenario.mjs, document_client.mjs): reading the
-// command line, the clients' settings, recording each step's output or service error as
-// JSON, and running a scenario so that the steps so far reach stdout however it ends.
+// What the scenarios in this folder share (scenario.mjs, document_client.mjs; dax_client.mjs
+// takes clientConfig and plain): reading the command line, the clients' settings, recording
+// each step's output or service error as JSON, and running a scenario so that the steps so
+// far reach stdout however it ends.
 // tests/integration/node_scripts.py runs a scenario once through daxproxy and once straight
 // against moto; the tests compare the two documents.
 

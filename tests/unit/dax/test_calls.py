@@ -234,6 +234,26 @@ def test_update_item_with_condition_and_updated_new() -> None:
     }
 
 
+@pytest.mark.parametrize("returns", ["UPDATED_OLD", "UPDATED_NEW"])
+def test_updated_attributes_that_are_empty_read_as_empty(returns: str) -> None:
+    """``Attributes: {}`` (an update that changed nothing to return) is an attribute-list
+    id and an empty map: the clients read both (``_decode_stream_item_projection``, JS
+    ``Assembler._decodeStreamItemProjection``); the id alone leaves them waiting for more."""
+    reply = calls.write_reply({"Attributes": {}}, SCHEMA, AttributeLists(), returns)
+    assert reply == bytes.fromhex("80 a1 02 42 01 a0")
+    result, _ = drive(
+        lambda c: c.update_item(
+            TableName="T",
+            Key=KEY,
+            UpdateExpression="SET a = :x",
+            ExpressionAttributeValues={":x": {"S": "x"}},
+            ReturnValues=returns,
+        ),
+        calls.key_schema_reply(SCHEMA) + reply,
+    )
+    assert result == {"Attributes": {}}
+
+
 def test_delete_item_all_old() -> None:
     lists = AttributeLists()
     reply = calls.write_reply({"Attributes": ITEM}, SCHEMA, lists, "ALL_OLD")

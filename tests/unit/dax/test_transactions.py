@@ -142,7 +142,7 @@ def test_a_cancelled_transaction_with_its_reasons() -> None:
         "[ConditionalCheckFailed]",
         400,
         "R",
-        reasons=[{"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}],
+        reasons=[("ConditionalCheckFailed", "The conditional request failed", None)],
     )
     result, _ = drive(lambda c: c.endpoints(), reply)
     assert isinstance(result, ClientError)
@@ -169,3 +169,63 @@ def test_a_cancelled_transaction_with_its_reasons() -> None:
 def test_transact_writes_no_client_sends(args: tuple[Any, ...]) -> None:
     with pytest.raises(calls.CallError):
         transactions.transact_write_payload(args, SCHEMAS, AttributeLists())
+
+
+def test_a_cancelled_write_s_reasons_carry_the_old_items_as_the_js_client_reads_them() -> None:
+    """The JS client reads each reason as code, message, then null or the bytes of a values
+    payload (``Assembler._assembleError``: ``_decodeStreamItem(decodeCbor())``), to which
+    it adds the key of that action from its own request."""
+    lists = AttributeLists()
+    reasons = transactions.cancellation_reasons(
+        [
+            {
+                "Code": "ConditionalCheckFailed",
+                "Message": "The conditional request failed",
+                "Item": {"pk": {"S": "u"}, "sk": {"N": "2"}, "v": {"N": "1"}},
+            },
+            {"Code": "None"},
+        ],
+        ["R", "H"],
+        SCHEMAS,
+        lists,
+    )
+    list_id = lists.id_of(("v",))
+    assert reasons == [
+        ("ConditionalCheckFailed", "The conditional request failed", bytes([list_id, 0x01])),
+        ("None", None, None),
+    ]
+    reply = errors.error_reply("TransactionCanceledException", "m", 400, "R", reasons=reasons)
+    detail = bytes.fromhex("84 61 52 78 1c") + b"TransactionCanceledException" + b"\x19\x01\x90"
+    triples = (
+        bytes.fromhex("86 76")
+        + b"ConditionalCheckFailed"
+        + bytes.fromhex("78 1e")
+        + b"The conditional request failed"
+        + bytes([0x42, list_id, 0x01])
+        + bytes.fromhex("64")
+        + b"None"
+        + bytes.fromhex("f6 f6")
+    )
+    assert reply.endswith(detail + triples)
+
+
+def test_a_reason_whose_item_needs_a_list_none_is_left_for_goes_without_it() -> None:
+    full = AttributeLists(max_lists=1)  # the empty list only
+    reasons = transactions.cancellation_reasons(
+        [{"Code": "ConditionalCheckFailed", "Item": {"id": {"S": "a"}, "v": {"S": "b"}}}],
+        ["H"],
+        SCHEMAS,
+        full,
+    )
+    assert reasons == [("ConditionalCheckFailed", None, None)]
+
+
+def test_a_reason_past_the_actions_goes_without_its_item() -> None:
+    """DynamoDB gives one reason per action; an answer with more is not trusted further."""
+    reasons = transactions.cancellation_reasons(
+        [{"Code": "None"}, {"Code": "ConditionalCheckFailed", "Item": {"id": {"S": "a"}}}],
+        ["H"],
+        SCHEMAS,
+        AttributeLists(),
+    )
+    assert reasons == [("None", None, None), ("ConditionalCheckFailed", None, None)]
