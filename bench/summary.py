@@ -7,9 +7,9 @@ the sweep workload at the main connection count; a hit's latency against the ups
 the fewest connections measured (nothing queued) and at the main count; the upstream
 requests saved per workload; for the cold start, how long the hit ratio took to reach
 :data:`COLD_TARGET` and where it ended; CPU per hit and per forwarded GetItem (the
-``passthrough`` workload, caches off) in microseconds, at the main count and at one connection
-(a forward alone); batches, Query pages and the mixes
-against the upstream straight. :func:`generator_check` compares the generator's rate against
+``passthrough`` workload, caches off) in microseconds, at the main count and at one
+connection (a forward alone); batches, Query pages and the mixes against the upstream
+straight. :func:`generator_check` compares the generator's rate against
 the Protocol+httptools constant server with the proxy's hit rate; :func:`checks` says
 whether the load generator may have been the bottleneck (that check, and its CPU against one
 core). :func:`as_json` holds the same facts and every sample. Pure functions: no I/O.
