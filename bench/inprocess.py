@@ -5,9 +5,10 @@ Contract: each scenario sends one request shape through :meth:`Proxy.handle` (bu
 task, with a fake upstream that answers from prepared bytes, and reports CPU time per call
 (``time.process_time``, the best of ``--repeats`` timed loops of about ``--seconds`` each),
 in microseconds. The hit scenarios are warmed first, so every timed call is a hit; ``*_miss``
-uses a fresh key per call; ``*_http`` send through the real :class:`HttpUpstream` (aiohttp,
-SigV4) to a local aiohttp server in a child process that answers each operation with fixed
-bytes (that server's CPU is not counted).
+uses a fresh key per call; ``get_1k_consistent`` is a ConsistentRead GetItem, forwarded with
+no cache work (beside ``put_1k``: what a write-through adds to a forward); ``*_http`` send
+through the real :class:`HttpUpstream` (aiohttp, SigV4) to a local aiohttp server in a child
+process that answers each operation with fixed bytes (that server's CPU is not counted).
 
 ``--code DIR`` (repeatable, ``label=DIR``) measures several checkouts of daxproxy side by
 side: each round runs one child process per checkout, alternately, with ``DIR`` first on
@@ -195,6 +196,11 @@ SCENARIOS: dict[str, tuple[str, Payload | Callable[[int], Payload], bool]] = {
     ),
     "get_1k_miss": ("GetItem", lambda i: _get("t", {"pk": {"S": f"miss-{i}"}}), False),
     "put_1k": ("PutItem", {"TableName": "t", "Item": ITEM_1K}, False),
+    "get_1k_consistent": (
+        "GetItem",
+        _get("t", {"pk": {"S": "item-1"}}, ConsistentRead=True),
+        False,
+    ),
     "batch_consistent": (
         "BatchGetItem",
         {"RequestItems": {"t": {"Keys": BATCH_KEYS, "ConsistentRead": True}}},
@@ -204,6 +210,7 @@ SCENARIOS: dict[str, tuple[str, Payload | Callable[[int], Payload], bool]] = {
 HTTP_SCENARIOS = {
     "get_1k_miss_http": SCENARIOS["get_1k_miss"],
     "put_1k_http": SCENARIOS["put_1k"],
+    "get_1k_consistent_http": SCENARIOS["get_1k_consistent"],
 }
 
 
@@ -412,7 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     server = None
     url = None
-    if args.profile in HTTP_SCENARIOS or any(n in HTTP_SCENARIOS for n in names):
+    # The local upstream only for a *_http scenario (a profile runs its one scenario only).
+    if any(n in HTTP_SCENARIOS for n in ([args.profile] if args.profile else names)):
         port = _free_port()
         server = subprocess.Popen([sys.executable, "-m", "bench.inprocess", "--serve", str(port)])
         url = f"http://127.0.0.1:{port}"

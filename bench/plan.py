@@ -4,8 +4,11 @@ Contract: :func:`build` turns the settings of a run into an ordered list of :cla
 each one server (a target for a workload) measured at one or more connection counts; the
 targets of one workload run one after another, with the same generator and settings. The
 sweep workload (``read-zipf``) is measured at every count of ``sweep`` (throughput against
-concurrency); a cold-start workload only through the proxy (a cold upstream is the same as a
-warm one) and for at least :data:`COLD_MIN_S`; every other workload at ``connections``.
+concurrency); the pass-through workload (:data:`LONE_WORKLOAD`) at one connection too (a
+forward alone: what a miss or write costs in a mostly-hit load, where nothing shares its
+round trip) as well as at ``connections``; a cold-start workload only through the proxy (a
+cold upstream is the same as a warm one) and for at least :data:`COLD_MIN_S`; every other
+workload at ``connections``.
 The quick set measures the aiohttp ceiling for the sweep workload only, the full set for
 every workload that reads through the cache; the Protocol+httptools ceiling
 (``constant-fast``) is measured for the sweep workload in both (the generator check), and a
@@ -20,6 +23,7 @@ from bench.targets import CONSTANT, CONSTANT_FAST, PROXY, TARGETS
 from bench.workloads import CATALOGUE, DEFAULT_ITEMS, DEFAULT_SKEW, Workload
 
 SWEEP_WORKLOAD = "read-zipf"
+LONE_WORKLOAD = "passthrough"
 COLD_MIN_S = 3.0
 QUICK_WORKLOADS = ("read-zipf", "passthrough", "cold-start", "mix-95-5", "batch-100", "query")
 FULL_WORKLOADS = tuple(CATALOGUE)
@@ -93,6 +97,8 @@ def build(settings: Settings) -> list[Step]:
             continue
         if name == SWEEP_WORKLOAD:
             counts = tuple(sorted({*settings.sweep, settings.connections}))
+        elif name == LONE_WORKLOAD:
+            counts = tuple(sorted({1, settings.connections}))
         else:
             counts = (settings.connections,)
         for target in TARGETS:

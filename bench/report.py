@@ -76,6 +76,15 @@ def _cost_lines(upstream: str, main: int, figures: dict[str, Any]) -> list[str]:
         cost.append(f"{upstream} straight {figures['direct_cpu_per_getitem_us']:.0f} µs")
     if cost:
         lines.append(f"CPU of the server per request at {main} connections: {', '.join(cost)}.")
+    alone = figures["cpu_per_lone_forwarded_getitem_us"]
+    if alone is not None:
+        upstream_us = figures["upstream_cpu_per_lone_forwarded_getitem_us"]
+        lines.append(
+            f"A forward alone (passthrough at 1 connection, as a miss or write is in a "
+            f"mostly-hit load): **{alone:.0f} µs of the proxy's CPU per forwarded GetItem**"
+            + ("" if upstream_us is None else f", {upstream_us:.0f} µs in {upstream}")
+            + "."
+        )
     for name, pair in figures["versus_direct"].items():
         lines.append(
             f"{name}: daxproxy {pair['proxy_rps']:,.0f}/s against {upstream} straight "

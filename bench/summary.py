@@ -7,8 +7,9 @@ the sweep workload at the main connection count; a hit's latency against the ups
 the fewest connections measured (nothing queued) and at the main count; the upstream
 requests saved per workload; for the cold start, how long the hit ratio took to reach
 :data:`COLD_TARGET` and where it ended; CPU per hit and per forwarded GetItem (the
-``passthrough`` workload, caches off) in microseconds; batches, Query pages and the mixes
-against the upstream straight. :func:`generator_check` compares the generator's rate against
+``passthrough`` workload, caches off) in microseconds, at the main count and at one
+connection (a forward alone); batches, Query pages and the mixes against the upstream
+straight. :func:`generator_check` compares the generator's rate against
 the Protocol+httptools constant server with the proxy's hit rate; :func:`checks` says
 whether the load generator may have been the bottleneck (that check, and its CPU against one
 core). :func:`as_json` holds the same facts and every sample. Pure functions: no I/O.
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.measure import LOADGEN_BOUND, Sample
-from bench.plan import SWEEP_WORKLOAD, Settings, workload_for
+from bench.plan import LONE_WORKLOAD, SWEEP_WORKLOAD, Settings, workload_for
 from bench.targets import CONSTANT, CONSTANT_FAST, DIRECT, PROXY, TARGETS
 
 MARKDOWN_NAME = "bench.md"
@@ -202,10 +203,13 @@ def headline(facts: Facts) -> dict[str, Any]:
     figures["hit_rps_vs_fast_ceiling"] = ratio(
         None if proxy is None else proxy["rps"], None if fast is None else fast["rps"]
     )
-    forwarded = find(samples, "passthrough", PROXY, main)
+    forwarded = find(samples, LONE_WORKLOAD, PROXY, main)
+    alone = find(samples, LONE_WORKLOAD, PROXY, 1) if main != 1 else None
     figures["cpu_per_hit_us"] = cpu_us(proxy)
     figures["cpu_per_forwarded_getitem_us"] = cpu_us(forwarded)
     figures["upstream_cpu_per_forwarded_getitem_us"] = cpu_us(forwarded, "upstream")
+    figures["cpu_per_lone_forwarded_getitem_us"] = cpu_us(alone)
+    figures["upstream_cpu_per_lone_forwarded_getitem_us"] = cpu_us(alone, "upstream")
     figures["direct_cpu_per_getitem_us"] = cpu_us(direct)
     figures["versus_direct"] = _versus_direct(samples, main)
     cold = next((s for s in samples if s["workload"] == "cold-start"), None)

@@ -8,7 +8,10 @@ table holds (their compact JSON is ``item_bytes`` long, give or take a byte); :f
 turns a workload into the fixed, seeded sequence of ``(kind, raw HTTP/1.1 request bytes)``
 that the load generator cycles through: keys drawn from a bounded Zipf distribution over the
 key space (rank ``k`` has weight ``1 / k**skew``; the ranks are shuffled over the keys), a
-``write_fraction`` of them PutItems of a full item of the same key space. A workload with
+``write_fraction`` of them PutItems of a full item of the same key space, or a
+``consistent_fraction`` of them GetItems with ``ConsistentRead`` (forwarded as they are, with
+no cache work: beside a mix, they tell what a forward costs from what a write-through adds;
+the mixes' streams are the same as without this share). A workload with
 ``caches`` off (``passthrough``) is measured through a proxy whose caches are all off: what
 forwarding costs. Pure: no I/O.
 """
@@ -56,6 +59,7 @@ class Workload:
     items: int = DEFAULT_ITEMS
     skew: float = DEFAULT_SKEW
     write_fraction: float = 0.0
+    consistent_fraction: float = 0.0
     batch_size: int = 0
     page_items: int = 10
     cold: bool = False
@@ -92,6 +96,9 @@ class Workload:
         if self.write_fraction:
             reads = round((1 - self.write_fraction) * 100)
             what += f" {reads}% / PutItem {100 - reads}%"
+        if self.consistent_fraction:
+            reads = round((1 - self.consistent_fraction) * 100)
+            what += f" {reads}% / with ConsistentRead {100 - reads}%"
         space = (
             f"{self.partitions * PAGES_PER_PARTITION:,} pages"
             if self.operation == QUERY
@@ -128,6 +135,7 @@ CATALOGUE: dict[str, Workload] = {
         Workload("cold-start", cold=True),
         Workload("mix-95-5", write_fraction=0.05),
         Workload("mix-80-20", write_fraction=0.20),
+        Workload("forward-95-5", consistent_fraction=0.05),
         Workload("batch-25", operation=BATCH, batch_size=25),
         Workload("batch-100", operation=BATCH, batch_size=100),
         Workload("query", operation=QUERY),
@@ -238,6 +246,11 @@ def get_body(workload: Workload, n: int) -> tuple[str, str]:
     return "GetItem", _compact({"TableName": workload.table, "Key": key})
 
 
+def consistent_get_body(workload: Workload, n: int) -> tuple[str, str]:
+    key = {KEY_ATTRIBUTE: {"S": key_of(n)}}
+    return "GetItem", _compact({"TableName": workload.table, "Key": key, "ConsistentRead": True})
+
+
 def put_body(workload: Workload, n: int) -> tuple[str, str]:
     written = item(n, workload.item_bytes, version=2)
     return "PutItem", _compact({"TableName": workload.table, "Item": written})
@@ -290,6 +303,7 @@ def stream(workload: Workload, host: str, length: int = STREAM_LENGTH) -> list[t
         return [(READ, pool[rng.randrange(len(pool))]) for _ in range(length)]
     gets: dict[int, bytes] = {}
     puts: dict[int, bytes] = {}
+    consistent: dict[int, bytes] = {}
     requests = []
     for _ in range(length):
         n = zipf.draw()
@@ -298,6 +312,11 @@ def stream(workload: Workload, host: str, length: int = STREAM_LENGTH) -> list[t
             if payload is None:
                 payload = puts[n] = request_bytes(*put_body(workload, n), host)
             requests.append((WRITE, payload))
+        elif workload.consistent_fraction and rng.random() < workload.consistent_fraction:
+            payload = consistent.get(n)
+            if payload is None:
+                payload = consistent[n] = request_bytes(*consistent_get_body(workload, n), host)
+            requests.append((READ, payload))
         else:
             payload = gets.get(n)
             if payload is None:

@@ -2,7 +2,7 @@
 
 One workload (read-zipf, warm), two targets (daxproxy in front of moto, and the constant
 server), 1 s each at 2 connections, with the bench's own Python load generator; then, where
-wrk is installed, read-zipf and passthrough with wrk against daxproxy and the
+wrk is installed, read-zipf and passthrough (at 1 connection too) with wrk against daxproxy and the
 Protocol+httptools constant server (the generator check): a few seconds each. It checks that
 the outputs exist and hold numbers, never what the numbers are (the bench measures; the
 suite does not assert speed).
@@ -148,7 +148,10 @@ def test_wrk_drives_the_workloads_and_checks_itself(wrk_run: dict[str, Any]) -> 
     assert hits["labels"]["hit"] > 0
     assert hits["latency"]["hit"]["p50_us"] == hits["latency"]["all"]["p50_us"]
     assert hits["hit_ratio"] > 0.9
+    alone = [s["connections"] for s in wrk_run["samples"] if s["workload"] == "passthrough"]
+    assert sorted(alone) == [1, 2]  # a forward alone, and at the main count
     forwarded = samples["passthrough", "proxy"]
+    assert forwarded["connections"] == 2
     assert forwarded["hit_ratio"] == 0.0  # every cache off: nothing is a hit
     assert forwarded["cpu"]["server"]["seconds_per_1k"] is not None
     check = wrk_run["checks"]["generator_check"]
@@ -158,3 +161,4 @@ def test_wrk_drives_the_workloads_and_checks_itself(wrk_run: dict[str, Any]) -> 
     assert check["ok"] == (check["ratio"] >= check["required"])
     assert wrk_run["headline"]["cpu_per_hit_us"] > 0
     assert wrk_run["headline"]["cpu_per_forwarded_getitem_us"] > 0
+    assert wrk_run["headline"]["cpu_per_lone_forwarded_getitem_us"] > 0

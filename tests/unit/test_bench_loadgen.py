@@ -39,6 +39,17 @@ def test_the_stream_file_holds_the_workloads_own_requests_in_order(tmp_path: Pat
     assert {kind for kind, _ in requests} == {READ, WRITE}
 
 
+def test_a_forward_mix_sends_consistent_reads_where_a_mix_sends_writes() -> None:
+    forward = stream(CATALOGUE["forward-95-5"].with_options(items=50), "127.0.0.1:1", 4000)
+    mix = stream(CATALOGUE["mix-95-5"].with_options(items=50), "127.0.0.1:1", 4000)
+    consistent = [body for kind, body in forward if b'"ConsistentRead":true' in body]
+    assert {kind for kind, _ in forward} == {READ}
+    assert 0.03 < len(consistent) / len(forward) < 0.07
+    assert all(b"DynamoDB_20120810.GetItem" in body for _, body in forward)
+    assert not any(b"ConsistentRead" in body for _, body in mix)
+    assert WRITE in {kind for kind, _ in mix}
+
+
 def test_one_outcome_is_timed_as_all_answers() -> None:
     raw = {**_RAW, "labels": {"hit": 1000}, "writes_sent": 0}
     result = loadgen.as_result(raw, cpu_s=1.0)
@@ -76,3 +87,8 @@ def test_the_quick_set_has_every_measure_issue_13_asks_for() -> None:
     assert {("batch-100", "proxy"), ("query", "proxy"), ("mix-95-5", "direct")} <= pairs
     sweep = next(s for s in steps if (s.workload.name, s.target) == ("read-zipf", "proxy"))
     assert 1 in sweep.connections and 32 in sweep.connections
+    for target in ("direct", "proxy"):  # a forward alone, and forwards sharing the loop
+        alone = next(s for s in steps if (s.workload.name, s.target) == ("passthrough", target))
+        assert alone.connections == (1, 32)
+    mix = next(s for s in steps if (s.workload.name, s.target) == ("mix-95-5", "proxy"))
+    assert mix.connections == (32,)
