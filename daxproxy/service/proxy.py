@@ -23,8 +23,8 @@ call (:meth:`Metrics.record`, no Outcome), and the edge serves its registry.
 :meth:`Proxy.answer` answers a GetItem cache hit without a coroutine, Task or Future (and
 the edge writes it at once); anything that waits comes back as a coroutine for the caller
 to run. A GetItem body the item reads remember (:meth:`ItemReads.remembered`) is answered
-before it is parsed, unless ``access`` is set: the check reads the parsed call. The route of each known ``X-Amz-Target`` (its target, operation and handler) is
-looked up once.
+before it is parsed, unless ``access`` is set: the check reads the parsed call. The route
+of each known ``X-Amz-Target`` (its target, operation and handler) is looked up once.
 """
 
 from __future__ import annotations
