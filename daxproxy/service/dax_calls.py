@@ -5,7 +5,8 @@ with the bytes of its reply, or None for authorizeConnection, which gets none. A
 becomes the DynamoDB JSON request the HTTP edge would hand the proxy
 (:class:`~daxproxy.service.proxy.ClientRequest` with the target and body), so hits,
 misses, write-through and every other rule of the caches are the HTTP side's; the proxy's
-answer becomes DAX's reply, and a DynamoDB error DAX's error triple with the same code,
+answer becomes DAX's reply (a GetItem's JSON body and its reply remembered for the hot keys:
+:mod:`daxproxy.service.dax_memo`), and a DynamoDB error DAX's error triple with the same code,
 message, status and request id. Key schemas come from the proxy's table registry
 (DescribeTable, cached), attribute-list ids from one :class:`AttributeLists` for every
 connection (the namespace is the server's).
@@ -18,7 +19,7 @@ verified yet, so when ``auth_file`` is set the server answers DAX connections wi
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ from daxproxy.core.keys import KeySchema
 from daxproxy.dax import batches, calls, errors, methods, queries, transactions
 from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.dax.session import Request
+from daxproxy.service.dax_memo import Memo, get_item_shape
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.tables import TableRegistry
 
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 _TARGET_PREFIX = "DynamoDB_20120810."
 _HEADERS = (("Content-Type", wire.JSON_CONTENT_TYPE),)
 _NOT_FOUND = "Requested resource not found"
+_GET_ITEM = _TARGET_PREFIX + "GetItem"
+# Each GetItem memo's bounds: the hot keys of a read-mostly load, a few MiB at most.
+MEMO_ENTRIES = 4096
+MEMO_BYTES = 8 << 20
 
 
 class DaxService:
@@ -47,6 +53,9 @@ class DaxService:
         self._proxy = proxy
         self._tables = tables
         self.lists = lists if lists is not None else AttributeLists()
+        # GetItem's JSON body by request, and DAX's reply by answer body (dax_memo).
+        self._get_bodies: Memo[Hashable] = Memo(MEMO_ENTRIES, MEMO_BYTES)
+        self._get_replies: Memo[tuple[KeySchema, bytes]] = Memo(MEMO_ENTRIES, MEMO_BYTES)
         self._handlers: dict[methods.Method, Callable[[Request, Any], Awaitable[bytes]]] = {
             methods.ENDPOINTS: self._endpoints,
             methods.DEFINE_KEY_SCHEMA: self._key_schema,
@@ -100,11 +109,29 @@ class DaxService:
 
     async def _get_item(self, request: Request, endpoint: Any) -> bytes:
         schema = await self._schema(calls.table_of(request.args[0]))
-        payload, paths = calls.get_item_payload(request.args, schema)
-        answer = await self._call("GetItem", payload)
-        if isinstance(answer, bytes):
-            return answer
-        return calls.get_item_reply(answer, schema, self.lists, paths)
+        shape = get_item_shape(request.args, schema)
+        body = None if shape is None else self._get_bodies.get(shape)
+        paths = None
+        if body is None:
+            payload, paths = calls.get_item_payload(request.args, schema)
+            body = orjson.dumps(payload)
+            if shape is not None:
+                self._get_bodies.put(shape, body, len(body))
+        response = await self._proxy.handle(ClientRequest(_HEADERS, body, _GET_ITEM))
+        if paths is not None:
+            answer = _json_of(response)
+            if isinstance(answer, bytes):
+                return answer
+            return calls.get_item_reply(answer, schema, self.lists, paths)
+        replied = (schema, response.body)  # the reply is a function of these alone
+        reply = self._get_replies.get(replied)
+        if reply is None:
+            answer = _json_of(response)
+            if isinstance(answer, bytes):
+                return answer
+            reply = calls.get_item_reply(answer, schema, self.lists)
+            self._get_replies.put(replied, reply, len(response.body) + len(reply))
+        return reply
 
     async def _put_item(self, request: Request, endpoint: Any) -> bytes:
         schema = await self._schema(calls.table_of(request.args[0]))
@@ -194,13 +221,7 @@ class DaxService:
         response = await self._proxy.handle(
             ClientRequest(_HEADERS, orjson.dumps(payload), _TARGET_PREFIX + operation)
         )
-        try:
-            body = orjson.loads(response.body)
-        except orjson.JSONDecodeError:
-            body = None
-        if response.status == 200 and isinstance(body, dict):
-            return body
-        return _error(response, body)
+        return _json_of(response)
 
 
 class RefusingDax:
@@ -218,6 +239,17 @@ class RefusingDax:
         return errors.error_reply(
             "AccessDeniedException", self.MESSAGE, 400, wire.new_request_id(), errors.AUTH_REFUSED
         )
+
+
+def _json_of(response: wire.WireResponse) -> dict[str, Any] | bytes:
+    """The proxy's answer's body as JSON on success, else the bytes of DAX's error reply."""
+    try:
+        body = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        body = None
+    if response.status == 200 and isinstance(body, dict):
+        return body
+    return _error(response, body)
 
 
 def _error(response: wire.WireResponse, body: Any) -> bytes:
