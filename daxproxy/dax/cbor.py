@@ -45,49 +45,63 @@ class Malformed(Exception):
 
 
 class ItemReader:
-    """Whole CBOR items from a byte stream fed in pieces."""
+    """Whole CBOR items from a byte stream fed in pieces. The bytes not yet read are held
+    as one ``bytes`` that a stream and a decoder read in place (no copy per item); each
+    feed makes them anew, from what was left and what came."""
 
-    __slots__ = ("_buffer", "_max_bytes")
+    __slots__ = ("_data", "_decoder", "_max_bytes", "_pos", "_stream")
 
     def __init__(self, max_bytes: int) -> None:
-        self._buffer = bytearray()
+        self._data = b""
+        self._pos = 0  # where the next item begins in _data
+        self._stream = io.BytesIO()
+        self._decoder = _decoder(self._stream)
         self._max_bytes = max_bytes
 
     def feed(self, data: bytes) -> None:
         """Add the bytes that just arrived."""
-        self._buffer += data
+        rest = self._data[self._pos :] if self._pos < len(self._data) else b""
+        self._data = rest + bytes(data) if rest else bytes(data)
+        self._pos = 0
+        self._stream = io.BytesIO(self._data)
+        self._decoder = _decoder(self._stream)
 
     @property
     def buffered(self) -> int:
         """Bytes received and not yet read as items."""
-        return len(self._buffer)
+        return len(self._data) - self._pos
 
     def peek_bytes(self, n: int) -> bytes:
         """The first ``n`` buffered bytes (fewer when fewer have arrived), not consumed."""
-        return bytes(self._buffer[:n])
+        return self._data[self._pos : self._pos + n]
 
     def next(self) -> Any:
         """The next whole item, consumed; :class:`NeedMore` when it has not all arrived."""
-        if not self._buffer:
+        if self._pos >= len(self._data):
             raise NeedMore
-        stream = io.BytesIO(self._buffer)
+        stream = self._stream
+        stream.seek(self._pos)
         try:
-            item = loads_from(stream)
+            item = self._decoder.decode()
         except cbor2.CBORDecodeEOF:
-            if len(self._buffer) > self._max_bytes:
+            if len(self._data) - self._pos > self._max_bytes:
                 raise Malformed(
                     f"an item longer than {self._max_bytes} bytes (the limit on a request)"
                 ) from None
             raise NeedMore from None
         except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as error:
             raise Malformed(f"not CBOR: {error}") from None
-        del self._buffer[: stream.tell()]
+        self._pos = stream.tell()
         return item
+
+
+def _decoder(stream: io.BytesIO) -> cbor2.CBORDecoder:
+    return cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH, allow_duplicate_keys=True)
 
 
 def loads_from(stream: io.BytesIO) -> Any:
     """One item from ``stream``, which is left just past it."""
-    return cbor2.CBORDecoder(stream, max_depth=MAX_DEPTH, allow_duplicate_keys=True).decode()
+    return _decoder(stream).decode()
 
 
 def loads(data: bytes) -> Any:

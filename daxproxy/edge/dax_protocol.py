@@ -4,12 +4,15 @@ One :class:`DaxProtocol` per connection, made by the HTTP port's server when a c
 first byte is DAX's (:data:`FIRST_BYTE`: the preamble's first, which no HTTP request line
 begins with; :mod:`daxproxy.edge.server`), which hands it the transport and those first
 bytes. Its :class:`~daxproxy.dax.session.Session` frames the bytes into requests; they are
-answered in order by one task per connection (the clients are strict request/response per
-socket, but the Python client writes authorizeConnection and the next request in one go),
-each reply written when ready. A connection whose bytes break DAX's framing (the rest of
-the preamble included) is closed with the reason logged (never a value from the bytes);
-the process serves on. Reading pauses while more than ``MAX_PENDING`` requests wait, so a
-client cannot queue work without bound.
+answered in order (the clients are strict request/response per socket, but the Python
+client writes authorizeConnection and the next request in one go), each reply written when
+ready: inline, from the callback that read the request, while the service's answer needs
+no wait (a cache hit of a known table: :func:`~daxproxy.edge.inline.first_step`, no task
+made); from the first request that waits on, by one task per connection. A connection
+whose bytes break DAX's framing (the rest of the preamble included), or whose answer
+faults outside the service's own error replies, is closed with the reason logged (never a
+value from the bytes); the process serves on. Reading pauses while more than
+``MAX_PENDING`` requests wait, so a client cannot queue work without bound.
 
 The server's rules for a connection apply as to HTTP ones: with no request being answered
 the connection closes after ``idle_timeout`` seconds (0: never), counted from the last
@@ -25,10 +28,11 @@ import asyncio
 import collections
 import logging
 import socket
-from collections.abc import Callable
-from typing import Protocol, cast
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, cast
 
 from daxproxy.dax.session import MAGIC, ProtocolError, Request, Session
+from daxproxy.edge.inline import Carrier, first_step, resume
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,9 @@ FIRST_BYTE = MAGIC[:1]
 class Service(Protocol):
     """What answers a connection's requests (:class:`daxproxy.service.dax_calls.DaxService`)."""
 
-    async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None: ...
+    def answer(
+        self, request: Request, endpoint: tuple[bytes, int]
+    ) -> Coroutine[Any, Any, bytes | None]: ...
 
 
 class Services(Protocol):
@@ -70,6 +76,7 @@ class DaxProtocol(asyncio.Protocol):
         self._idle_timeout = idle_timeout
         self._idle: asyncio.TimerHandle | None = None
         self._forget = forget
+        self._carrier: Carrier | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)  # uvloop's: no subclass
@@ -90,7 +97,7 @@ class DaxProtocol(asyncio.Protocol):
         self._pending.extend(requests)
         if self._pending and self._worker is None:
             self._disarm_idle()
-            self._worker = asyncio.get_running_loop().create_task(self._work())
+            self._advance()
         if len(self._pending) > MAX_PENDING and not self._paused and self._transport:
             self._paused = True
             self._transport.pause_reading()
@@ -105,24 +112,55 @@ class DaxProtocol(asyncio.Protocol):
             forget, self._forget = self._forget, None
             forget(self)
 
-    async def _work(self) -> None:
+    def _advance(self) -> None:
+        """Answer what is pending inline until an answer has to wait; a task carries on
+        from there."""
+        if self._carrier is None:
+            self._carrier = Carrier(asyncio.get_running_loop())
+        while self._pending and self._transport is not None and not self._closed:
+            answer = self._service.answer(self._pending.popleft(), self._endpoint)
+            try:
+                done, value = first_step(answer, self._carrier)
+            except Exception:  # the service answers its own failures: this is a fault
+                log.exception("fault while answering a DAX request")
+                self._close()
+                return
+            if not done:
+                self._worker = task = asyncio.get_running_loop().create_task(
+                    self._work(answer, value)
+                )
+                self._carrier.bind(task)
+                return
+            if not self._sent(value):
+                return
+        self._arm_idle()
+
+    async def _work(self, first: Coroutine[Any, Any, bytes | None], yielded: Any) -> None:
+        """The reply of the request that waited, then those queued behind it."""
         try:
-            while self._pending:
-                request = self._pending.popleft()
-                reply = await self._service.answer(request, self._endpoint)
-                if self._transport is None:
-                    return
-                if reply is not None:
-                    self._transport.write(reply)
-                if self._stopping and reply is not None:
-                    self._close()  # the reply under way is sent; what waits behind it is not
-                    return
-                if self._paused and len(self._pending) <= MAX_PENDING // 2:
-                    self._paused = False
-                    self._transport.resume_reading()
+            reply = await resume(first, yielded)
+            assert self._carrier is not None
+            self._carrier.bind(None)
+            while self._sent(reply) and self._pending:
+                reply = await self._service.answer(self._pending.popleft(), self._endpoint)
         finally:
             self._worker = None
-        self._arm_idle()
+        if self._transport is not None and not self._closed:
+            self._arm_idle()
+
+    def _sent(self, reply: bytes | None) -> bool:
+        """Write ``reply``; False when the connection is gone or closes after it."""
+        if self._transport is None:
+            return False
+        if reply is not None:
+            self._transport.write(reply)
+        if self._stopping and reply is not None:
+            self._close()  # the reply under way is sent; what waits behind it is not
+            return False
+        if self._paused and len(self._pending) <= MAX_PENDING // 2:
+            self._paused = False
+            self._transport.resume_reading()
+        return True
 
     @property
     def busy(self) -> bool:

@@ -5,7 +5,8 @@ with the bytes of its reply, or None for authorizeConnection, which gets none. A
 becomes the DynamoDB JSON request the HTTP edge would hand the proxy
 (:class:`~daxproxy.service.proxy.ClientRequest` with the target and body), so hits,
 misses, write-through and every other rule of the caches are the HTTP side's; the proxy's
-answer becomes DAX's reply, and a DynamoDB error DAX's error triple with the same code,
+answer becomes DAX's reply (a GetItem's JSON body and its reply remembered for the hot keys:
+:mod:`daxproxy.service.dax_memo`), and a DynamoDB error DAX's error triple with the same code,
 message, status and request id. Key schemas come from the proxy's table registry
 (DescribeTable, cached), attribute-list ids from one :class:`AttributeLists` for every
 connection (the namespace is the server's).
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import orjson
@@ -38,6 +39,7 @@ from daxproxy.dax import batches, calls, errors, methods, queries, transactions
 from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.dax.session import Request
 from daxproxy.service.dax_auth import AuthorizedConnection
+from daxproxy.service.dax_memo import Memo, get_item_shape
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.tables import TableRegistry
 
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 _TARGET_PREFIX = "DynamoDB_20120810."
 _HEADERS = (("Content-Type", wire.JSON_CONTENT_TYPE),)
 _NOT_FOUND = "Requested resource not found"
+_GET_ITEM = _TARGET_PREFIX + "GetItem"
+# Each GetItem memo's bounds: the hot keys of a read-mostly load, a few MiB at most.
+MEMO_ENTRIES = 4096
+MEMO_BYTES = 8 << 20
 # A method's handler: the request, the endpoint the client reached, the connection's key.
 Handler = Callable[[Request, Any, str | None], Awaitable[bytes]]
 # The operations DAX serves on a table: a key allowed none of them on it is told nothing
@@ -91,6 +97,9 @@ class DaxService:
         self._tables = tables
         self._clock = clock
         self.lists = lists if lists is not None else AttributeLists()
+        # GetItem's JSON body by request, and DAX's reply by answer body (dax_memo).
+        self._get_bodies: Memo[Hashable] = Memo(MEMO_ENTRIES, MEMO_BYTES)
+        self._get_replies: Memo[tuple[KeySchema, bytes]] = Memo(MEMO_ENTRIES, MEMO_BYTES)
         self._handlers: dict[methods.Method, Handler] = {
             methods.ENDPOINTS: self._endpoints,
             methods.DEFINE_KEY_SCHEMA: self._key_schema,
@@ -156,11 +165,29 @@ class DaxService:
 
     async def _get_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
         schema = await self._schema(calls.table_of(request.args[0]), key_id)
-        payload, paths = calls.get_item_payload(request.args, schema)
-        answer = await self._call("GetItem", payload, key_id)
-        if isinstance(answer, bytes):
-            return answer
-        return calls.get_item_reply(answer, schema, self.lists, paths)
+        shape = get_item_shape(request.args, schema)
+        body = None if shape is None else self._get_bodies.get(shape)
+        paths = None
+        if body is None:
+            payload, paths = calls.get_item_payload(request.args, schema)
+            body = orjson.dumps(payload)
+            if shape is not None:
+                self._get_bodies.put(shape, body, len(body))
+        response = await self._proxy.handle(_request(body, _GET_ITEM, key_id))
+        if paths is not None:
+            answer = _json_of(response)
+            if isinstance(answer, bytes):
+                return answer
+            return calls.get_item_reply(answer, schema, self.lists, paths)
+        replied = (schema, response.body)  # the reply is a function of these alone
+        reply = self._get_replies.get(replied)
+        if reply is None:
+            answer = _json_of(response)
+            if isinstance(answer, bytes):
+                return answer
+            reply = calls.get_item_reply(answer, schema, self.lists)
+            self._get_replies.put(replied, reply, len(response.body) + len(reply))
+        return reply
 
     async def _put_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
         schema = await self._schema(calls.table_of(request.args[0]), key_id)
@@ -280,19 +307,8 @@ class DaxService:
         ``auth_file``): its body as JSON on success, else the bytes of DAX's error reply (a
         cancelled transaction's reasons written by ``reasons``)."""
         sent, target = orjson.dumps(payload), _TARGET_PREFIX + operation
-        request = (
-            ClientRequest(_HEADERS, sent, target)
-            if key_id is None
-            else DaxRequest(sent, target, key_id)
-        )
-        response = await self._proxy.handle(request)
-        try:
-            body = orjson.loads(response.body)
-        except orjson.JSONDecodeError:
-            body = None
-        if response.status == 200 and isinstance(body, dict):
-            return body
-        return _error(response, body, reasons)
+        response = await self._proxy.handle(_request(sent, target, key_id))
+        return _json_of(response, reasons)
 
 
 class DaxRequest(ClientRequest):
@@ -304,6 +320,29 @@ class DaxRequest(ClientRequest):
     def __init__(self, body: bytes, target: str, key_id: str) -> None:
         super().__init__(_HEADERS, body, target)
         self.key_id = key_id
+
+
+def _request(body: bytes, target: str, key_id: str | None) -> ClientRequest:
+    """The DynamoDB JSON request of a DAX call (made by ``key_id``, with ``auth_file``)."""
+    return (
+        ClientRequest(_HEADERS, body, target)
+        if key_id is None
+        else DaxRequest(body, target, key_id)
+    )
+
+
+def _json_of(
+    response: wire.WireResponse, reasons: Reasons = _without_items
+) -> dict[str, Any] | bytes:
+    """The proxy's answer's body as JSON on success, else the bytes of DAX's error reply (a
+    cancelled transaction's reasons written by ``reasons``)."""
+    try:
+        body = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        body = None
+    if response.status == 200 and isinstance(body, dict):
+        return body
+    return _error(response, body, reasons)
 
 
 def _error(response: wire.WireResponse, body: Any, encode: Reasons) -> bytes:

@@ -13,6 +13,13 @@ unusual member, a key or projection DynamoDB would reject) is forwarded unchange
 whose upstream call fails (no answer, the breaker open, or a 5xx; never a client error) is
 answered from an entry past its TTL but within the grace, labelled ``stale`` (a
 BatchGetItem only when every key it fetched has one).
+
+A GetItem body answered from the stored answer (no projection, no capacity, not consistent)
+is remembered with the cache key it names and the table info that key was made with
+(:meth:`ItemReads.remembered`): the same bytes again are a hit with no JSON parse, request
+check or key, as long as the registry still knows the table by that very info (a table
+learned anew, changed or gone makes it read again). At most ``MEMO_ENTRIES`` bodies, the
+oldest forgotten first; only bodies sent uncompressed, so the bytes are the request.
 """
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ from daxproxy.service.upstream import Upstream, UpstreamResponse
 # the key came back unprocessed); its waiters then go upstream.
 Fill = asyncio.Future[bytes | None]
 
+# GetItem bodies remembered with their cache key (:meth:`ItemReads.remembered`).
+MEMO_ENTRIES = 8192
+
 
 class ItemReads:
     def __init__(
@@ -68,6 +78,8 @@ class ItemReads:
         self._tracker = tracker
         # The fill in flight for each key (the latest, when an overtaken one still runs).
         self._fills: dict[ItemKey, tuple[Fill, FillTicket]] = {}
+        # GetItem body -> (its TableName, the table info its key was made with, the key).
+        self._memo: dict[bytes, tuple[str, TableInfo, ItemKey]] = {}
 
     async def _resolve(self, read: TableRead) -> TableInfo:
         info = self._tables.known(read.table)
@@ -112,10 +124,11 @@ class ItemReads:
 
     # GetItem ---------------------------------------------------------------------------
 
-    def cached(self, call: Call) -> WireResponse | None:
+    def cached(self, call: Call, plain: bool = False) -> WireResponse | None:
         """GetItem's answer from the cache when it is there and needs no wait (the table
         known, no projection); else None, with nothing counted, and :meth:`get_item`
-        answers it."""
+        answers it. ``plain``: the call's body was sent uncompressed, so it may be
+        remembered for :meth:`remembered`."""
         payload = call.payload
         try:
             read = requests.get_item_read(payload)
@@ -124,12 +137,37 @@ class ItemReads:
             info = self._tables.known(read.table)
             if info is None:
                 return None
-            entry = self._cache.hit(item_key(info.arn, payload["Key"], info.schema))
+            key = item_key(info.arn, payload["Key"], info.schema)
         except (DynamoDBError, Uncacheable, NotCanonical):  # get_item says why, or forwards
             return None
+        stored = len(payload) == 2 or requests.capacity_of(payload) == "NONE"
+        if plain and stored:
+            memo = self._memo
+            if len(memo) >= MEMO_ENTRIES:
+                del memo[next(iter(memo))]
+            memo[call.body] = (read.table, info, key)
+        entry = self._cache.hit(key)
         if entry is None:
             return None
+        if stored:
+            return hit_response(*requests.stored_answer(entry, VALUE_START))
         return self._get_item_hit(read, payload, entry)
+
+    def remembered(self, body: bytes) -> tuple[WireResponse, str] | None:
+        """The hit, and the table as the request names it, for a GetItem body that
+        :meth:`cached` remembered; None (nothing counted) when it is not remembered, its
+        table's info has changed since, or the cache does not hold its key."""
+        found = self._memo.get(body)
+        if found is None:
+            return None
+        table, info, key = found
+        if self._tables.known(table) is not info:
+            del self._memo[body]
+            return None
+        entry = self._cache.hit(key)
+        if entry is None:
+            return None
+        return hit_response(*requests.stored_answer(entry, VALUE_START)), table
 
     def _get_item_hit(self, read: TableRead, payload: dict[str, Any], entry: bytes) -> WireResponse:
         capacity = "NONE" if len(payload) == 2 else requests.capacity_of(payload)

@@ -24,8 +24,9 @@ call (:meth:`Metrics.record`, no Outcome), and the edge serves its registry.
 
 :meth:`Proxy.answer` answers a GetItem cache hit without a coroutine, Task or Future (and
 the edge writes it at once); anything that waits comes back as a coroutine for the caller
-to run. The route of each known ``X-Amz-Target`` (its target, operation and handler) is
-looked up once.
+to run. A GetItem body the item reads remember (:meth:`ItemReads.remembered`) is answered
+before it is parsed, unless ``access`` is set: the check reads the parsed call. The route
+of each known ``X-Amz-Target`` (its target, operation and handler) is looked up once.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from daxproxy.core.errors import DynamoDBError, SerializationException, Throttli
 from daxproxy.core.operations import Kind, Operation
 from daxproxy.core.wire import Headers, Target, WireResponse
 from daxproxy.service.admin import CacheAdmin
-from daxproxy.service.calls import BYPASS, Call, forward, relay
+from daxproxy.service.calls import BYPASS, HIT, Call, forward, relay
 from daxproxy.service.coherence import Coherence
 from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
@@ -75,6 +76,10 @@ _SUSPICIOUS = frozenset({"ResourceNotFoundException", "ValidationException"})
 # The answer to a request past the cap on requests in flight: DynamoDB's own words.
 _SHED_MESSAGE = "Rate of requests exceeds the allowed throughput."
 
+
+# The target whose cache hits may be answered from a remembered body.
+_GET_ITEM = "GetItem"
+_GET_ITEM_TARGET = f"{_CACHED_PREFIX}.{_GET_ITEM}"
 
 # Routes remembered, by X-Amz-Target as sent (known operations only, so this bounds it).
 _MAX_ROUTES = 1024
@@ -146,10 +151,15 @@ class Proxy:
         self._handlers: dict[Kind, Handler] = {}
         # GetItem's handler, and its answer from the cache when that needs no wait.
         self._get_item: Handler | None = None
-        self._cached: Callable[[Call], WireResponse | None] = _no_answer
+        self._cached: Callable[[Call, bool], WireResponse | None] = _no_answer
+        # A GetItem body answered before, answered again without a parse (ItemReads'
+        # memo); not with access checks, which read the parsed call.
+        self._remembered: Callable[[bytes], tuple[WireResponse, str] | None] | None = None
         if item_reads is not None:
             self._get_item = self._handlers[Kind.ITEM_READ] = item_reads.get_item
             self._cached = item_reads.cached
+            if access is None:
+                self._remembered = item_reads.remembered
             self._handlers[Kind.BATCH_READ] = item_reads.batch_get_item
         if item_writes is not None:
             for kind in (Kind.ITEM_WRITE, Kind.BATCH_WRITE, Kind.TRANSACT_WRITE):
@@ -178,6 +188,17 @@ class Proxy:
         try:
             if self._max_in_flight is not None and self.in_flight > self._max_in_flight:
                 raise ThrottlingException(_SHED_MESSAGE)
+            if (
+                self._remembered is not None
+                and request.target == _GET_ITEM_TARGET
+                and not request.content_encoding
+            ):
+                remembered = self._remembered(request.body)
+                if remembered is not None:
+                    self.in_flight -= 1
+                    if observing:
+                        self._observe_hit(remembered, time.perf_counter() - started)
+                    return remembered[0]
             call, route = self._call(request)
             if self._access is not None:  # before any cache or upstream sees the call
                 if request.key_id is None:
@@ -190,7 +211,11 @@ class Proxy:
                     )
                 else:  # a DAX call: authorizeConnection proved the key
                     self._access.authorize(request.key_id, call.operation, call.payload)
-            response = self._cached(call) if route[2] is self._get_item else None
+            response = (
+                self._cached(call, not request.content_encoding)
+                if route[2] is self._get_item
+                else None
+            )
         except DynamoDBError as error:
             response = wire.error_response(error)
         except Exception:  # the edge answers it with a 500 InternalServerError
@@ -293,6 +318,17 @@ class Proxy:
         except Exception:
             log.exception("observer %r failed", metrics)
 
+    def _observe_hit(self, hit: tuple[WireResponse, str], seconds: float) -> None:
+        """:meth:`_observe` for a remembered GetItem body's hit."""
+        metrics = self.metrics
+        if self._observers or metrics is None or metrics.per_table:
+            self._notify(Outcome(_GET_ITEM, hit[1], HIT, 200, None, seconds))
+            return
+        try:
+            metrics.record(_GET_ITEM, HIT, 200, None, table=None, seconds=seconds)
+        except Exception:
+            log.exception("observer %r failed", metrics)
+
     def _call(self, request: ClientRequest) -> tuple[Call, _Route]:
         # DynamoDB reads the body before it routes: a body that is not JSON is a
         # SerializationException whatever the target says (dynalite's index.js mirrors this).
@@ -335,7 +371,7 @@ class Proxy:
                 self._tables.suspect(table)
 
 
-def _no_answer(call: Call) -> None:
+def _no_answer(call: Call, plain: bool) -> None:
     return None
 
 

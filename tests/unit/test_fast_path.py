@@ -14,20 +14,25 @@ from __future__ import annotations
 import asyncio
 import gzip
 import zlib
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import generate_latest
 
 from daxproxy.core import item_requests
 from daxproxy.core.cache import ENTRY_OVERHEAD, ItemCache
 from daxproxy.core.config import Settings
 from daxproxy.core.errors import InternalServerError
 from daxproxy.core.wire import WireResponse
+from daxproxy.service import item_reads
+from daxproxy.service.observe import Outcome
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.runtime import build_proxy
 from daxproxy.service.upstream import UpstreamResponse
 from tests.fakes import FakeTable, FakeUpstream, HeldDynamoDB
+from tests.unit.test_access import checker, signed_request
 from tests.unit.test_guards import fake_with, proxy, put, request, s
 from tests.unit.test_metrics import ITEM, FakeDynamoDB, get_item
 from tests.unit.test_stale import proxy as stale_proxy
@@ -306,3 +311,119 @@ async def test_only_known_operations_routes_are_remembered() -> None:
     target = "DynamoDB_20120810.ListTables"
     await p.handle(ClientRequest((("X-Amz-Target", target),), b"{}", target))
     assert list(p._routes) == [target]
+
+
+# Remembered GetItem bodies -----------------------------------------------------------------
+
+
+def raw_get(body: bytes, encoding: str | None = None) -> ClientRequest:
+    target = "DynamoDB_20120810.GetItem"
+    return ClientRequest((("X-Amz-Target", target),), body, target, encoding)
+
+
+async def test_a_remembered_body_is_answered_as_a_read_one_would_be() -> None:
+    p = proxy(fake_with(ITEM_1))
+    stats = item_cache(p).stats
+    await warm(p)
+    answers = [p.answer(get()) for _ in range(3)]
+    for answer in answers:
+        assert isinstance(answer, WireResponse)
+        assert checked(answer, "hit") == {"Item": ITEM_1}
+    assert len({headers(a)["x-amzn-RequestId"] for a in answers}) == 3
+    assert (stats.hits, stats.misses) == (3, 1)
+
+
+async def test_a_body_that_asked_for_capacity_is_never_answered_with_the_stored_answer() -> None:
+    """Only bodies whose hit is the stored answer are remembered."""
+    p = proxy(fake_with(ITEM_1))
+    await warm(p)
+    for _ in range(3):
+        body = checked(await p.handle(get(ReturnConsumedCapacity="TOTAL")), "hit")
+        assert body["ConsumedCapacity"]["CapacityUnits"] == 0.0
+
+
+async def test_a_compressed_body_is_not_remembered_as_plain_bytes() -> None:
+    """Gzip bytes remembered as a body would answer the same bytes sent uncompressed,
+    which DynamoDB refuses as not JSON."""
+    p = proxy(fake_with(ITEM_1))
+    await warm(p)
+    compressed = gzip.compress(PLAIN)
+    assert checked(await p.handle(raw_get(compressed, "gzip")), "hit") == {"Item": ITEM_1}
+    answer = await p.handle(raw_get(compressed))
+    assert answer.status == 400
+    assert orjson.loads(answer.body)["__type"].endswith("#SerializationException")
+
+
+async def test_a_remembered_body_sent_with_a_content_encoding_is_decoded_as_any_other() -> None:
+    p = proxy(fake_with(ITEM_1))
+    await warm(p)
+    assert checked(await p.handle(raw_get(PLAIN)), "hit") == {"Item": ITEM_1}
+    answer = await p.handle(raw_get(PLAIN, "gzip"))
+    assert answer.status == 500  # not gzip: DynamoDB's InternalServerError, never the hit
+
+
+async def test_remembered_bodies_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(item_reads, "MEMO_ENTRIES", 4)
+    p = proxy(fake_with(*({"pk": s(str(n))} for n in range(10))))
+    for n in range(10):
+        for _ in range(2):
+            await p.handle(request("GetItem", TableName="t", Key={"pk": s(str(n))}))
+    memo = p._remembered.__self__._memo  # type: ignore[union-attr]
+    assert len(memo) == 4
+    # The newest are kept, and still answer.
+    answer = await p.handle(request("GetItem", TableName="t", Key={"pk": s("9")}))
+    assert checked(answer, "hit") == {"Item": {"pk": s("9")}}
+
+
+def hits_counted(p: Proxy) -> list[str]:
+    """The request-duration count lines of GetItem hits, as /metrics says them."""
+    assert p.metrics is not None
+    lines = generate_latest(p.metrics.registry).decode().splitlines()
+    return [
+        line.rsplit(" ", 1)[1]
+        for line in lines
+        if line.startswith("daxproxy_request_duration_seconds_count{")
+        and 'cache="hit"' in line
+        and 'operation="GetItem"' in line
+    ]
+
+
+@pytest.mark.parametrize("observed", [False, True])
+async def test_a_remembered_hit_is_observed_as_a_get_item_hit_of_its_table(
+    observed: bool,
+) -> None:
+    """Told to the metrics directly, or as an Outcome when others listen too."""
+    seen: list[Outcome] = []
+
+    class Seen:
+        def observed(self, outcome: Outcome) -> None:
+            seen.append(outcome)
+
+    observers = [Seen()] if observed else []
+    settings = Settings(upstream="http://127.0.0.1:1")
+    p = build_proxy(settings, fake_with(ITEM_1), observers=observers)
+    await warm(p)
+    for _ in range(2):
+        assert isinstance(p.answer(get()), WireResponse)
+    assert hits_counted(p) == ["2.0"]
+    if observed:
+        assert [(o.operation, o.table, o.cache, o.status) for o in seen] == [
+            ("GetItem", "t", "miss", 200),
+            ("GetItem", "t", "hit", 200),
+            ("GetItem", "t", "hit", 200),
+        ]
+
+
+async def test_with_an_auth_file_every_request_is_checked_remembered_or_not(
+    tmp_path: Path,
+) -> None:
+    fake = HeldDynamoDB(FakeTable("Orders"))
+    fake.put_direct("Orders", ITEM_1)
+    p = build_proxy(Settings(upstream="http://127.0.0.1:1"), fake, access=checker(tmp_path))
+    target = "DynamoDB_20120810.GetItem"
+    payload = {"TableName": "Orders", "Key": {"pk": s("1")}}
+    for label in ("miss", "hit", "hit"):
+        assert checked(await p.handle(signed_request(target, payload)), label)["Item"] == ITEM_1
+    unsigned = await p.handle(raw_get(orjson.dumps(payload)))
+    assert unsigned.status == 400
+    assert b"MissingAuthenticationTokenException" in unsigned.body

@@ -109,3 +109,53 @@ async def test_a_lost_connection_stops_its_work() -> None:
     await _settle()
     assert transport.written == b""
     assert len(service.seen) == 1
+
+
+class InstantService:
+    """Answers endpoints at once (as a cache hit is) and waits on the rest until released."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
+        if request.method is not methods.ENDPOINTS:
+            await self.release.wait()
+        return request.method.name.encode() if request.method.replies else None
+
+
+KEY_SCHEMA = cbor.dumps(1) + cbor.dumps(methods.DEFINE_KEY_SCHEMA.id) + cbor.dumps(b"t")
+
+
+async def test_an_answer_that_needs_no_wait_is_written_from_the_read_itself() -> None:
+    service = InstantService()
+    protocol, transport = _connect(service)  # type: ignore[arg-type]
+    tasks = asyncio.all_tasks()
+    protocol.data_received(PREAMBLE + ENDPOINTS + ENDPOINTS)
+    assert transport.written == b"endpointsendpoints"  # no turn of the loop needed
+    assert asyncio.all_tasks() == tasks and not protocol.busy
+
+
+async def test_behind_an_answer_that_waits_the_rest_keep_their_order() -> None:
+    service = InstantService()
+    protocol, transport = _connect(service)  # type: ignore[arg-type]
+    protocol.data_received(PREAMBLE + ENDPOINTS + KEY_SCHEMA + ENDPOINTS)
+    assert transport.written == b"endpoints" and protocol.busy
+    protocol.data_received(ENDPOINTS)
+    await _settle()
+    assert transport.written == b"endpoints"  # still behind the one that waits
+    service.release.set()
+    await _settle()
+    assert transport.written == b"endpointsdefineKeySchemaendpointsendpoints"
+    assert not protocol.busy
+    protocol.data_received(ENDPOINTS)
+    assert transport.written.endswith(b"defineKeySchemaendpointsendpointsendpoints")
+
+
+async def test_a_service_fault_closes_the_connection_not_the_process() -> None:
+    class Failing:
+        async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
+            raise RuntimeError("a fault")
+
+    protocol, transport = _connect(Failing())  # type: ignore[arg-type]
+    protocol.data_received(PREAMBLE + ENDPOINTS)
+    assert transport.closed and transport.written == b""
