@@ -75,6 +75,7 @@ class DaxProtocol(asyncio.Protocol):
         self._stopping = self._closed = False
         self._idle_timeout = idle_timeout
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_at: float | None = None  # when the connection counts as idle
         self._forget = forget
         self._carrier: Carrier | None = None
 
@@ -105,7 +106,7 @@ class DaxProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._pending.clear()
-        self._disarm_idle()
+        self._cancel_idle()
         if self._worker is not None:
             self._worker.cancel()
         if self._forget is not None:
@@ -186,22 +187,36 @@ class DaxProtocol(asyncio.Protocol):
 
     def _close(self) -> None:
         self._closed = True
-        self._disarm_idle()
+        self._cancel_idle()
         if self._transport is not None:
             self._transport.close()
 
     def _arm_idle(self) -> None:
-        if self._idle_timeout and not self._closed and self._idle is None:
+        """Idle from now: one timer, moved by the deadline alone (no timer per request)."""
+        if self._idle_timeout and not self._closed:
             loop = asyncio.get_running_loop()
-            self._idle = loop.call_later(self._idle_timeout, self._on_idle)
+            self._idle_at = at = loop.time() + self._idle_timeout
+            if self._idle is None:
+                self._idle = loop.call_at(at, self._on_idle)
 
     def _disarm_idle(self) -> None:
+        """Not idle: the timer, if one runs, finds no deadline and ends."""
+        self._idle_at = None
+
+    def _cancel_idle(self) -> None:
+        self._idle_at = None
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
 
     def _on_idle(self) -> None:
         self._idle = None
-        if not self.busy:
-            log.debug("closing an idle DAX client connection")
-            self._close()
+        at = self._idle_at
+        if at is None or self.busy or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < at:  # a request came and went since: idle from its reply
+            self._idle = loop.call_at(at, self._on_idle)
+            return
+        log.debug("closing an idle DAX client connection")
+        self._close()
