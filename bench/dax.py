@@ -238,7 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = loadgen.cpu_split() if args.pin == "auto" else None
     busy_before = machine.cpu_busy(0.5)
     others = machine.OtherWork()
-    upstream, rows, check = run(args, workload, cores)
+    try:
+        upstream, rows, check = run(args, workload, cores)
+    except (processes.StartError, measure.MeasureError, loadgen.LoadError, dataset.DataError) as e:
+        print(f"bench.dax: {e}", file=sys.stderr)
+        return 1
     busy_during = others.busy_fraction()
     top = max(args.connections)
     proxy_http = next(

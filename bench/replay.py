@@ -66,7 +66,6 @@ USER_AGENT = "DaxPythonClient-2.1.0"  # what the amazon-dax-client says it is
 # The client's kwargs for a plain GetItem, {3: 0} (ReturnConsumedCapacity NONE), as it writes
 # them: an indefinite-length map.
 _NO_CAPACITY = b"\xbf\x03\x00\xff"
-_DAX_OK = b"\x80"  # a DAX reply's success status (an empty CBOR array)
 _SIGNED_DATE = "20261128T000000Z"
 
 
@@ -109,7 +108,9 @@ def dax_get_item(workload: Workload, n: int) -> bytes:
     return get_item_frame(workload.table, key_of(n))
 
 
-def requests_by_key(workload: Workload, protocol: str, host: str, keys: Sequence[int]) -> dict:
+def requests_by_key(
+    workload: Workload, protocol: str, host: str, keys: Sequence[int]
+) -> dict[int, bytes]:
     """Each distinct key's request bytes."""
     if protocol == HTTP:
         return {n: http_request(workload, n, host) for n in set(keys)}
@@ -154,7 +155,7 @@ def dax_reply_end(buffer: bytes) -> int:
     decoder = cbor2.CBORDecoder(stream)
     try:
         status = decoder.decode()
-        if status != []:
+        if status != []:  # success is an empty array
             raise WarmError(f"a DAX error reply: {status!r:.200}")
         decoder.decode()
     except cbor2.CBORDecodeEOF:
