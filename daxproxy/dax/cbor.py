@@ -80,7 +80,8 @@ class ItemReader:
         if self._pos >= len(self._data):
             raise NeedMore
         stream = self._stream
-        stream.seek(self._pos)
+        if stream.tell() != self._pos:  # left inside an item that had not all arrived
+            stream.seek(self._pos)
         try:
             item = self._decoder.decode()
         except cbor2.CBORDecodeEOF:

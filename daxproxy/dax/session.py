@@ -56,10 +56,11 @@ class Session:
 
     def receive(self, data: bytes) -> list[Request]:
         """The requests that ``data`` completes (none while the preamble is being read)."""
-        self._reader.feed(data)
+        reader = self._reader
+        reader.feed(data)
         requests = []
         try:
-            while True:
+            while reader.buffered:  # never a NeedMore raised just to learn the bytes ended
                 if self.preamble is None:
                     if not self._read_preamble():
                         break
