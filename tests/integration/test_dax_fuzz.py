@@ -2,20 +2,23 @@
 
 - **Broken streams**: random bytes after the preamble (or none), valid requests cut short
   and then the connection closed, unknown method ids, declared lengths past the limit.
-  The sans-IO :class:`~daxproxy.dax.session.Session` is the oracle: what it refuses, the
-  proxy closes the connection on, answering the whole requests before it; what it waits
-  on, the proxy waits on too, until the client closes.
+  Unknown ids and lengths past the limit must break the framing; otherwise the sans-IO
+  :class:`~daxproxy.dax.session.Session` is the oracle: what it refuses, the proxy closes
+  the connection on by itself; what it waits on, the proxy waits on too, until the client
+  closes. Whatever the proxy sent before closing is whole replies.
 - **Well-framed calls, wrong contents**: each method id with its arity and arguments of
-  random type and shape (some slots plausible: a real table, a well-encoded key, an
-  options map with DAX's keys). Every reply is a success or a DAX error that is not the
-  proxy's own InternalServerError; the connection stays open.
+  random type and shape (:mod:`tests.dax_calls_strategies`). Every reply is a success or
+  a DAX error that is not the proxy's own InternalServerError (a 5xx may be moto's own,
+  relayed), no traceback is logged, and the connection stays open.
 - **Memory**: connections that send half a large item and stall, or an endless one, hold
-  no more than ``max_body_bytes`` each: the endless ones are closed, the stalled ones when
-  idle, and the process's resident set stays within what that bounds.
+  no more than ``max_body_bytes`` each: the endless ones are cut off, the stalled ones
+  closed when idle, and the process's peak resident set stays within what that bounds.
 
-After each example the process serves on: a real ``amazondax`` client and boto3 over HTTP
-read the check item. Nothing is logged as a fault: no traceback in the proxy's log. The
-default run is derandomized (about 10 s); ``FUZZ_EXAMPLES=2000`` makes a longer random hunt.
+After each example the process serves on: a new DAX connection is answered and boto3 over
+HTTP reads the check item; after the last, the real ``amazondax`` client reads it too (its
+threads use ``random``, which Hypothesis forbids while it draws). Nothing is logged as a
+fault. The default run is derandomized (about 10 s); ``FUZZ_EXAMPLES=2000`` makes a longer
+random hunt.
 """
 
 from __future__ import annotations
