@@ -5,11 +5,13 @@ Every setting has a default that works on a developer's machine. A bad value rai
 turns it into exit code 2 before anything starts. Where values come from (a TOML file,
 ``DAXPROXY_*`` variables, flags) is :mod:`daxproxy.core.settings_sources`' business; this
 class is the one list of settings, their types, defaults and limits.
-:func:`resolve_endpoints` derives the upstream URLs from ``upstream`` and ``region``.
+:func:`resolve_endpoints` derives the upstream URLs from ``upstream`` and ``region``;
+:func:`dax_endpoint` reads the ``dax_endpoint`` setting's address and port.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 MIB = 1024 * 1024
 AWS_UPSTREAM = "aws"
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}\Z")
+_PORT = re.compile(r"[0-9]{1,5}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 # "dax": DAX's semantics exactly, staleness included; "strict": where DAX can serve a
@@ -32,7 +35,15 @@ AUTO_WORKERS = "auto"
 MAX_WORKERS = 1024
 # Settings whose default is None, "not set": the AWS chain's region, the embedded backend.
 _OPTIONAL = frozenset(
-    {"upstream", "region", "auth_file", "tls_cert_file", "tls_key_file", "data_dir"}
+    {
+        "upstream",
+        "region",
+        "auth_file",
+        "tls_cert_file",
+        "tls_key_file",
+        "data_dir",
+        "dax_endpoint",
+    }
 )
 
 
@@ -114,6 +125,9 @@ class Settings:
     # Where the DAX attribute-list ids are kept across restarts; None: the per-user data
     # directory (daxproxy.service.attribute_store.default_data_dir).
     data_dir: str | None = None
+    # The address and port DAX's endpoints call names, "IP:port" ("[IPv6]:port"), for
+    # clients that reach the proxy through NAT or a port map; None: the accepting socket's.
+    dax_endpoint: str | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -129,6 +143,7 @@ class Settings:
             "tls_cert_file",
             "tls_key_file",
             "data_dir",
+            "dax_endpoint",
         ):
             value = getattr(self, name)
             if not isinstance(value, str) and not (value is None and name in _OPTIONAL):
@@ -180,6 +195,7 @@ class Settings:
                 raise SettingError(name, "must be a file's path")
         if self.data_dir == "":
             raise SettingError("data_dir", "must be a directory's path")
+        _check_dax_endpoint(self.dax_endpoint)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -220,6 +236,42 @@ def _check_url(url: str) -> None:
         raise SettingError("upstream", f"{url!r} has an invalid port") from None
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise SettingError("upstream", f"{url!r}: DynamoDB endpoints take no path or query")
+
+
+def _check_dax_endpoint(value: str | None) -> None:
+    if value is not None:
+        dax_endpoint(value)
+
+
+def dax_endpoint(value: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """The address and port of a ``dax_endpoint`` value, ``IP:port`` or ``[IPv6]:port``.
+
+    IP literals only, no host names: the address is the one the *clients* must reach, and a
+    name resolved by the proxy gives the proxy's view of it (behind NAT or in a container,
+    the wrong one), once at start, however the name changes later.
+    """
+    host, colon, port_text = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        address = ipaddress.ip_address(host[1:-1] if bracketed else host) if colon else None
+    except ValueError:
+        address = None
+    # An IPv6 address is bracketed (else its last group reads as the port), an IPv4 one not.
+    if (
+        address is None
+        or bracketed != (address.version == 6)
+        or address.is_unspecified
+        or (isinstance(address, ipaddress.IPv6Address) and address.scope_id)
+    ):
+        raise SettingError(
+            "dax_endpoint",
+            f"{value!r} is not an IP address and port, like 203.0.113.7:9000 or "
+            "[2001:db8::7]:9000 (a host name is not taken: the address is the one DAX "
+            "clients connect to)",
+        )
+    if not _PORT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+        raise SettingError("dax_endpoint", f"{value!r} has no port from 1 to 65535")
+    return address, int(port_text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,9 +101,9 @@ def attribute_list_id_reply(arg: Any, lists: AttributeLists) -> bytes:
 
 
 def attribute_list_reply(arg: Any, lists: AttributeLists) -> bytes:
-    names = lists.names_of(arg) if isinstance(arg, int) else None
+    names = lists.names_of(arg) if isinstance(arg, int) and not isinstance(arg, bool) else None
     if names is None:
-        raise invalid(f"unknown attribute list id {arg!r}")
+        raise invalid(f"unknown attribute list id {shown(arg)}")
     return success(list(names))
 
 
@@ -119,13 +119,30 @@ def kwargs_of(arg: Any) -> Mapping[Any, Any]:
     return arg
 
 
+def shown(value: Any) -> str:
+    """A value the client sent, as an error message quotes it: a number of 64 bits, else
+    its type alone (a value can be of any size; past 4300 digits ``str`` itself raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**64:
+        return str(value)
+    return f"of type {type(value).__name__}"
+
+
+def named(value: Any, names: Mapping[int, str]) -> str | None:
+    """The name DAX's number ``value`` stands for; None for any other value (a bool, an
+    array: a value of any type can arrive where a number should)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return names.get(value)
+
+
 def enum_of(kwargs: Mapping[Any, Any], param: Param, names: Mapping[int, str]) -> str | None:
     value = kwargs.get(param)
     if value is None:
         return None
-    if value not in names or isinstance(value, bool):
-        raise invalid(f"{param.name} has no value {value!r}")
-    return names[value]
+    name = named(value, names)
+    if name is None:
+        raise invalid(f"{param.name} has no value {shown(value)}")
+    return name
 
 
 def key_of(arg: Any, schema: KeySchema) -> values.Item:
@@ -207,7 +224,7 @@ def item_of(payload_bytes: Any, lists: AttributeLists) -> values.Item:
         list_id, raw = values.values_list_id(payload_bytes)
         names = lists.names_of(list_id)
         if names is None:
-            raise invalid(f"unknown attribute list id {list_id}")
+            raise invalid(f"unknown attribute list id {shown(list_id)}")
         return values.decode_values(raw, names)
     except values.BadValue as error:
         raise invalid(f"malformed item values: {error}") from None

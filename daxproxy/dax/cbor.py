@@ -3,10 +3,13 @@
 DAX frames nothing: a connection carries a plain concatenation of CBOR data items (RFC 8949),
 and a request is as many items as its method takes. :class:`ItemReader` is fed the bytes as
 they arrive and gives back whole items; an item cut short by the end of the bytes so far
-raises :class:`NeedMore` and is read again, from its first byte, once more bytes come. It
-never holds more than ``max_bytes`` of an unfinished item: past that, or on bytes that are
-not CBOR, it raises :class:`Malformed` and the connection must be closed (there is no way
-to find the next request in a broken stream).
+raises :class:`NeedMore`. From then on the item's headers are scanned as its bytes come
+(:class:`_Scan`: each byte once, string contents skipped), and it is decoded only once it
+is whole, so an item sent in many pieces costs no more than one sent at once. It never holds
+more than ``max_bytes`` of an unfinished item: an item whose headers declare more (a string
+of 2**63 bytes, an array of 2**40 items) or nest past any DAX request, one that grows past
+it, or bytes that are not CBOR raise :class:`Malformed` at once, and the connection must be
+closed (there is no way to find the next request in a broken stream).
 
 The decoding is cbor2's (C core): definite and indefinite lengths, floats of every width,
 bignums (tags 2, 3) as ints, decimal fractions (tag 4) as :class:`~decimal.Decimal` at full
@@ -44,12 +47,92 @@ class Malformed(Exception):
     """The bytes are not a CBOR item DAX could have sent; the connection cannot go on."""
 
 
+# How deep the scan of an unfinished item follows nesting: tags count as a level there, and
+# cbor2 counts only arrays and maps, so this is twice its cap; it bounds the scan's stack.
+_MAX_SCAN_DEPTH = 2 * MAX_DEPTH + 2
+_BREAK = 0xFF
+
+
+class _Scan:
+    """How far an unfinished item's headers have been read, so that each byte is read once.
+
+    ``pending`` holds, for each open level, the items still to read there (-1: until a break
+    stop code); ``end`` is where the headers read so far say the item reaches at least.
+    """
+
+    __slots__ = ("end", "max_bytes", "pending")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.end = 0
+        self.pending = [1]
+        self.max_bytes = max_bytes
+
+    def whole(self, data: bytes, start: int) -> bool:
+        """True once ``data`` holds the whole item that begins at ``start``; False while it
+        may still come; :class:`Malformed` when it cannot be CBOR or fit in ``max_bytes``."""
+        pending, size = self.pending, len(data) - start
+        while pending:
+            if pending[-1] == 0:
+                pending.pop()
+                continue
+            if self.end >= size:
+                return False
+            if data[start + self.end] == _BREAK:
+                if pending.pop() != -1:
+                    raise Malformed("not CBOR: a break outside an indefinite-length item")
+                self.end += 1
+                continue
+            read = _head(data, start + self.end, len(data))
+            if read is None:
+                return False
+            if pending[-1] > 0:
+                pending[-1] -= 1
+            self._opened(*read)
+        return self.end <= size
+
+    def _opened(self, major: int, argument: int, header: int) -> None:
+        """Past an item's head: what the item holds is still to read."""
+        self.end += header
+        if major in (2, 3):  # a string: skip its bytes, or read its chunks
+            if argument >= 0:
+                self.end += argument
+            else:
+                self.pending.append(-1)
+        elif major in (4, 5):  # an array, a map: its items, or its pairs' keys and values
+            if argument > self.max_bytes:  # each at least a byte long
+                raise Malformed(f"an item longer than {self.max_bytes} bytes declared")
+            self.pending.append(argument if argument < 0 else argument * (major - 3))
+        elif major == 6:  # a tag: the one item it tags
+            self.pending.append(1)
+        if self.end > self.max_bytes:
+            raise Malformed(f"an item longer than {self.max_bytes} bytes (the limit on a request)")
+        if len(self.pending) > _MAX_SCAN_DEPTH:
+            raise Malformed(f"not CBOR DAX sends: nested deeper than {MAX_DEPTH}")
+
+
+def _head(data: bytes, at: int, size: int) -> tuple[int, int, int] | None:
+    """The major type, argument (-1: indefinite length) and length of the head at ``at``;
+    None when it is cut short (``size``: the bytes there are)."""
+    initial = data[at]
+    major, info = initial >> 5, initial & 0x1F
+    if info < 24:
+        return major, info, 1
+    if info < 28:
+        header = 1 + (1 << (info - 24))
+        if at + header > size:
+            return None
+        return major, int.from_bytes(data[at + 1 : at + header], "big"), header
+    if info == 31 and 2 <= major <= 5:
+        return major, -1, 1
+    raise Malformed("not CBOR: reserved additional information")
+
+
 class ItemReader:
     """Whole CBOR items from a byte stream fed in pieces. The bytes not yet read are held
     as one ``bytes`` that a stream and a decoder read in place (no copy per item); each
     feed makes them anew, from what was left and what came."""
 
-    __slots__ = ("_data", "_decoder", "_max_bytes", "_pos", "_stream")
+    __slots__ = ("_data", "_decoder", "_max_bytes", "_pos", "_scan", "_stream")
 
     def __init__(self, max_bytes: int) -> None:
         self._data = b""
@@ -57,6 +140,7 @@ class ItemReader:
         self._stream = io.BytesIO()
         self._decoder = _decoder(self._stream)
         self._max_bytes = max_bytes
+        self._scan: _Scan | None = None  # the next item's, once it was found cut short
 
     def feed(self, data: bytes) -> None:
         """Add the bytes that just arrived."""
@@ -79,19 +163,24 @@ class ItemReader:
         """The next whole item, consumed; :class:`NeedMore` when it has not all arrived."""
         if self._pos >= len(self._data):
             raise NeedMore
+        scan = self._scan
+        if scan is not None and not scan.whole(self._data, self._pos):
+            raise NeedMore
         stream = self._stream
         if stream.tell() != self._pos:  # left inside an item that had not all arrived
             stream.seek(self._pos)
         try:
             item = self._decoder.decode()
         except cbor2.CBORDecodeEOF:
-            if len(self._data) - self._pos > self._max_bytes:
-                raise Malformed(
-                    f"an item longer than {self._max_bytes} bytes (the limit on a request)"
-                ) from None
+            if scan is not None:  # whole by its headers, yet cut short: not well-formed
+                raise Malformed("not CBOR: an item shorter than its headers say") from None
+            self._scan = scan = _Scan(self._max_bytes)
+            if scan.whole(self._data, self._pos):
+                raise Malformed("not CBOR: an item shorter than its headers say") from None
             raise NeedMore from None
         except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as error:
             raise Malformed(f"not CBOR: {error}") from None
+        self._scan = None
         self._pos = stream.tell()
         return item
 

@@ -111,9 +111,9 @@ def transact_write_payload(
     updates = _column(args, 7, count, "updates")
     actions = []
     for i, table in enumerate(tables):
-        kind = _ACTIONS.get(operations[i]) if not isinstance(operations[i], bool) else None
+        kind = calls.named(operations[i], _ACTIONS)
         if kind is None:
-            raise calls.invalid(f"unknown transaction operation {operations[i]!r}")
+            raise calls.invalid(f"unknown transaction operation {calls.shown(operations[i])}")
         key = calls.key_of(keys[i], schemas[table])
         action: dict[str, Any] = {"TableName": table}
         if kind == "Put":
@@ -131,7 +131,7 @@ def transact_write_payload(
         )
         calls.placeholders(action, renderer)
         if on_failure[i] is not None:
-            if on_failure[i] not in _ON_FAILURE or isinstance(on_failure[i], bool):
+            if calls.named(on_failure[i], _ON_FAILURE) is None:
                 raise calls.invalid("ReturnValuesOnConditionCheckFailure is 1 or 2")
             if on_failure[i] != 1:
                 action["ReturnValuesOnConditionCheckFailure"] = _ON_FAILURE[on_failure[i]]

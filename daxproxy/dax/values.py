@@ -98,6 +98,11 @@ def _set_member(kind: str, member: Any) -> str:
     raise BadValue(f"a {kind} member of the wrong type: {type(member).__name__}")
 
 
+# DynamoDB's numbers are below 10**126 in magnitude (2**419 and a bit): a bignum past that is
+# refused before Python is asked for its digits (past 4300 of them it raises ValueError).
+_MAX_INT_BITS = 420
+
+
 def number_text(value: int | Decimal | float) -> str:
     """A decoded number as DynamoDB JSON's text (what the clients' ``str`` gives)."""
     if isinstance(value, bool):
@@ -108,6 +113,8 @@ def number_text(value: int | Decimal | float) -> str:
         return repr(value)
     if isinstance(value, Decimal) and not value.is_finite():
         raise BadValue("a number must be finite")
+    if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+        raise BadValue("a number past DynamoDB's range")
     return str(value)
 
 

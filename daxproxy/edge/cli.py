@@ -247,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
         "port cache them); shared by workers (default: $XDG_DATA_HOME/daxproxy, else "
         "~/.local/share/daxproxy)",
     )
+    add(
+        "--dax-endpoint",
+        metavar="IP:PORT",
+        help="the address and port DAX clients are told to connect to (DAX's endpoints "
+        "call), when they reach the proxy through NAT or a port map; an IP address, "
+        "[IPv6]:port for IPv6 (default: the address and port each connection reached)",
+    )
     return parser
 
 

@@ -14,6 +14,10 @@ faults outside the service's own error replies, is closed with the reason logged
 value from the bytes); the process serves on. Reading pauses while more than
 ``MAX_PENDING`` requests wait, so a client cannot queue work without bound.
 
+The endpoints call names the address and port the clients then connect to (:func:`endpoint`):
+the ``dax_endpoint`` setting's when it is of the client's address family (the clients drop
+an endpoint of the other family), else the accepting socket's own.
+
 The server's rules for a connection apply as to HTTP ones: with no request being answered
 the connection closes after ``idle_timeout`` seconds (0: never), counted from the last
 reply (or from the hand-over) however many bytes of a next request came since;
@@ -26,11 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import logging
-import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, cast
 
+from daxproxy.core.config import dax_endpoint
 from daxproxy.dax.session import MAGIC, ProtocolError, Request, Session
 from daxproxy.edge.inline import Carrier, first_step, resume
 
@@ -56,6 +61,31 @@ class Services(Protocol):
     def connection(self) -> Service: ...
 
 
+def advertised(setting: str | None) -> tuple[bytes, int] | None:
+    """The ``dax_endpoint`` setting as the endpoints reply writes it: the address's 4 or 16
+    bytes and the port; None when it is not set."""
+    if setting is None:
+        return None
+    address, port = dax_endpoint(setting)
+    return address.packed, port
+
+
+def endpoint(sockname: tuple[str, int], advertised: tuple[bytes, int] | None) -> tuple[bytes, int]:
+    """What the endpoints call names on a connection accepted at ``sockname``: ``advertised``
+    when its address is of the client's family, else the accepting socket's address and port.
+
+    The clients keep only endpoints of their own socket's family (amazondax's
+    ``DaxClient.endpoints``). An IPv4 client of a dual-stack listener is accepted at an
+    IPv4-mapped IPv6 address: its socket is IPv4, so it gets the 4 bytes.
+    """
+    address = ipaddress.ip_address(sockname[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if advertised is not None and len(advertised[0]) == len(address.packed):
+        return advertised
+    return address.packed, sockname[1]
+
+
 class DaxProtocol(asyncio.Protocol):
     def __init__(
         self,
@@ -64,7 +94,9 @@ class DaxProtocol(asyncio.Protocol):
         *,
         idle_timeout: float = 0.0,
         forget: Callable[[DaxProtocol], None] | None = None,
+        advertised: tuple[bytes, int] | None = None,
     ) -> None:
+        """``advertised``: the ``dax_endpoint`` setting, packed (:func:`advertised`)."""
         self._service = service
         self._session = Session(max_bytes)
         self._pending: collections.deque[Request] = collections.deque()
@@ -78,12 +110,11 @@ class DaxProtocol(asyncio.Protocol):
         self._idle_at: float | None = None  # when the connection counts as idle
         self._forget = forget
         self._carrier: Carrier | None = None
+        self._advertised = advertised
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)  # uvloop's: no subclass
-        sockname = transport.get_extra_info("sockname")
-        family = socket.AF_INET6 if ":" in sockname[0] else socket.AF_INET
-        self._endpoint = (socket.inet_pton(family, sockname[0]), sockname[1])
+        self._endpoint = endpoint(transport.get_extra_info("sockname"), self._advertised)
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:

@@ -15,7 +15,8 @@ token, the line shows ``<redacted>`` instead.
 
 :class:`RequestLog` is an observer of the proxy (``observed(outcome)``): one INFO line per
 client request on the ``daxproxy.requests`` logger, holding only the operation, table,
-cache outcome, status, error name and time, and with several workers the worker's number.
+cache outcome, status, error name, time and protocol (``http``, ``dax``), and with several
+workers the worker's number.
 With ``log_requests`` on, those lines are written whatever ``log_level`` says.
 """
 
@@ -179,19 +180,22 @@ class RequestOutcome(Protocol):
     def error_type(self) -> str | None: ...
     @property
     def seconds(self) -> float: ...
+    @property
+    def protocol(self) -> str: ...
 
 
 class RequestLog:
     """An observer of the proxy: one INFO line per client request, and nothing else in it.
 
     Never the key, the item, the expression values or any header: only the fields of the
-    outcome, which name the operation, the table, what the cache did, and how it ended.
+    outcome, which name the operation, the table, what the cache did, how it ended, and the
+    protocol the client spoke.
     """
 
     def __init__(self, logger: logging.Logger | None = None, worker: int | None = None) -> None:
         self._log = logger or logging.getLogger(REQUEST_LOGGER)
         self._worker = worker
-        self._format = "%s table=%s cache=%s status=%d error=%s seconds=%.6f" + (
+        self._format = "%s table=%s cache=%s status=%d error=%s seconds=%.6f protocol=%s" + (
             "" if worker is None else " worker=%d"
         )
 
@@ -205,6 +209,7 @@ class RequestLog:
             "status": outcome.status,
             "error_type": outcome.error_type,
             "seconds": round(outcome.seconds, 6),
+            "protocol": outcome.protocol,
         }
         args: tuple[object, ...] = (
             outcome.operation,
@@ -213,6 +218,7 @@ class RequestLog:
             outcome.status,
             outcome.error_type or "-",
             outcome.seconds,
+            outcome.protocol,
         )
         if self._worker is not None:
             fields["worker"] = self._worker

@@ -52,7 +52,7 @@ from daxproxy.core.access import Grant
 from daxproxy.core.config import Settings
 from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.edge import answers
-from daxproxy.edge.dax_protocol import DaxProtocol, Services
+from daxproxy.edge.dax_protocol import DaxProtocol, Services, advertised
 from daxproxy.edge.limits import limits_of
 from daxproxy.edge.logs import request_log
 from daxproxy.edge.protocol import HttpProtocol
@@ -88,6 +88,7 @@ class EdgeServer:
         self.router = Router(proxy, settings, self.count, totals)
         self.proxy = proxy
         self.dax = dax
+        self.dax_endpoint = advertised(settings.dax_endpoint)
         self.stopping = False
         self.connections: set[HttpProtocol | DaxProtocol] = set()
         self._drained: asyncio.Future[None] | None = None
@@ -118,6 +119,7 @@ class EdgeServer:
             limits.max_body_bytes,
             idle_timeout=limits.idle_timeout,
             forget=self.forget,
+            advertised=self.dax_endpoint,
         )
         self.connections.discard(connection)
         self.connections.add(dax)

@@ -3,7 +3,7 @@
 :class:`DaxService` answers one framed DAX request (:class:`daxproxy.dax.session.Request`)
 with the bytes of its reply, or None for authorizeConnection, which gets none. A data call
 becomes the DynamoDB JSON request the HTTP edge would hand the proxy
-(:class:`~daxproxy.service.proxy.ClientRequest` with the target and body), so hits,
+(:class:`DaxRequest`, counted and logged as ``protocol="dax"``), so hits,
 misses, write-through and every other rule of the caches are the HTTP side's; the proxy's
 answer becomes DAX's reply (a GetItem's JSON body and its reply remembered for the hot keys:
 :mod:`daxproxy.service.dax_memo`), and a DynamoDB error DAX's error triple with the same code,
@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -40,6 +40,7 @@ from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.dax.session import Request
 from daxproxy.service.dax_auth import AuthorizedConnection
 from daxproxy.service.dax_memo import Memo, get_item_shape
+from daxproxy.service.observe import DAX
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.tables import TableRegistry
 
@@ -312,23 +313,21 @@ class DaxService:
 
 
 class DaxRequest(ClientRequest):
-    """A DAX call's DynamoDB JSON request, with the key its connection's
-    authorizeConnection proved: the proxy checks that key's grant, not a signature."""
+    """A DAX call's DynamoDB JSON request, counted and logged as ``protocol="dax"``, with
+    the key its connection's authorizeConnection proved (None without ``auth_file``): the
+    proxy checks that key's grant, not a signature."""
 
     __slots__ = ("key_id",)
+    protocol: ClassVar[str] = DAX
 
-    def __init__(self, body: bytes, target: str, key_id: str) -> None:
+    def __init__(self, body: bytes, target: str, key_id: str | None) -> None:
         super().__init__(_HEADERS, body, target)
         self.key_id = key_id
 
 
 def _request(body: bytes, target: str, key_id: str | None) -> ClientRequest:
     """The DynamoDB JSON request of a DAX call (made by ``key_id``, with ``auth_file``)."""
-    return (
-        ClientRequest(_HEADERS, body, target)
-        if key_id is None
-        else DaxRequest(body, target, key_id)
-    )
+    return DaxRequest(body, target, key_id)
 
 
 def _json_of(

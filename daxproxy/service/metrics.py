@@ -3,7 +3,7 @@
 One :class:`Metrics` per proxy, with its own :class:`CollectorRegistry` (never the global
 one, so that several proxies in one process do not clash); the edge serves it at
 ``GET /metrics``. :meth:`Metrics.observed` is the proxy's observer (requests, errors,
-throttles, latency by operation and cache outcome, requests per table when
+throttles, latency by protocol, operation and cache outcome, requests per table when
 ``metrics_per_table`` is on); :meth:`Metrics.upstream_answered` and
 :meth:`Metrics.upstream_failed` are the upstream client's, :meth:`Metrics.breaker_changed`
 and :meth:`Metrics.breaker_rejected` the circuit breaker's.
@@ -14,8 +14,9 @@ and cost a cache hit three times as much (every observation happens on the event
 thread, and so does the scrape). Cache facts (hits, misses, bytes, entries, evictions) are
 the caches' own statistics, so a hit is not counted twice.
 
-Every label comes from a fixed set: operation names from :mod:`daxproxy.core.operations`'
-table (``Unknown`` for the rest), cache outcomes, cache names, eviction reasons, error
+Every label comes from a fixed set: the protocol the client spoke (``http``, ``dax``),
+operation names from :mod:`daxproxy.core.operations`' table (``Unknown`` for the rest),
+cache outcomes, cache names, eviction reasons, error
 classes, failure reasons. Only the table label, which is off by default, grows with use.
 """
 
@@ -124,10 +125,11 @@ class Metrics:
     def __init__(self, *, per_table: bool = False) -> None:
         self.per_table = per_table
         # Per request, by label values.
-        self.durations: dict[tuple[str, str], _Histogram] = {}  # (operation, cache)
-        self.errors: Counter[tuple[str, str]] = Counter()  # (operation, class)
-        self.throttled: Counter[str] = Counter()  # operation
-        self.tables: Counter[tuple[str, str, str]] = Counter()  # (table, operation, cache)
+        self.durations: dict[tuple[str, str, str], _Histogram] = {}  # (protocol, op., cache)
+        self.errors: Counter[tuple[str, str, str]] = Counter()  # (protocol, operation, class)
+        self.throttled: Counter[tuple[str, str]] = Counter()  # (protocol, operation)
+        # (protocol, table, operation, cache)
+        self.tables: Counter[tuple[str, str, str, str]] = Counter()
         self.upstream_durations: dict[str, _Histogram] = {}  # operation
         self.upstream_failures: Counter[tuple[str, str]] = Counter()  # (operation, reason)
         self.breaker_open: bool | None = None  # None: no breaker
@@ -177,6 +179,7 @@ class Metrics:
 
     def observed(self, outcome: Outcome) -> None:
         self.record(
+            outcome.protocol,
             outcome.operation,
             outcome.cache,
             outcome.status,
@@ -187,6 +190,7 @@ class Metrics:
 
     def record(
         self,
+        protocol: str,
         operation: str,
         cache: str,
         status: int,
@@ -197,19 +201,19 @@ class Metrics:
     ) -> None:
         """What :meth:`observed` counts, told directly by the proxy (no Outcome built);
         ``table`` is only read with ``per_table``."""
-        histogram = self.durations.get((operation, cache))
-        if histogram is None:  # each label pair's child is made once, then found
-            histogram = self.durations[operation, cache] = _Histogram()
+        histogram = self.durations.get((protocol, operation, cache))
+        if histogram is None:  # each label set's child is made once, then found
+            histogram = self.durations[protocol, operation, cache] = _Histogram()
         histogram.buckets[bisect_left(BUCKETS, seconds)] += 1
         histogram.count += 1
         histogram.sum += seconds
         if status >= 400:
-            self.errors[operation, CLIENT if status < 500 else SERVER] += 1
+            self.errors[protocol, operation, CLIENT if status < 500 else SERVER] += 1
             if error_type in THROTTLES:
-                self.throttled[operation] += 1
+                self.throttled[protocol, operation] += 1
         if self.per_table:
             name = "" if table is None else table_name(table)
-            self.tables[name, operation, cache] += 1
+            self.tables[protocol, name, operation, cache] += 1
 
     def upstream_answered(self, target: Target, seconds: float) -> None:
         operation = operation_name(operations.lookup(target))
@@ -252,20 +256,21 @@ class _Collector:
         durations = sorted(m.durations.items())
         requests = CounterMetricFamily(
             "daxproxy_requests",
-            "Requests handled, by operation (DAX: TotalRequestCount and <Operation>RequestCount)",
-            labels=["operation"],
+            "Requests handled, by protocol (http, dax) and operation (DAX: TotalRequestCount "
+            "and <Operation>RequestCount)",
+            labels=["protocol", "operation"],
         )
-        per_operation: Counter[str] = Counter()
-        for (operation, _), histogram in durations:
-            per_operation[operation] += histogram.count
-        for operation, count in sorted(per_operation.items()):
-            requests.add_metric([operation], count)
+        per_operation: Counter[tuple[str, str]] = Counter()
+        for (protocol, operation, _), histogram in durations:
+            per_operation[protocol, operation] += histogram.count
+        for pair, count in sorted(per_operation.items()):
+            requests.add_metric(list(pair), count)
         yield requests
         errors = CounterMetricFamily(
             "daxproxy_request_errors",
             "Requests answered with an error, by class: client (4xx, DAX ErrorRequestCount) "
             "or server (5xx, DAX FaultRequestCount)",
-            labels=["operation", "class"],
+            labels=["protocol", "operation", "class"],
         )
         for labels, count in sorted(m.errors.items()):
             errors.add_metric(list(labels), count)
@@ -273,16 +278,16 @@ class _Collector:
         throttled = CounterMetricFamily(
             "daxproxy_throttled_requests",
             "Requests answered with a throttling error (DAX: ThrottledRequestCount)",
-            labels=["operation"],
+            labels=["protocol", "operation"],
         )
-        for operation, count in sorted(m.throttled.items()):
-            throttled.add_metric([operation], count)
+        for pair, count in sorted(m.throttled.items()):
+            throttled.add_metric(list(pair), count)
         yield throttled
         latency = HistogramMetricFamily(
             "daxproxy_request_duration_seconds",
-            "Time to handle a request, by operation and what the cache did (hit, miss, or "
-            "bypass: the cache was not consulted)",
-            labels=["operation", "cache"],
+            "Time to handle a request, by protocol, operation and what the cache did (hit, "
+            "miss, stale, or bypass: the cache was not consulted)",
+            labels=["protocol", "operation", "cache"],
         )
         for labels, histogram in durations:
             latency.add_metric(list(labels), histogram.cumulative(), histogram.sum)
@@ -291,8 +296,8 @@ class _Collector:
             tables = CounterMetricFamily(
                 "daxproxy_table_requests",
                 'Requests by table ("" for requests naming several tables or none), '
-                "operation and what the cache did",
-                labels=["table", "operation", "cache"],
+                "protocol, operation and what the cache did",
+                labels=["protocol", "table", "operation", "cache"],
             )
             for table_labels, count in sorted(m.tables.items()):
                 tables.add_metric(list(table_labels), count)

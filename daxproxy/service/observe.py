@@ -4,10 +4,11 @@ After every request :class:`daxproxy.service.proxy.Proxy` hands each of its obse
 :class:`Outcome`: the operation (a name from :mod:`daxproxy.core.operations`' table, or
 ``"Unknown"``), the table of a single-table request, what the cache did (``hit``, ``miss``,
 ``bypass``: the cache was not consulted, or ``stale``: served past its TTL because the
-upstream failed), the status sent, the short DynamoDB error name of an error, and the time
-spent. Outcomes are built only when someone observes, so a proxy without observers pays
-nothing for them. An observer is called on the request's own task: it must be quick and
-must not raise.
+upstream failed), the status sent, the short DynamoDB error name of an error, the time
+spent, and the protocol the client spoke (``http``, or ``dax``: a call on a DAX connection,
+:mod:`daxproxy.service.dax_calls`). Outcomes are built only when someone observes, so a
+proxy without observers pays nothing for them. An observer is called on the request's own
+task: it must be quick and must not raise.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from daxproxy.core.wire import WireResponse
 from daxproxy.service.calls import BYPASS, CACHE_HEADER, HIT, MISS, STALE
 
 UNKNOWN = "Unknown"
+HTTP, DAX = "http", "dax"  # the protocols a client speaks to the proxy's port
 _UNKNOWN_KIND = Kind.UNKNOWN  # a module global is found faster than an enum member
 CACHE_OUTCOMES = (HIT, MISS, BYPASS, STALE)
 _OUTCOMES = frozenset(CACHE_OUTCOMES)
@@ -39,6 +41,7 @@ class Outcome:
     status: int  # HTTP status sent to the client
     error_type: str | None  # short DynamoDB error name (after '#') for status >= 400
     seconds: float  # time spent handling
+    protocol: str = HTTP  # "http" | "dax"
 
 
 class Observer(Protocol):

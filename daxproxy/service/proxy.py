@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from daxproxy.core import operations, wire
 from daxproxy.core.access import Access
@@ -48,6 +48,7 @@ from daxproxy.service.item_reads import ItemReads
 from daxproxy.service.item_writes import ItemWrites
 from daxproxy.service.metrics import Metrics
 from daxproxy.service.observe import (
+    HTTP,
     Observer,
     Outcome,
     cache_of,
@@ -93,6 +94,10 @@ class ClientRequest:
     as much to build."""
 
     __slots__ = ("body", "content_encoding", "headers", "raw_path", "target")
+
+    # The label of its metrics and request log line: "http", or "dax" for a DAX call
+    # (:class:`daxproxy.service.dax_calls.DaxRequest`). A class attribute, as key_id.
+    protocol: ClassVar[str] = HTTP
 
     # The access key a DAX connection's authorizeConnection proved, for a DAX call
     # (:class:`daxproxy.service.dax_calls.DaxRequest` sets it); None: an HTTP request,
@@ -197,7 +202,7 @@ class Proxy:
                 if remembered is not None:
                     self.in_flight -= 1
                     if observing:
-                        self._observe_hit(remembered, time.perf_counter() - started)
+                        self._observe_hit(request, remembered, time.perf_counter() - started)
                     return remembered[0]
             call, route = self._call(request)
             if self._access is not None:  # before any cache or upstream sees the call
@@ -308,6 +313,7 @@ class Proxy:
         table = table_of(call.payload) if metrics.per_table else None
         try:
             metrics.record(
+                request.protocol,
                 operation_name(call.operation),
                 cache_of(response),
                 status,
@@ -318,14 +324,17 @@ class Proxy:
         except Exception:
             log.exception("observer %r failed", metrics)
 
-    def _observe_hit(self, hit: tuple[WireResponse, str], seconds: float) -> None:
+    def _observe_hit(
+        self, request: ClientRequest, hit: tuple[WireResponse, str], seconds: float
+    ) -> None:
         """:meth:`_observe` for a remembered GetItem body's hit."""
         metrics = self.metrics
+        protocol = request.protocol
         if self._observers or metrics is None or metrics.per_table:
-            self._notify(Outcome(_GET_ITEM, hit[1], HIT, 200, None, seconds))
+            self._notify(Outcome(_GET_ITEM, hit[1], HIT, 200, None, seconds, protocol))
             return
         try:
-            metrics.record(_GET_ITEM, HIT, 200, None, table=None, seconds=seconds)
+            metrics.record(protocol, _GET_ITEM, HIT, 200, None, table=None, seconds=seconds)
         except Exception:
             log.exception("observer %r failed", metrics)
 
@@ -383,8 +392,9 @@ def _outcome(
         operation, table = operation_of_target(request.target), None
     else:
         operation, table = operation_name(call.operation), table_of(call.payload)
+    protocol = request.protocol
     if response is None:
-        return Outcome(operation, table, BYPASS, 500, "InternalServerError", seconds)
+        return Outcome(operation, table, BYPASS, 500, "InternalServerError", seconds, protocol)
     status = response.status
     error_type = error_type_of(response) if status >= 400 else None
-    return Outcome(operation, table, cache_of(response), status, error_type, seconds)
+    return Outcome(operation, table, cache_of(response), status, error_type, seconds, protocol)

@@ -32,10 +32,12 @@ import pytest
 import trustme
 from amazondax import AmazonDaxClient
 from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
 
 from daxproxy.dax import cbor, methods
 from tests.integration.conftest import Endpoints
 from tests.integration.harness import NO_RETRIES, REGION, TEST_ENV, ProxyProcess
+from tests.integration.tcp_forwarder import TcpForwarder
 
 T = TypeVar("T")
 
@@ -266,6 +268,29 @@ def test_one_port_and_one_cache_for_both_protocols(
     assert fresh["Item"]["v"] == {"S": "behind"}
 
 
+def _requests(proxy: ProxyProcess) -> dict[tuple[str, str], float]:
+    """daxproxy_requests_total by protocol and operation."""
+    with urllib.request.urlopen(f"{proxy.url}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return {
+        (s.labels["protocol"], s.labels["operation"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "daxproxy_requests_total"
+    }
+
+
+def test_dax_calls_are_counted_under_their_protocol(dax: ProxyProcess, client: Any) -> None:
+    key = {"pk": {"S": "counted"}}
+    before = _requests(dax)
+    client.put_item(TableName="dax_hash_s", Item=key)
+    client.get_item(TableName="dax_hash_s", Key=key)
+    _boto(dax.url).get_item(TableName="dax_hash_s", Key=key)
+    after = _requests(dax)
+    added = {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k)}
+    assert added == {("dax", "PutItem"): 1, ("dax", "GetItem"): 1, ("http", "GetItem"): 1}
+
+
 def test_unknown_table_is_resource_not_found(client: Any) -> None:
     with pytest.raises(ClientError) as caught:
         client.get_item(TableName="dax_no_such_table", Key={"pk": {"S": "x"}})
@@ -383,6 +408,25 @@ def test_dax_connections_count_in_the_cap_and_the_gauge(endpoints: Endpoints) ->
         second.close()
         third.close()
     finally:
+        _stop(proxy)
+
+
+@pytest.mark.usefixtures("dax")  # its tables
+def test_clients_connect_where_dax_endpoint_says(endpoints: Endpoints) -> None:
+    """The client is given the proxy's port; the endpoints call names the forwarder's (a
+    NAT's or a port map's stand-in), and the data calls go through it."""
+    forwarder = TcpForwarder()
+    proxy = _proxy(endpoints.upstream, "--dax-endpoint", f"127.0.0.1:{forwarder.port}")
+    try:
+        forwarder.start(proxy.port)
+        key = {"pk": {"S": "through the forwarder"}}
+        with _dax_client(proxy.port) as client:
+            client.put_item(TableName="dax_hash_s", Item={**key, "v": {"S": "x"}})
+            assert client.get_item(TableName="dax_hash_s", Key=key)["Item"]["v"] == {"S": "x"}
+        assert forwarder.accepted >= 1
+        assert _requests(proxy)["dax", "GetItem"] == 1
+    finally:
+        forwarder.close()
         _stop(proxy)
 
 

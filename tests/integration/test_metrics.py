@@ -130,38 +130,53 @@ ITEM, QUERY = (("cache", "item"),), (("cache", "query"),)
 def test_requests_and_errors_by_operation(after: AfterSequence) -> None:
     samples = after.samples
     assert of(samples, "daxproxy_requests_total") == {
-        (("operation", "BatchGetItem"),): 1,
-        (("operation", "DescribeTable"),): 1,
-        (("operation", "GetItem"),): 7,
-        (("operation", "PutItem"),): 2,
-        (("operation", "Query"),): 2,
-        (("operation", "Scan"),): 1,
-        (("operation", "Unknown"),): 1,
+        (("operation", "BatchGetItem"), ("protocol", "http")): 1,
+        (("operation", "DescribeTable"), ("protocol", "http")): 1,
+        (("operation", "GetItem"), ("protocol", "http")): 7,
+        (("operation", "PutItem"), ("protocol", "http")): 2,
+        (("operation", "Query"), ("protocol", "http")): 2,
+        (("operation", "Scan"), ("protocol", "http")): 1,
+        (("operation", "Unknown"), ("protocol", "http")): 1,
     }
     assert of(samples, "daxproxy_request_errors_total") == {
-        (("class", "client"), ("operation", "GetItem")): 2,  # no such table; not JSON
-        (("class", "client"), ("operation", "PutItem")): 1,  # the failed condition
-        (("class", "client"), ("operation", "Unknown")): 1,
-        (("class", "server"), ("operation", "GetItem")): 1,  # the upstream's 500
+        (
+            ("class", "client"),
+            ("operation", "GetItem"),
+            ("protocol", "http"),
+        ): 2,  # no such table; not JSON
+        (
+            ("class", "client"),
+            ("operation", "PutItem"),
+            ("protocol", "http"),
+        ): 1,  # the failed condition
+        (("class", "client"), ("operation", "Unknown"), ("protocol", "http")): 1,
+        (
+            ("class", "server"),
+            ("operation", "GetItem"),
+            ("protocol", "http"),
+        ): 1,  # the upstream's 500
     }
     assert of(samples, "daxproxy_throttled_requests_total") == {}
 
 
 def test_latency_by_operation_and_cache_outcome(after: AfterSequence) -> None:
     assert of(after.samples, "daxproxy_request_duration_seconds_count") == {
-        (("cache", "bypass"), ("operation", "DescribeTable")): 1,
-        (("cache", "bypass"), ("operation", "GetItem")): 3,
-        (("cache", "bypass"), ("operation", "PutItem")): 2,
-        (("cache", "bypass"), ("operation", "Unknown")): 1,
-        (("cache", "hit"), ("operation", "GetItem")): 2,
-        (("cache", "hit"), ("operation", "Query")): 1,
-        (("cache", "miss"), ("operation", "BatchGetItem")): 1,
-        (("cache", "miss"), ("operation", "GetItem")): 2,  # b, and d's 500
-        (("cache", "miss"), ("operation", "Query")): 1,
-        (("cache", "miss"), ("operation", "Scan")): 1,
+        (("cache", "bypass"), ("operation", "DescribeTable"), ("protocol", "http")): 1,
+        (("cache", "bypass"), ("operation", "GetItem"), ("protocol", "http")): 3,
+        (("cache", "bypass"), ("operation", "PutItem"), ("protocol", "http")): 2,
+        (("cache", "bypass"), ("operation", "Unknown"), ("protocol", "http")): 1,
+        (("cache", "hit"), ("operation", "GetItem"), ("protocol", "http")): 2,
+        (("cache", "hit"), ("operation", "Query"), ("protocol", "http")): 1,
+        (("cache", "miss"), ("operation", "BatchGetItem"), ("protocol", "http")): 1,
+        (("cache", "miss"), ("operation", "GetItem"), ("protocol", "http")): 2,  # b, and d's 500
+        (("cache", "miss"), ("operation", "Query"), ("protocol", "http")): 1,
+        (("cache", "miss"), ("operation", "Scan"), ("protocol", "http")): 1,
     }
     buckets = of(after.samples, "daxproxy_request_duration_seconds_bucket")
-    assert buckets[("cache", "hit"), ("le", "+Inf"), ("operation", "GetItem")] == 2
+    assert (
+        buckets[("cache", "hit"), ("le", "+Inf"), ("operation", "GetItem"), ("protocol", "http")]
+        == 2
+    )
 
 
 def test_cache_lookups_and_contents(after: AfterSequence) -> None:
@@ -211,7 +226,7 @@ def test_an_upstream_that_refuses_is_a_server_fault(stack: Stack) -> None:
     assert error_code(lambda: c.get_item(TableName="t", Key=key("a"))) == "ServiceUnavailable"
     samples = scrape(stack.refused)
     assert of(samples, "daxproxy_request_errors_total") == {
-        (("class", "server"), ("operation", "GetItem")): 1
+        (("class", "server"), ("operation", "GetItem"), ("protocol", "http")): 1
     }
     # The table's key schema first (a DescribeTable), then the GetItem itself, forwarded.
     assert of(samples, "daxproxy_upstream_failures_total") == {
@@ -220,7 +235,7 @@ def test_an_upstream_that_refuses_is_a_server_fault(stack: Stack) -> None:
     }
     assert of(samples, "daxproxy_upstream_request_duration_seconds_count") == {}
     assert of(samples, "daxproxy_request_duration_seconds_count") == {
-        (("cache", "bypass"), ("operation", "GetItem")): 1
+        (("cache", "bypass"), ("operation", "GetItem"), ("protocol", "http")): 1
     }
 
 
@@ -233,16 +248,16 @@ def test_requests_per_table_when_asked(stack: Stack) -> None:
     c.list_tables()
     samples = scrape(stack.per_table)
     assert of(samples, "daxproxy_table_requests_total") == {
-        (("cache", "miss"), ("operation", "GetItem"), ("table", table)): 1,
-        (("cache", "hit"), ("operation", "GetItem"), ("table", table)): 1,
+        (("cache", "miss"), ("operation", "GetItem"), ("protocol", "http"), ("table", table)): 1,
+        (("cache", "hit"), ("operation", "GetItem"), ("protocol", "http"), ("table", table)): 1,
         # Several tables in one request count under "".
-        (("cache", "miss"), ("operation", "BatchGetItem"), ("table", "")): 1,
-        (("cache", "bypass"), ("operation", "ListTables"), ("table", "")): 1,
+        (("cache", "miss"), ("operation", "BatchGetItem"), ("protocol", "http"), ("table", "")): 1,
+        (("cache", "bypass"), ("operation", "ListTables"), ("protocol", "http"), ("table", "")): 1,
     }
     assert of(samples, "daxproxy_requests_total") == {
-        (("operation", "BatchGetItem"),): 1,
-        (("operation", "GetItem"),): 2,
-        (("operation", "ListTables"),): 1,
+        (("operation", "BatchGetItem"), ("protocol", "http")): 1,
+        (("operation", "GetItem"), ("protocol", "http")): 2,
+        (("operation", "ListTables"), ("protocol", "http")): 1,
     }
 
 

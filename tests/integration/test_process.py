@@ -164,7 +164,7 @@ CLIENT_TOKEN = "client-session-token-for-the-daxproxy-log-test"
 PROXY_KEY_ID = "AKIADAXPROXYSIGNER02"
 PROXY_SECRET = "proxy+Secret/For/daxproxy/Log/Test/00002"
 PROXY_TOKEN = "proxy-session-token-for-the-daxproxy-log-test"
-REQUEST_FIELDS = ("operation", "table", "cache", "status", "error_type", "seconds")
+REQUEST_FIELDS = ("operation", "table", "cache", "status", "error_type", "seconds", "protocol")
 ITEM_VALUES = ("pk-value-7c1e5a0d", "ada.lovelace@example.invalid", "31415926535", "Analytical")
 
 

@@ -143,7 +143,8 @@ def scrape(proxy: ProxyProcess) -> Samples:
 
 
 def requests_of(samples: Samples, operation: str) -> float:
-    return samples.get(("daxproxy_requests_total", (("operation", operation),)), 0.0)
+    labels = (("operation", operation), ("protocol", "http"))
+    return samples.get(("daxproxy_requests_total", labels), 0.0)
 
 
 def test_connections_spread_over_both_workers_which_share_one_moto(proxy: ProxyProcess) -> None:

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from daxproxy.core import settings_sources as sources
-from daxproxy.core.config import Endpoints, SettingError, Settings, resolve_endpoints
+from daxproxy.core.config import (
+    Endpoints,
+    SettingError,
+    Settings,
+    dax_endpoint,
+    resolve_endpoints,
+)
 from daxproxy.edge.cli import build_parser, main, parse_flags, settings_from_args
 from daxproxy.edge.server import mode_note
 from tests.unit.test_settings_sources import BAD_ENV_VALUES, BAD_FILE_VALUES
@@ -52,6 +58,44 @@ def test_a_bad_value_names_its_setting(setting: str, value: Any) -> None:
         Settings(**{setting: value})
     assert caught.value.setting == setting
     assert repr(setting) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "dax.example:9000",  # a host name: clients, not the proxy, must resolve it
+        "10.0.0.1",
+        "10.0.0.1:",
+        "10.0.0.1:0",
+        "10.0.0.1:65536",
+        "10.0.0.1:+9",
+        "10.0.0.1:\u0663",  # a digit, but not 0 to 9
+        "2001:db8::1:9000",
+        "[10.0.0.1]:9000",
+        "0.0.0.0:9000",
+        "[::]:9000",
+        "[fe80::1%eth0]:9000",
+        "",
+    ],
+)
+def test_a_bad_dax_endpoint_names_the_setting(value: str) -> None:
+    with pytest.raises(SettingError) as caught:
+        Settings(dax_endpoint=value)
+    assert caught.value.setting == "dax_endpoint"
+
+
+@pytest.mark.parametrize(
+    ("value", "address", "port"),
+    [
+        ("203.0.113.7:9000", "203.0.113.7", 9000),
+        ("[2001:db8::7]:1", "2001:db8::7", 1),
+        ("127.0.0.1:65535", "127.0.0.1", 65535),
+    ],
+)
+def test_a_dax_endpoint_is_an_ip_address_and_a_port(value: str, address: str, port: int) -> None:
+    assert Settings(dax_endpoint=value).dax_endpoint == value
+    found, found_port = dax_endpoint(value)
+    assert (str(found), found_port) == (address, port)
 
 
 @pytest.mark.parametrize(

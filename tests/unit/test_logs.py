@@ -34,11 +34,13 @@ class Outcome:
     status: int
     error_type: str | None
     seconds: float
+    protocol: str = "http"
 
 
 HIT = Outcome("GetItem", "users", "hit", 200, None, 0.000412)
 FAILED = Outcome("PutItem", "orders", "bypass", 400, "ConditionalCheckFailedException", 0.0123)
 UNKNOWN = Outcome("Unknown", None, "bypass", 400, "UnknownOperationException", 0.0001)
+DAX_HIT = Outcome("GetItem", "users", "hit", 200, None, 0.000412, "dax")
 
 ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -152,16 +154,19 @@ def test_a_request_line_in_json_has_the_outcome_fields_and_nothing_else(
         "status",
         "error_type",
         "seconds",
+        "protocol",
     }
-    assert {k: hit[k] for k in ("operation", "table", "cache", "status", "error_type")} == {
+    fields = ("operation", "table", "cache", "status", "error_type", "protocol")
+    assert {k: hit[k] for k in fields} == {
         "operation": "GetItem",
         "table": "users",
         "cache": "hit",
         "status": 200,
         "error_type": None,
+        "protocol": "http",
     }
     assert hit["seconds"] == pytest.approx(0.000412) and hit["level"] == "INFO"
-    assert hit["message"] == "GetItem table=users cache=hit status=200 error=- seconds=0.000412"
+    assert hit["message"] == HIT_MESSAGE
     assert (failed["status"], failed["error_type"]) == (400, "ConditionalCheckFailedException")
     assert (unknown["operation"], unknown["table"]) == ("Unknown", None)
 
@@ -171,15 +176,26 @@ def test_a_request_line_in_text_is_its_fields(text_log: Capture) -> None:
     (line,) = text_log.lines()
     assert line.split(" ", 1)[1] == (
         "INFO test.logs.text: PutItem table=orders cache=bypass status=400 "
-        "error=ConditionalCheckFailedException seconds=0.012300"
+        "error=ConditionalCheckFailedException seconds=0.012300 protocol=http"
     )
+
+
+def test_a_request_line_names_the_protocol_the_client_spoke(
+    text_log: Capture, json_log: Capture
+) -> None:
+    RequestLog(text_log.logger).observed(DAX_HIT)
+    (line,) = text_log.lines()
+    assert line.endswith(" seconds=0.000412 protocol=dax")
+    RequestLog(json_log.logger).observed(DAX_HIT)
+    (hit,) = json_log.objects()
+    assert hit["protocol"] == "dax" and hit["message"].endswith(" protocol=dax")
 
 
 def test_a_worker_names_itself_on_each_request_line(text_log: Capture, json_log: Capture) -> None:
     RequestLog(text_log.logger, worker=3).observed(HIT)
     (line,) = text_log.lines()
     assert line.endswith(
-        "GetItem table=users cache=hit status=200 error=- seconds=0.000412 worker=3"
+        "GetItem table=users cache=hit status=200 error=- seconds=0.000412 protocol=http worker=3"
     )
     RequestLog(json_log.logger, worker=3).observed(HIT)
     (hit,) = json_log.objects()
@@ -222,7 +238,7 @@ def test_configure_logging_sets_level_format_and_request_lines(root: logging.Log
     assert lines[1]["logger"] == REQUEST_LOGGER
 
 
-HIT_MESSAGE = "GetItem table=users cache=hit status=200 error=- seconds=0.000412"
+HIT_MESSAGE = "GetItem table=users cache=hit status=200 error=- seconds=0.000412 protocol=http"
 
 
 def test_configure_logging_replaces_its_own_handler(root: logging.Logger) -> None:
@@ -279,7 +295,7 @@ def test_redaction(text: str, gone: list[str]) -> None:
         "request id 3SR0BM6JBMA3KQOTHVRNSNBCHBVV4KQNSO5AEMVJF66Q9ASUAAJG",
         "sha1 " + "a" * 8 + "0123456789abcdef0123456789abcdef",
         "SignedHeaders=content-type;host;x-amz-date",
-        "GetItem table=users cache=hit status=200 error=- seconds=0.000412",
+        "GetItem table=users cache=hit status=200 error=- seconds=0.000412 protocol=dax",
     ],
 )
 def test_redaction_leaves_ordinary_lines_alone(text: str) -> None:

@@ -24,6 +24,7 @@ from daxproxy.core.config import Endpoints, Settings
 from daxproxy.core.errors import DynamoDBError, ServiceUnavailable
 from daxproxy.core.wire import Headers, Target
 from daxproxy.edge.server import listening
+from daxproxy.service.dax_calls import DaxRequest
 from daxproxy.service.embedded import free_port
 from daxproxy.service.metrics import BUCKETS, Metrics
 from daxproxy.service.observe import Outcome
@@ -169,30 +170,32 @@ async def test_a_known_sequence_counts_exactly() -> None:
     assert (await proxy.handle(get_item("6"))).status == 400
 
     assert samples(metrics, "daxproxy_requests_total") == {
-        (("operation", "BatchGetItem"),): 2,
-        (("operation", "DescribeTable"),): 1,
-        (("operation", "GetItem"),): 9,
-        (("operation", "Query"),): 2,
-        (("operation", "Scan"),): 1,
-        (("operation", "Unknown"),): 2,
+        (("operation", "BatchGetItem"), ("protocol", "http")): 2,
+        (("operation", "DescribeTable"), ("protocol", "http")): 1,
+        (("operation", "GetItem"), ("protocol", "http")): 9,
+        (("operation", "Query"), ("protocol", "http")): 2,
+        (("operation", "Scan"), ("protocol", "http")): 1,
+        (("operation", "Unknown"), ("protocol", "http")): 2,
     }
     assert samples(metrics, "daxproxy_request_errors_total") == {
-        (("class", "client"), ("operation", "GetItem")): 3,
-        (("class", "client"), ("operation", "Unknown")): 1,
-        (("class", "server"), ("operation", "GetItem")): 1,
+        (("class", "client"), ("operation", "GetItem"), ("protocol", "http")): 3,
+        (("class", "client"), ("operation", "Unknown"), ("protocol", "http")): 1,
+        (("class", "server"), ("operation", "GetItem"), ("protocol", "http")): 1,
     }
-    assert samples(metrics, "daxproxy_throttled_requests_total") == {(("operation", "GetItem"),): 1}
+    assert samples(metrics, "daxproxy_throttled_requests_total") == {
+        (("operation", "GetItem"), ("protocol", "http")): 1
+    }
     assert samples(metrics, "daxproxy_request_duration_seconds_count") == {
-        (("cache", "bypass"), ("operation", "DescribeTable")): 1,
-        (("cache", "bypass"), ("operation", "GetItem")): 5,
-        (("cache", "bypass"), ("operation", "Unknown")): 2,
-        (("cache", "hit"), ("operation", "BatchGetItem")): 1,
-        (("cache", "hit"), ("operation", "GetItem")): 1,
-        (("cache", "hit"), ("operation", "Query")): 1,
-        (("cache", "miss"), ("operation", "BatchGetItem")): 1,
-        (("cache", "miss"), ("operation", "GetItem")): 3,
-        (("cache", "miss"), ("operation", "Query")): 1,
-        (("cache", "miss"), ("operation", "Scan")): 1,
+        (("cache", "bypass"), ("operation", "DescribeTable"), ("protocol", "http")): 1,
+        (("cache", "bypass"), ("operation", "GetItem"), ("protocol", "http")): 5,
+        (("cache", "bypass"), ("operation", "Unknown"), ("protocol", "http")): 2,
+        (("cache", "hit"), ("operation", "BatchGetItem"), ("protocol", "http")): 1,
+        (("cache", "hit"), ("operation", "GetItem"), ("protocol", "http")): 1,
+        (("cache", "hit"), ("operation", "Query"), ("protocol", "http")): 1,
+        (("cache", "miss"), ("operation", "BatchGetItem"), ("protocol", "http")): 1,
+        (("cache", "miss"), ("operation", "GetItem"), ("protocol", "http")): 3,
+        (("cache", "miss"), ("operation", "Query"), ("protocol", "http")): 1,
+        (("cache", "miss"), ("operation", "Scan"), ("protocol", "http")): 1,
     }
     # Per key looked up, as DAX counts them; the bypasses looked nothing up.
     assert sample(metrics, "daxproxy_item_cache_hits_total") == 1 + 2 + 2
@@ -267,7 +270,7 @@ async def test_only_caches_that_are_on_are_reported() -> None:
     assert samples(off.metrics, "daxproxy_cache_bytes") == {}
     assert sample(off.metrics, "daxproxy_item_cache_hits_total") is None
     await off.handle(get_item("1"))
-    assert sample(off.metrics, "daxproxy_requests_total", operation="GetItem") == 1
+    assert sample(off.metrics, "daxproxy_requests_total", operation="GetItem", protocol="http") == 1
 
 
 async def test_per_table_requests_only_when_asked() -> None:
@@ -281,11 +284,16 @@ async def test_per_table_requests_only_when_asked() -> None:
     two_tables = {"RequestItems": {"t": {"Keys": [{"pk": {"S": "1"}}]}, "u": {"Keys": []}}}
     await proxy.handle(request("BatchGetItem", two_tables))
     assert samples(metrics, "daxproxy_table_requests_total") == {
-        (("cache", "miss"), ("operation", "GetItem"), ("table", "t")): 1,
-        (("cache", "hit"), ("operation", "GetItem"), ("table", "t")): 1,
-        (("cache", "hit"), ("operation", "BatchGetItem"), ("table", "t")): 1,
-        (("cache", "bypass"), ("operation", "ListTables"), ("table", "")): 1,
-        (("cache", "bypass"), ("operation", "BatchGetItem"), ("table", "")): 1,
+        (("cache", "miss"), ("operation", "GetItem"), ("protocol", "http"), ("table", "t")): 1,
+        (("cache", "hit"), ("operation", "GetItem"), ("protocol", "http"), ("table", "t")): 1,
+        (("cache", "hit"), ("operation", "BatchGetItem"), ("protocol", "http"), ("table", "t")): 1,
+        (("cache", "bypass"), ("operation", "ListTables"), ("protocol", "http"), ("table", "")): 1,
+        (
+            ("cache", "bypass"),
+            ("operation", "BatchGetItem"),
+            ("protocol", "http"),
+            ("table", ""),
+        ): 1,
     }
     # Off: no table label anywhere.
     plain = build_proxy(settings(), FakeDynamoDB().upstream)
@@ -293,6 +301,64 @@ async def test_per_table_requests_only_when_asked() -> None:
     await plain.handle(get_item("1"))
     families = list(plain.metrics.registry.collect())
     assert all("table" not in s.labels for f in families for s in f.samples)
+
+
+def dax(client_request: ClientRequest) -> DaxRequest:
+    """The same request as a DAX connection's call hands it to the proxy."""
+    assert client_request.target is not None
+    return DaxRequest(client_request.body, client_request.target, None)
+
+
+@pytest.mark.parametrize("observed", [False, True], ids=["told directly", "with observers"])
+async def test_each_request_is_counted_under_the_protocol_its_client_spoke(
+    observed: bool,
+) -> None:
+    """Both ways the metrics hear of a request (a direct call, or an Outcome when there are
+    other observers) carry the protocol; the two protocols' counts stay apart."""
+    recorder = Recorder()
+    proxy = build_proxy(settings(metrics_per_table=True), FakeDynamoDB().upstream)
+    metrics = proxy.metrics
+    assert metrics is not None
+    if observed:
+        proxy.add_observer(recorder)
+    await proxy.handle(get_item("1"))  # HTTP's miss
+    await proxy.handle(dax(get_item("1")))  # DAX's hit on the entry HTTP filled
+    await proxy.handle(dax(get_item("1", table="missing")))
+    await proxy.handle(dax(request("GetItem", b"{")))
+    assert samples(metrics, "daxproxy_requests_total") == {
+        (("operation", "GetItem"), ("protocol", "dax")): 3,
+        (("operation", "GetItem"), ("protocol", "http")): 1,
+    }
+    assert samples(metrics, "daxproxy_request_duration_seconds_count") == {
+        (("cache", "bypass"), ("operation", "GetItem"), ("protocol", "dax")): 2,
+        (("cache", "hit"), ("operation", "GetItem"), ("protocol", "dax")): 1,
+        (("cache", "miss"), ("operation", "GetItem"), ("protocol", "http")): 1,
+    }
+    assert samples(metrics, "daxproxy_request_errors_total") == {
+        (("class", "client"), ("operation", "GetItem"), ("protocol", "dax")): 2,
+    }
+    assert samples(metrics, "daxproxy_table_requests_total") == {
+        (("cache", "miss"), ("operation", "GetItem"), ("protocol", "http"), ("table", "t")): 1,
+        (("cache", "hit"), ("operation", "GetItem"), ("protocol", "dax"), ("table", "t")): 1,
+        (("cache", "bypass"), ("operation", "GetItem"), ("protocol", "dax"), ("table", "")): 1,
+        (
+            ("cache", "bypass"),
+            ("operation", "GetItem"),
+            ("protocol", "dax"),
+            ("table", "missing"),
+        ): 1,
+    }
+    if observed:
+        assert [o.protocol for o in recorder.outcomes] == ["http", "dax", "dax", "dax"]
+
+
+def test_throttles_are_counted_under_their_protocol() -> None:
+    metrics = Metrics()
+    throttled = Outcome("GetItem", None, "bypass", 400, "ThrottlingException", 0.001, "dax")
+    metrics.observed(throttled)
+    assert samples(metrics, "daxproxy_throttled_requests_total") == {
+        (("operation", "GetItem"), ("protocol", "dax")): 1
+    }
 
 
 async def test_observers_hear_each_outcome() -> None:
@@ -359,7 +425,7 @@ def test_histogram_buckets_are_inclusive_and_cumulative() -> None:
     metrics = Metrics()
     for seconds in (0.00005, 0.00007, 0.2, 30.0):
         metrics.observed(Outcome("GetItem", None, "hit", 200, None, seconds))
-    labels = {"operation": "GetItem", "cache": "hit"}
+    labels = {"protocol": "http", "operation": "GetItem", "cache": "hit"}
     name = "daxproxy_request_duration_seconds_bucket"
     assert metrics.registry.get_sample_value(name, {**labels, "le": "5e-05"}) == 1
     assert metrics.registry.get_sample_value(name, {**labels, "le": "0.0001"}) == 2
@@ -375,8 +441,8 @@ def test_histogram_buckets_are_inclusive_and_cumulative() -> None:
 def test_two_metrics_do_not_share_a_registry() -> None:
     one, two = Metrics(), Metrics()
     one.observed(Outcome("GetItem", None, "hit", 200, None, 0.001))
-    assert sample(one, "daxproxy_requests_total", operation="GetItem") == 1
-    assert sample(two, "daxproxy_requests_total", operation="GetItem") is None
+    assert sample(one, "daxproxy_requests_total", operation="GetItem", protocol="http") == 1
+    assert sample(two, "daxproxy_requests_total", operation="GetItem", protocol="http") is None
 
 
 # The upstream client's reports -------------------------------------------------------
@@ -481,7 +547,7 @@ async def test_metrics_are_served_and_not_counted_as_requests() -> None:
             text = await response.text()
     parsed = list(parse(text))
     requests = [(labels, v) for name, labels, v in parsed if name == "daxproxy_requests_total"]
-    assert requests == [({"operation": "GetItem"}, 1.0)]
+    assert requests == [({"protocol": "http", "operation": "GetItem"}, 1.0)]
     [connections] = [v for name, _, v in parsed if name == "daxproxy_client_connections"]
     assert connections >= 1
     assert ("daxproxy_requests_in_flight", {}, 0.0) in parsed

@@ -244,6 +244,7 @@ BAD_FILE_VALUES: dict[str, list[str]] = {
     "event_loop": ['"trio"', "true"],
     "auth_file": ["5", "true"],
     "data_dir": ["5", "true"],
+    "dax_endpoint": ['"dax.example:9000"', '"10.0.0.1"', "9000"],
     "auth_clock_skew_millis": ["999", '"5m"'],
     "tls_cert_file": ["1", "[]"],
     "tls_key_file": ["false", "{}"],
@@ -289,6 +290,7 @@ BAD_ENV_VALUES: dict[str, list[str]] = {
     "breaker_cooldown_millis": ["0", "5s"],
     "stale_grace_millis": ["-1", "1h"],
     "workers": ["0", "-2", "many", "", "2.5", "1025"],
+    "dax_endpoint": ["localhost:9000", "10.0.0.1:0", "::1:9000"],
 }
 
 

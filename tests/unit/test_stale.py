@@ -69,7 +69,7 @@ async def test_a_get_item_is_served_stale_when_the_upstream_gives_no_answer() ->
     assert sample(p.metrics, "daxproxy_stale_served_total", cache="item") == 1
     assert (
         samples(p.metrics, "daxproxy_request_duration_seconds_count")[
-            (("cache", "stale"), ("operation", "GetItem"))
+            (("cache", "stale"), ("operation", "GetItem"), ("protocol", "http"))
         ]
         == 1
     )

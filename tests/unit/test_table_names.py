@@ -65,7 +65,7 @@ def test_every_reader_reads_a_table_name_alike(value: str, table: str | None) ->
     assert item_reads._plain_name(value) == expected
     metrics = Metrics(per_table=True)
     metrics.observed(Outcome("GetItem", value, "miss", 200, None, 0.001))
-    assert [name for name, _, _ in metrics.tables] == [expected]
+    assert [name for _, name, _, _ in metrics.tables] == [expected]
     if value:
         assert table_of({"TableName": value}) == expected
         # The access check: a malformed ARN names no table it can check, so only a key

@@ -8,8 +8,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from daxproxy.core.keys import KeySchema
-from daxproxy.dax import calls, cbor, errors, methods
+from daxproxy.dax import calls, cbor, errors, methods, values
 from daxproxy.dax.attribute_lists import AttributeLists
+from daxproxy.dax.methods import Param
 from daxproxy.dax.session import Request, Session
 from tests.unit.dax.real_client import drive
 
@@ -366,3 +367,45 @@ def test_attribute_lists_never_reuse_an_id() -> None:
     assert lists.names_of(first) == ("a",)
     with pytest.raises(calls.CallError, match="unknown attribute list id 42"):
         calls.attribute_list_reply(42, lists)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [[1], {}, 1.0, True, "TOTAL"],
+    ids=["array", "map", "float", "bool", "text"],
+)
+def test_an_option_of_the_wrong_type_is_a_validation_error(option: Any) -> None:
+    """Found by the fuzz: a value that cannot be looked up among a number's names (an
+    array, a map) was an InternalServerError."""
+    key = values.encode_key(KEY, SCHEMA)
+    builds = [
+        (calls.get_item_payload, Param.RETURN_CONSUMED_CAPACITY),
+        (calls.delete_item_payload, Param.RETURN_CONSUMED_CAPACITY),
+        (calls.delete_item_payload, Param.RETURN_VALUES),
+        (calls.update_item_payload, Param.RETURN_ITEM_COLLECTION_METRICS),
+    ]
+    for build, param in builds:
+        assert build((b"T", key, {}), SCHEMA)  # the call is well-formed without it
+        with pytest.raises(calls.CallError) as caught:
+            build((b"T", key, {param: option}), SCHEMA)
+        assert caught.value.type == "ValidationException"
+
+
+HUGE = 10**5000  # past 4300 digits Python's str raises ValueError
+
+
+def test_a_huge_number_where_an_id_or_a_choice_should_be_is_a_validation_error() -> None:
+    """Found by the fuzz: an error message quoting such a number raised ValueError itself,
+    an InternalServerError."""
+    lists = AttributeLists()
+    key = values.encode_key(KEY, SCHEMA)
+    builds = [
+        lambda: calls.attribute_list_reply(HUGE, lists),
+        lambda: calls.get_item_payload((b"T", key, {Param.RETURN_CONSUMED_CAPACITY: HUGE}), SCHEMA),
+        lambda: calls.put_item_payload((b"T", key, cbor.dumps(HUGE), None), SCHEMA, lists),
+    ]
+    for build in builds:
+        with pytest.raises(calls.CallError, match="of type int"):
+            build()
+    with pytest.raises(calls.CallError, match="unknown attribute list id of type bool"):
+        calls.attribute_list_reply(True, lists)  # not list 1, the empty one

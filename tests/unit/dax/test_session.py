@@ -99,13 +99,43 @@ def test_broken_framing_is_a_protocol_error(data: bytes, reason: str) -> None:
         Session(max_bytes=1024).receive(data)
 
 
-def test_an_item_past_the_limit_is_a_protocol_error_not_a_wait() -> None:
-    session = Session(max_bytes=1024)
-    request = PREAMBLE + cbor.dumps(1) + cbor.dumps(methods.DEFINE_KEY_SCHEMA.id)
-    # A byte string declaring 2**62 bytes: it can never arrive whole.
-    assert session.receive(request + b"\x5b" + (1 << 62).to_bytes(8, "big")) == []
+KEY_SCHEMA = PREAMBLE + cbor.dumps(1) + cbor.dumps(methods.DEFINE_KEY_SCHEMA.id)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"\x5b" + (1 << 63).to_bytes(8, "big"),  # a byte string of 2**63 bytes
+        b"\x7a" + (1025).to_bytes(4, "big"),  # a text string just past the limit
+        b"\x9b" + (1 << 40).to_bytes(8, "big"),  # an array of 2**40 items
+        b"\xba" + (1 << 30).to_bytes(4, "big"),  # a map of 2**30 pairs
+        b"\x82\x01\xd9\x0c\xf9\x5b" + (1 << 62).to_bytes(8, "big"),  # nested and tagged
+    ],
+)
+def test_a_declared_length_past_the_limit_is_a_protocol_error_at_once(header: bytes) -> None:
+    """Not a wait for bytes that could never be taken; nothing of that size is allocated."""
     with pytest.raises(ProtocolError, match="longer than 1024 bytes"):
-        session.receive(b"\x00" * 1024)
+        Session(max_bytes=1024).receive(KEY_SCHEMA + header)
+
+
+def test_an_item_that_grows_past_the_limit_is_a_protocol_error() -> None:
+    """An indefinite-length string declares no length: its chunks count as they come."""
+    session = Session(max_bytes=1024)
+    assert session.receive(KEY_SCHEMA + b"\x5f") == []
+    chunk = cbor.dumps(b"x" * 100)
+    for _ in range(10):
+        assert session.receive(chunk) == []
+    with pytest.raises(ProtocolError, match="longer than 1024 bytes"):
+        session.receive(chunk)
+
+
+def test_nesting_past_any_dax_request_is_a_protocol_error_before_it_ends() -> None:
+    """Arrays in arrays, a byte at a time: the scan of the unfinished item stops them."""
+    session = Session(max_bytes=1 << 20)
+    assert session.receive(KEY_SCHEMA) == []
+    with pytest.raises(ProtocolError, match="nested deeper"):
+        for _ in range(1000):
+            session.receive(b"\x81")
 
 
 def test_a_request_cut_short_waits_for_the_rest() -> None:

@@ -164,6 +164,9 @@ def test_a_cancelled_transaction_with_its_reasons() -> None:
         ([7, 7], [b"H"], [b"k"], None, None, None, None, None, None),  # columns differ
         ([7], [b"H"], [b"k"], None, None, [3], None, None, None),  # on failure 3
         ([7], [b"H"], [b"k"], None, None, None, None, None, {19: 5}),  # a token not text
+        # Found by the fuzz: a value of any type where a number is looked up.
+        ([[7]], [b"H"], [b"k"], None, None, None, None, None, None),  # an operation array
+        ([7], [b"H"], [b"k"], None, None, [{}], None, None, None),  # on failure a map
     ],
 )
 def test_transact_writes_no_client_sends(args: tuple[Any, ...]) -> None:
@@ -229,3 +232,10 @@ def test_a_reason_past_the_actions_goes_without_its_item() -> None:
         AttributeLists(),
     )
     assert reasons == [("None", None, None), ("ConditionalCheckFailed", None, None)]
+
+
+def test_a_huge_operation_number_is_a_validation_error() -> None:
+    """Found by the fuzz: its error message raised ValueError (past 4300 digits)."""
+    args = ([10**5000], [b"H"], [b"k"], None, None, None, None, None, None)
+    with pytest.raises(calls.CallError, match="unknown transaction operation of type int"):
+        transactions.transact_write_payload(args, SCHEMAS, AttributeLists())

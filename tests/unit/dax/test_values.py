@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import cbor2
 import pytest
 from amazondax import AttributeValueEncoder as client_encoder
 
@@ -148,6 +149,24 @@ def test_a_key_ignores_the_other_attributes_of_an_item() -> None:
 def test_malformed_keys_are_bad_values(schema: KeySchema, hex_bytes: str) -> None:
     with pytest.raises(values.BadValue):
         values.decode_key(bytes.fromhex(hex_bytes), schema)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**5000, -(10**5000), 2**421, cbor2.CBORTag(3322, [10**5000]), {"a": 10**5000}],
+    ids=["bignum", "negative", "past 2**420", "in a set", "in a map"],
+)
+def test_a_number_past_dynamodbs_range_is_a_bad_value(value: Any) -> None:
+    """Found by the fuzz: a bignum of more than 4300 digits made Python's ``str`` raise
+    ValueError, an InternalServerError."""
+    with pytest.raises(values.BadValue, match="past DynamoDB's range"):
+        values.from_cbor(value)
+
+
+def test_the_largest_numbers_dynamodb_takes_are_numbers() -> None:
+    largest = 10**126 - 1  # DynamoDB: magnitudes below 1E+126
+    assert values.from_cbor(largest) == {"N": str(largest)}
+    assert values.from_cbor(-largest) == {"N": str(-largest)}
 
 
 def test_a_key_missing_an_attribute_is_a_bad_value() -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from daxproxy.dax import cbor, methods
 from daxproxy.dax.session import Request
-from daxproxy.edge.dax_protocol import MAX_PENDING, DaxProtocol
+from daxproxy.edge.dax_protocol import MAX_PENDING, DaxProtocol, advertised, endpoint
+from daxproxy.service.dax_calls import DaxService
+from tests.unit.dax.real_client import drive
 
 PREAMBLE = b"".join(cbor.dumps(x) for x in ("J7yne5G", 0, b"s", {"UserAgent": "t"}, 0))
 ENDPOINTS = cbor.dumps(1) + cbor.dumps(methods.ENDPOINTS.id)
@@ -19,14 +24,15 @@ AUTH = (
 
 
 class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
+    def __init__(self, sockname: tuple[str, int] = ("127.0.0.1", 8111)) -> None:
         super().__init__()
+        self.sockname = sockname
         self.written = bytearray()
         self.closed = False
         self.paused = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 8111) if name == "sockname" else default
+        return self.sockname if name == "sockname" else default
 
     def write(self, data: Any) -> None:
         self.written += data
@@ -159,3 +165,50 @@ async def test_a_service_fault_closes_the_connection_not_the_process() -> None:
     protocol, transport = _connect(Failing())  # type: ignore[arg-type]
     protocol.data_received(PREAMBLE + ENDPOINTS)
     assert transport.closed and transport.written == b""
+
+
+# The endpoints call: where the clients then connect ---------------------------------------
+
+V4, V6 = advertised("203.0.113.7:9000"), advertised("[2001:db8::7]:9001")
+LOOPBACK_V6 = bytes(15) + b"\x01"
+
+
+@pytest.mark.parametrize(
+    ("sockname", "setting", "named"),
+    [
+        (("127.0.0.1", 8111), None, (b"\x7f\x00\x00\x01", 8111)),
+        (("::1", 8111), None, (LOOPBACK_V6, 8111)),
+        # An IPv4 client of a dual-stack listener: its socket is IPv4, so 4 bytes.
+        (("::ffff:127.0.0.1", 8111), None, (b"\x7f\x00\x00\x01", 8111)),
+        (("127.0.0.1", 8111), V4, (bytes([203, 0, 113, 7]), 9000)),
+        (("::ffff:127.0.0.1", 8111), V4, (bytes([203, 0, 113, 7]), 9000)),
+        (("::1", 8111), V6, (bytes.fromhex("20010db8" + "0" * 22 + "07"), 9001)),
+        # The other family: the client would drop the setting's, so its own connection's.
+        (("::1", 8111), V4, (LOOPBACK_V6, 8111)),
+        (("127.0.0.1", 8111), V6, (b"\x7f\x00\x00\x01", 8111)),
+    ],
+)
+def test_the_endpoint_named_is_the_setting_of_the_clients_family_else_the_socket(
+    sockname: tuple[str, int], setting: tuple[bytes, int] | None, named: tuple[bytes, int]
+) -> None:
+    assert endpoint(sockname, setting) == named
+
+
+async def test_a_connection_hands_the_service_the_endpoint_to_name() -> None:
+    service = HeldService()
+    protocol = DaxProtocol(service, max_bytes=1024, advertised=V4)  # type: ignore[arg-type]
+    protocol.connection_made(FakeTransport(("::ffff:10.1.2.3", 8111)))
+    protocol.data_received(PREAMBLE + ENDPOINTS)
+    await _settle()
+    assert service.seen[0][1] == (bytes([203, 0, 113, 7]), 9000)
+    assert advertised(None) is None
+
+
+async def test_the_client_reads_the_endpoint_from_the_reply() -> None:
+    """The reply's bytes, as the real Python client reads them."""
+    no_proxy = SimpleNamespace(access=None)  # endpoints needs no proxy, no tables
+    service = DaxService(no_proxy, None)  # type: ignore[arg-type]
+    reply = await service.answer(Request(methods.ENDPOINTS, ()), endpoint(("10.0.0.2", 1), V4))
+    assert reply is not None
+    [named], _ = drive(lambda c: c.endpoints(), reply)
+    assert (named["address"], named["port"]) == ("203.0.113.7", 9000)

@@ -32,5 +32,5 @@ async def test_405_413_408_and_unreadable_bodies_are_counted_as_client_errors() 
     slow.send(post(b"{}")[:-1])
     await asyncio.sleep(0.1)
     assert [a.status for a in slow.answers()] == [408]
-    assert metrics.errors == {("Unknown", "client"): 1, ("GetItem", "client"): 4}
+    assert metrics.errors == {("http", "Unknown", "client"): 1, ("http", "GetItem", "client"): 4}
     assert sum(h.count for h in metrics.durations.values()) == 5

@@ -143,7 +143,7 @@ def _listener(port: int) -> socket.socket:
 def worker_metrics(requests: int, cache_bytes: int = 0) -> list[Any]:
     metrics = Metrics()
     for _ in range(requests):
-        metrics.record("GetItem", "hit", 200, None, table=None, seconds=0.0001)
+        metrics.record("http", "GetItem", "hit", 200, None, table=None, seconds=0.0001)
     metrics.breaker_changed(is_open=requests > 5)
     families = metric_families(metrics.registry)
     if cache_bytes:
@@ -183,10 +183,10 @@ def samples(totals: MetricTotals) -> dict[tuple[str, tuple[tuple[str, str], ...]
     }
 
 
-GETS = ("daxproxy_requests_total", (("operation", "GetItem"),))
+GETS = ("daxproxy_requests_total", (("operation", "GetItem"), ("protocol", "http")))
 HIT_COUNT = (
     "daxproxy_request_duration_seconds_count",
-    (("cache", "hit"), ("operation", "GetItem")),
+    (("cache", "hit"), ("operation", "GetItem"), ("protocol", "http")),
 )
 
 
@@ -198,7 +198,7 @@ def test_counters_and_histograms_are_summed_over_the_workers() -> None:
     assert found[GETS] == 7 and found[HIT_COUNT] == 7
     bucket = (
         "daxproxy_request_duration_seconds_bucket",
-        (("cache", "hit"), ("le", "0.0001"), ("operation", "GetItem")),
+        (("cache", "hit"), ("le", "0.0001"), ("operation", "GetItem"), ("protocol", "http")),
     )
     assert found[bucket] == 7
 
