@@ -59,7 +59,7 @@ def batch_get_payload(
             request["ConsistentRead"] = True
         renderer = Renderer()
         paths[table] = calls.projection(
-            request, {Param.PROJECTION_EXPRESSION: projection}, renderer
+            request, {Param.PROJECTION_EXPRESSION: projection}, renderer, schemas[table]
         )
         calls.placeholders(request, renderer)
         items[table] = request

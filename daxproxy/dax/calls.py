@@ -10,11 +10,11 @@ on: the request was read whole).
 
 Here: the bookkeeping methods (endpoints, defineKeySchema, defineAttributeListId,
 defineAttributeList); GetItem (ConsistentRead, ReturnConsumedCapacity, a projection,
-answered as a map from path positions to values; a projection with list indexes is
-refused for now); PutItem, DeleteItem and UpdateItem (conditions and updates rendered
-back to text by :class:`~daxproxy.dax.expressions.Renderer`, every ReturnValues,
-ReturnConsumedCapacity, ReturnItemCollectionMetrics); and the helpers the other methods'
-modules share (:mod:`~daxproxy.dax.queries`, :mod:`~daxproxy.dax.batches`,
+answered as a map from path positions to values, list indexes included: see
+:mod:`~daxproxy.dax.list_paths`); PutItem, DeleteItem and UpdateItem (conditions and
+updates rendered back to text by :class:`~daxproxy.dax.expressions.Renderer`, every
+ReturnValues, ReturnConsumedCapacity, ReturnItemCollectionMetrics); and the helpers the
+other methods' modules share (:mod:`~daxproxy.dax.queries`, :mod:`~daxproxy.dax.batches`,
 :mod:`~daxproxy.dax.transactions`).
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from daxproxy.core.keys import KeySchema
-from daxproxy.dax import cbor, values
+from daxproxy.dax import cbor, list_paths, values
 from daxproxy.dax.attribute_lists import AttributeLists, Full
 from daxproxy.dax.errors import CODES
 from daxproxy.dax.expressions import BadExpression, Path, Renderer
@@ -168,7 +168,7 @@ def get_item_payload(
     table, key, kwargs = args[0], args[1], kwargs_of(args[2])
     payload: dict[str, Any] = {"TableName": table_of(table), "Key": key_of(key, schema)}
     renderer = Renderer()
-    paths = projection(payload, kwargs, renderer)
+    paths = projection(payload, kwargs, renderer, schema)
     placeholders(payload, renderer)
     consistent = kwargs.get(Param.CONSISTENT_READ)
     if consistent is not None:
@@ -178,21 +178,24 @@ def get_item_payload(
 
 
 def projection(
-    payload: dict[str, Any], kwargs: Mapping[Any, Any], renderer: Renderer
+    payload: dict[str, Any], kwargs: Mapping[Any, Any], renderer: Renderer, schema: KeySchema
 ) -> list[Path] | None:
-    """The request's ProjectionExpression, rendered into ``payload``; its paths."""
+    """The request's ProjectionExpression, rendered into ``payload``; its paths. With list
+    indexes, the paths rendered are :func:`list_paths.fetched`'s, cut before each index."""
     data = kwargs.get(Param.PROJECTION_EXPRESSION)
     if data is None:
         return None
     try:
-        text, paths = renderer.projection(data)
+        paths = renderer.projection(data)
     except BadExpression as error:
         raise invalid(f"a malformed projection: {error}") from None
-    if any(isinstance(step, int) for path in paths for step in path):
-        # DynamoDB's answer packs a list's selected elements together; which element is
-        # which is not certain from it alone.
-        raise invalid("a projection with list indexes is not served over DAX's protocol yet")
-    payload["ProjectionExpression"] = text
+    sent = paths
+    if list_paths.has_index(paths):
+        try:
+            sent = list_paths.fetched(paths, schema.names, renderer.size(paths))
+        except list_paths.Refused as error:
+            raise invalid(str(error)) from None
+    payload["ProjectionExpression"] = ", ".join(renderer.text(path) for path in sent)
     return paths
 
 
@@ -334,13 +337,18 @@ def get_item_reply(
 
 
 def projected(item: Mapping[str, Any], paths: list[Path]) -> dict[int, Any]:
-    """The value at the end of each path (names only) in a projected item, by position."""
+    """The value at the end of each path in a projected item, by position (the item holds
+    each list whole: see :func:`projection`)."""
     out = {}
     for position, path in enumerate(paths):
         value: Any = item.get(str(path[0]))
         for step in path[1:]:
-            inner = value.get("M") if isinstance(value, Mapping) else None
-            value = inner.get(step) if isinstance(inner, Mapping) else None
+            if isinstance(step, int):
+                inner = value.get("L") if isinstance(value, Mapping) else None
+                value = inner[step] if isinstance(inner, list) and step < len(inner) else None
+            else:
+                inner = value.get("M") if isinstance(value, Mapping) else None
+                value = inner.get(step) if isinstance(inner, Mapping) else None
         if value is not None:
             out[position] = values.to_cbor(value)
     return out

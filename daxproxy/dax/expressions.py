@@ -134,14 +134,13 @@ class Renderer:
 
         return self._render(data, actions)
 
-    def projection(self, data: Any) -> tuple[str, list[Path]]:
-        """A projection expression's text and its paths, in order (the ordinals of a
-        projected reply)."""
+    def projection(self, data: Any) -> list[Path]:
+        """A projection expression's paths, in order (the ordinals of a projected reply);
+        :meth:`text` renders the ones to send."""
         tree = _decode(data, 2)
         if not isinstance(tree, list) or not tree:
             raise BadExpression("a projection is a non-empty array of paths")
-        paths = [self._path(node) for node in tree]
-        return ", ".join(self.path_text(node) for node in tree), paths
+        return [self._path(node) for node in tree]
 
     def _render(self, data: Any, render: Any) -> str:
         decoded = _decode(data, 3)
@@ -247,8 +246,19 @@ class Renderer:
         return tuple(path)
 
     def path_text(self, node: Any) -> str:
+        return self.text(self._path(node))
+
+    def size(self, paths: list[Path]) -> int:
+        """The bytes of a projection of ``paths`` as :meth:`text` would render it now (its
+        placeholders ASCII), no name kept."""
+        scratch = Renderer()
+        scratch.names, scratch._name_of = dict(self.names), dict(self._name_of)
+        return len(", ".join(scratch.text(path) for path in paths))
+
+    def text(self, path: Path) -> str:
+        """A path's text, its names by placeholder."""
         text = ""
-        for element in self._path(node):
+        for element in path:
             if isinstance(element, int):
                 text += f"[{element}]"
                 continue

@@ -78,7 +78,7 @@ def _read_options(
     condition = kwargs.get(Param.FILTER_EXPRESSION)
     if condition is not None:
         payload["FilterExpression"] = _render(renderer.condition, condition)
-    paths = calls.projection(payload, kwargs, renderer)
+    paths = calls.projection(payload, kwargs, renderer, schema)
     calls.placeholders(payload, renderer)
     calls.capacity_of(payload, kwargs)
     return paths

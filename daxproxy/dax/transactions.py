@@ -71,7 +71,8 @@ def transact_get_payload(
     for table, key, projection in zip(tables, keys, projections, strict=True):
         get: dict[str, Any] = {"TableName": table, "Key": calls.key_of(key, schemas[table])}
         renderer = Renderer()
-        paths.append(calls.projection(get, {Param.PROJECTION_EXPRESSION: projection}, renderer))
+        asked = {Param.PROJECTION_EXPRESSION: projection}
+        paths.append(calls.projection(get, asked, renderer, schemas[table]))
         calls.placeholders(get, renderer)
         actions.append({"Get": get})
     payload: dict[str, Any] = {"TransactItems": actions}

@@ -35,8 +35,9 @@ import orjson
 from daxproxy.core import wire
 from daxproxy.core.errors import AccessDeniedException
 from daxproxy.core.keys import KeySchema
-from daxproxy.dax import batches, calls, errors, methods, queries, transactions
+from daxproxy.dax import batches, calls, errors, list_paths, methods, queries, transactions
 from daxproxy.dax.attribute_lists import AttributeLists
+from daxproxy.dax.expressions import Path
 from daxproxy.dax.session import Request
 from daxproxy.service.dax_auth import AuthorizedConnection
 from daxproxy.service.dax_memo import Memo, get_item_shape
@@ -171,6 +172,7 @@ class DaxService:
         paths = None
         if body is None:
             payload, paths = calls.get_item_payload(request.args, schema)
+            await self._check_index_keys(calls.table_of(request.args[0]), paths)
             body = orjson.dumps(payload)
             if shape is not None:
                 self._get_bodies.put(shape, body, len(body))
@@ -219,11 +221,13 @@ class DaxService:
     async def _query(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
         schema = await self._schema(calls.table_of(request.args[0]), key_id)
         payload, paths = queries.query_payload(request.args, schema)
+        await self._check_index_keys(payload["TableName"], paths)
         return await self._read("Query", payload, schema, paths, key_id)
 
     async def _scan(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
         schema = await self._schema(calls.table_of(request.args[0]), key_id)
         payload, paths = queries.scan_payload(request.args, schema)
+        await self._check_index_keys(payload["TableName"], paths)
         return await self._read("Scan", payload, schema, paths, key_id)
 
     async def _read(
@@ -243,6 +247,8 @@ class DaxService:
     async def _batch_get_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
         schemas = {t: await self._schema(t, key_id) for t in batches.tables_of(request.args)}
         payload, paths = batches.batch_get_payload(request.args, schemas)
+        for table, table_paths in paths.items():
+            await self._check_index_keys(table, table_paths)
         answer = await self._call("BatchGetItem", payload, key_id)
         if isinstance(answer, bytes):
             return answer
@@ -262,6 +268,8 @@ class DaxService:
         tables = transactions.tables_of(request.args, 0)
         schemas = {t: await self._schema(t, key_id) for t in tables}
         payload, paths = transactions.transact_get_payload(request.args, schemas)
+        for table, get_paths in zip(tables, paths, strict=True):
+            await self._check_index_keys(table, get_paths)
         answer = await self._call("TransactGetItems", payload, key_id)
         if isinstance(answer, bytes):
             return answer
@@ -296,6 +304,17 @@ class DaxService:
         if info is None:
             raise calls.CallError("ResourceNotFoundException", _NOT_FOUND, codes)
         return info.schema
+
+    async def _check_index_keys(self, table: str, paths: list[Path] | None) -> None:
+        """A projection with list indexes is asked of DynamoDB cut before them: a step into
+        an index's key attribute, which DynamoDB refuses, is refused here."""
+        if paths is None or not list_paths.has_index(paths):
+            return
+        info = await self._tables.get(table)
+        try:
+            list_paths.check_index_keys(paths, info.index_keys if info else ())
+        except list_paths.Refused as error:
+            raise calls.invalid(str(error)) from None
 
     async def _call(
         self,

@@ -160,6 +160,13 @@ def _writes() -> list[dict[str, Any]]:
             ExpressionAttributeNames={"#s": "s", "#in": "inner"},
         ),
         step(
+            "getItem",
+            TableName=t("sn"),
+            Key=sn_key,
+            ProjectionExpression="l[4], m.#in.deep",  # moto keeps one index of a list only
+            ExpressionAttributeNames={"#in": "inner"},
+        ),
+        step(
             "putItem",
             TableName=t("hs"),
             Item={"pk": {"S": "h1"}, "s": {"S": "v2"}, "n": {"N": "-1"}},

@@ -167,10 +167,6 @@ def test_put_item_without_return_values_reads_as_empty() -> None:
         ((b"T", b"bu1\x80", [1]), "not a map"),
         ((b"T", b"bu1\x80", {3: 9}), "RETURN_CONSUMED_CAPACITY has no value 9"),
         ((b"T", b"bu1\x80", {0: b"\x82\x01\x80"}), "malformed projection"),
-        (
-            (b"T", b"bu1\x80", {0: bytes.fromhex("8201818312616cd90cfc00")}),  # l[0]
-            "list indexes is not served",
-        ),
     ],
 )
 def test_get_item_arguments_no_client_sends(args: tuple[Any, ...], message: str) -> None:

@@ -111,9 +111,9 @@ def test_projection_text_and_paths() -> None:
     # The protocol study's example, byte for byte.
     assert compiled.hex() == "820183821262706b84126161616261638312646e616d65d90cfc01"
     renderer = Renderer()
-    text, paths = renderer.projection(compiled)
-    assert text == "#n0, #n1.#n2.#n3, #n4[1]"
+    paths = renderer.projection(compiled)
     assert paths == [("pk",), ("a", "b", "c"), ("name", 1)]
+    assert ", ".join(map(renderer.text, paths)) == "#n0, #n1.#n2.#n3, #n4[1]"
     assert renderer.names == {"#n0": "pk", "#n1": "a", "#n2": "b", "#n3": "c", "#n4": "name"}
 
 
