@@ -17,8 +17,7 @@ os.environ.update(TEST_ENV)
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Freeze what collection imported (SDK models, moto, hypothesis: most of the heap), so
-    that the collections below walk only what the tests themselves allocate. Without this
-    each costs about 15 ms, and the suite over a thousand tests; with it, a few ms."""
+    that the collections below walk only what the tests themselves allocate."""
     gc.collect()
     gc.freeze()
 
@@ -28,16 +27,26 @@ def _collect_garbage_at_teardown() -> Iterator[None]:
     """Collect garbage as each test ends, so that an unclosed socket, transport or event
     loop the test left behind warns (and, warnings being errors, fails) in that test's own
     teardown, not in whichever test the collector happens to run under later. Autouse
-    fixtures are set up first and torn down last: the test's own fixtures are gone by now."""
+    fixtures are set up first and torn down last: the test's own fixtures are gone by now.
+
+    What survives the collection is frozen, so that the next test's collection walks only
+    what that test allocated: without this each walked the whole heap, which grows with
+    every test run (pytest keeps each test's reports), and the collections took a third of
+    the suite's time. What outlives a test is held by a module's or the session's fixtures
+    (or by the module itself); the module's collection below unfreezes and walks it all."""
     yield
     gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _collect_garbage_after_module() -> Iterator[None]:
-    """The same for a module's fixtures: what they leak fails the module's last test."""
+    """The same for a module's fixtures: what they leak fails the module's last test. The
+    whole heap, what the tests' collections froze too, is walked here once per module."""
     yield
+    gc.unfreeze()
     gc.collect()
+    gc.freeze()
 
 
 # The test files that skip when a tool is missing (node and npm, docker-compose). Where the

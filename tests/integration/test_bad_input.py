@@ -98,7 +98,7 @@ SIGNED = {
         ),
         (
             "POST",
-            gzip.compress(b'{"pad":"' + b" " * (17 * 1024 * 1024) + b'"}'),
+            gzip.compress(b'{"pad":"' + b" " * (17 * 1024 * 1024) + b'"}', mtime=0),
             {"X-Amz-Target": TARGET, "Content-Encoding": "gzip"},
             413,
             "RequestEntityTooLargeException",

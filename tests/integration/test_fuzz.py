@@ -46,6 +46,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daxproxy.core.wire import UNDECODABLE_MESSAGE
+from daxproxy.service.embedded import MotoServer
 from tests.integration.conftest import Endpoints
 from tests.integration.harness import NO_RETRIES, PK_SK_TABLE, REGION, ProxyProcess, running_proxy
 from tests.signing import sigv4_headers
@@ -72,9 +73,16 @@ class Fuzzed:
 
 @pytest.fixture(scope="module")
 def fuzzed(endpoints: Endpoints) -> Iterator[Fuzzed]:
+    with fuzzed_proxy(endpoints.upstream) as state:
+        yield state
+
+
+@contextlib.contextmanager
+def fuzzed_proxy(upstream: str) -> Iterator[Fuzzed]:
+    """The fuzzed proxy in front of ``upstream``, with the fuzz and check tables made."""
     with running_proxy(
         "--upstream",
-        endpoints.upstream,
+        upstream,
         "--max-body-bytes",
         str(MAX_BODY),
         "--client-read-timeout-millis",
@@ -87,7 +95,7 @@ def fuzzed(endpoints: Endpoints) -> Iterator[Fuzzed]:
             client.create_table(TableName=table, **PK_SK_TABLE)
         client.put_item(TableName=CHECK_TABLE, Item=CHECK_ITEM)
         client.put_item(TableName=FUZZ_TABLE, Item={"pk": {"S": "a"}, "sk": {"N": "1"}})
-        state = Fuzzed(proxy, client, urlsplit(endpoints.upstream).port or 80)
+        state = Fuzzed(proxy, client, urlsplit(upstream).port or 80)
         yield state
         if state.upstream_faults:
             print(f"\nmoto's own answers relayed for {len(state.upstream_faults)} requests:")
@@ -757,11 +765,26 @@ class PartiQLFuzzed:
 
 
 @pytest.fixture(scope="module")
+def partiql_moto() -> Iterator[str]:
+    """A moto server of the PartiQL tests' own: moto runs each statement over a copy of
+    every item of every table it holds, so on the suite's shared server, after the tables
+    the earlier tests left (a 200-level nested item among them), each example took ten
+    times as long."""
+    server = MotoServer()
+    server.launch()
+    try:
+        server.wait_ready_sync()
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def partiql_fuzzed(
-    fuzzed: Fuzzed, endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory
+    partiql_moto: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PartiQLFuzzed]:
     moto = boto3.client(
-        "dynamodb", endpoint_url=endpoints.upstream, region_name=REGION, config=NO_RETRIES
+        "dynamodb", endpoint_url=partiql_moto, region_name=REGION, config=NO_RETRIES
     )
     for table in (PARTIQL_TABLE, PARTIQL_AUTH_TABLE):
         moto.create_table(TableName=table, **PK_SK_TABLE)
@@ -777,7 +800,10 @@ tables = ["fuzz-*"]
 operations = ["read", "describe"]
 """
     )
-    with running_proxy("--upstream", endpoints.upstream, "--auth-file", str(auth_file)) as proxy:
+    with (
+        fuzzed_proxy(partiql_moto) as fuzzed,
+        running_proxy("--upstream", partiql_moto, "--auth-file", str(auth_file)) as proxy,
+    ):
         reader = Fuzzed(proxy, None, fuzzed.upstream_port)
         yield PartiQLFuzzed(fuzzed, moto, reader)
         assert "Traceback (most recent call last):" not in proxy.log()

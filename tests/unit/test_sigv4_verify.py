@@ -113,7 +113,7 @@ def test_a_good_signature_passes_and_names_its_key() -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [b"", b"{}", gzip.compress(BODY), '{"a":{"S":"é"}}'.encode(), b"x" * 100_000]
+    "body", [b"", b"{}", gzip.compress(BODY, mtime=0), '{"a":{"S":"é"}}'.encode(), b"x" * 100_000]
 )
 def test_any_body_as_sent_passes(body: bytes) -> None:
     assert verify(sign(body)) == KEY
