@@ -51,9 +51,11 @@ _TARGET_PREFIX = "DynamoDB_20120810."
 _HEADERS = (("Content-Type", wire.JSON_CONTENT_TYPE),)
 _NOT_FOUND = "Requested resource not found"
 _GET_ITEM = _TARGET_PREFIX + "GetItem"
-# Each GetItem memo's bounds: the hot keys of a read-mostly load, a few MiB at most.
-MEMO_ENTRIES = 4096
-MEMO_BYTES = 8 << 20
+# The GetItem memos' bounds: the hot keys of a read-mostly load (the replies hold each
+# answer and its reply: about twice an item's size).
+MEMO_ENTRIES = 16384
+MEMO_BYTES = 4 << 20
+MEMO_REPLY_BYTES = 32 << 20
 # A method's handler: the request, the endpoint the client reached, the connection's key.
 Handler = Callable[[Request, Any, str | None], Awaitable[bytes]]
 # The operations DAX serves on a table: a key allowed none of them on it is told nothing
@@ -99,9 +101,11 @@ class DaxService:
         self._tables = tables
         self._clock = clock
         self.lists = lists if lists is not None else AttributeLists()
-        # GetItem's JSON body by request, and DAX's reply by answer body (dax_memo).
-        self._get_bodies: Memo[Hashable] = Memo(MEMO_ENTRIES, MEMO_BYTES)
-        self._get_replies: Memo[tuple[KeySchema, bytes]] = Memo(MEMO_ENTRIES, MEMO_BYTES)
+        # By GetItem request shape: its JSON body; the answer body and its DAX reply.
+        self._get_bodies: Memo[Hashable, bytes] = Memo(MEMO_ENTRIES, MEMO_BYTES)
+        self._get_replies: Memo[Hashable, tuple[bytes, bytes]] = Memo(
+            MEMO_ENTRIES, MEMO_REPLY_BYTES
+        )
         self._handlers: dict[methods.Method, Handler] = {
             methods.ENDPOINTS: self._endpoints,
             methods.DEFINE_KEY_SCHEMA: self._key_schema,
@@ -182,14 +186,16 @@ class DaxService:
             if isinstance(answer, bytes):
                 return answer
             return calls.get_item_reply(answer, schema, self.lists, paths)
-        replied = (schema, response.body)  # the reply is a function of these alone
-        reply = self._get_replies.get(replied)
-        if reply is None:
-            answer = _json_of(response)
-            if isinstance(answer, bytes):
-                return answer
-            reply = calls.get_item_reply(answer, schema, self.lists)
-            self._get_replies.put(replied, reply, len(response.body) + len(reply))
+        body = response.body
+        made = None if shape is None else self._get_replies.get(shape)
+        if made is not None and made[0] == body:  # the reply of this very answer
+            return made[1]
+        answer = _json_of(response)
+        if isinstance(answer, bytes):
+            return answer
+        reply = calls.get_item_reply(answer, schema, self.lists)
+        if shape is not None:
+            self._get_replies.put(shape, (body, reply), len(body) + len(reply))
         return reply
 
     async def _put_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:

@@ -25,6 +25,7 @@ oldest forgotten first; only bodies sent uncompressed, so the bytes are the requ
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,7 +80,9 @@ class ItemReads:
         # The fill in flight for each key (the latest, when an overtaken one still runs).
         self._fills: dict[ItemKey, tuple[Fill, FillTicket]] = {}
         # GetItem body -> (its TableName, the table info its key was made with, the key).
-        self._memo: dict[bytes, tuple[str, TableInfo, ItemKey]] = {}
+        # (An OrderedDict: a plain dict finds its oldest key by a scan that grows with every
+        # key deleted before it.)
+        self._memo: OrderedDict[bytes, tuple[str, TableInfo, ItemKey]] = OrderedDict()
 
     async def _resolve(self, read: TableRead) -> TableInfo:
         info = self._tables.known(read.table)
@@ -144,7 +147,7 @@ class ItemReads:
         if plain and stored:
             memo = self._memo
             if len(memo) >= MEMO_ENTRIES:
-                del memo[next(iter(memo))]
+                memo.popitem(last=False)
             memo[call.body] = (read.table, info, key)
         entry = self._cache.hit(key)
         if entry is None:

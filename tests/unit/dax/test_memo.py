@@ -29,7 +29,7 @@ def s(value: str) -> dict[str, str]:
 
 
 def test_a_memo_forgets_the_oldest_past_its_entries() -> None:
-    memo: Memo[str] = Memo(max_entries=2, max_bytes=100)
+    memo: Memo[str, bytes] = Memo(max_entries=2, max_bytes=100)
     for key in "abc":
         memo.put(key, key.encode(), 1)
     assert (memo.get("a"), memo.get("b"), memo.get("c")) == (None, b"b", b"c")
@@ -37,7 +37,7 @@ def test_a_memo_forgets_the_oldest_past_its_entries() -> None:
 
 
 def test_a_memo_forgets_the_oldest_past_its_bytes_and_never_holds_a_value_too_big() -> None:
-    memo: Memo[str] = Memo(max_entries=10, max_bytes=10)
+    memo: Memo[str, bytes] = Memo(max_entries=10, max_bytes=10)
     memo.put("a", b"a", 6)
     memo.put("b", b"b", 4)
     memo.put("c", b"c", 3)  # 13 > 10: "a" goes
@@ -45,6 +45,8 @@ def test_a_memo_forgets_the_oldest_past_its_bytes_and_never_holds_a_value_too_bi
     assert memo.bytes == 7
     memo.put("huge", b"x", 11)
     assert memo.get("huge") is None and memo.bytes == 7
+    memo.put("b", b"B", 2)  # a key put again holds the new value, counted once
+    assert (memo.get("b"), memo.bytes, len(memo)) == (b"B", 5, 2)
 
 
 @pytest.mark.parametrize(
