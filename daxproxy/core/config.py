@@ -33,18 +33,18 @@ EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 # The workers setting's word: one worker per CPU the process may use (daxproxy.workers.cpus).
 AUTO_WORKERS = "auto"
 MAX_WORKERS = 1024
-# Settings whose default is None, "not set": the AWS chain's region, the embedded backend.
-_OPTIONAL = frozenset(
-    {
-        "upstream",
-        "region",
-        "auth_file",
-        "tls_cert_file",
-        "tls_key_file",
-        "data_dir",
-        "dax_endpoint",
-    }
+# String settings whose default is None, "not set": the AWS chain's region, the embedded
+# backend, ...; and those always set. __post_init__ checks both are strings.
+_OPTIONAL = (
+    "upstream",
+    "region",
+    "auth_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "data_dir",
+    "dax_endpoint",
 )
+_STRINGS = ("host", "mode", "coherence", "log_level", "log_format", "event_loop", *_OPTIONAL)
 
 
 class SettingError(ValueError):
@@ -130,21 +130,7 @@ class Settings:
     dax_endpoint: str | None = None
 
     def __post_init__(self) -> None:
-        for name in (
-            "host",
-            "mode",
-            "coherence",
-            "log_level",
-            "log_format",
-            "event_loop",
-            "upstream",
-            "region",
-            "auth_file",
-            "tls_cert_file",
-            "tls_key_file",
-            "data_dir",
-            "dax_endpoint",
-        ):
+        for name in _STRINGS:
             value = getattr(self, name)
             if not isinstance(value, str) and not (value is None and name in _OPTIONAL):
                 raise SettingError(name, f"must be a string, not {value!r}")
