@@ -170,32 +170,29 @@ class DaxService:
         return calls.attribute_list_reply(request.args[0], self.lists)
 
     async def _get_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
-        schema = await self._schema(calls.table_of(request.args[0]), key_id)
+        table = calls.table_of(request.args[0])
+        schema = await self._schema(table, key_id)
+        # None for a projection (its options are not plain integers): never remembered.
         shape = get_item_shape(request.args, schema)
         body = None if shape is None else self._get_bodies.get(shape)
         paths = None
         if body is None:
             payload, paths = calls.get_item_payload(request.args, schema)
-            await self._check_index_keys(calls.table_of(request.args[0]), paths)
+            await self._check_index_keys(table, paths)
             body = orjson.dumps(payload)
             if shape is not None:
                 self._get_bodies.put(shape, body, len(body))
         response = await self._proxy.handle(_request(body, _GET_ITEM, key_id))
-        if paths is not None:
-            answer = _json_of(response)
-            if isinstance(answer, bytes):
-                return answer
-            return calls.get_item_reply(answer, schema, self.lists, paths)
-        body = response.body
         made = None if shape is None else self._get_replies.get(shape)
-        if made is not None and made[0] == body:  # the reply of this very answer
+        if made is not None and made[0] == response.body:  # the reply of this very answer
             return made[1]
         answer = _json_of(response)
         if isinstance(answer, bytes):
             return answer
-        reply = calls.get_item_reply(answer, schema, self.lists)
+        reply = calls.get_item_reply(answer, schema, self.lists, paths)
         if shape is not None:
-            self._get_replies.put(shape, (body, reply), len(body) + len(reply))
+            size = len(response.body) + len(reply)
+            self._get_replies.put(shape, (response.body, reply), size)
         return reply
 
     async def _put_item(self, request: Request, endpoint: Any, key_id: str | None) -> bytes:
