@@ -152,8 +152,6 @@ class ItemReads:
         entry = self._cache.hit(key)
         if entry is None:
             return None
-        if stored:
-            return hit_response(*requests.stored_answer(entry, VALUE_START))
         return self._get_item_hit(read, payload, entry)
 
     def remembered(self, body: bytes) -> tuple[WireResponse, str] | None:

@@ -303,38 +303,57 @@ class Proxy:
         seconds: float,
     ) -> None:
         """Tell the metrics (directly) and the other observers (an Outcome) what came of it."""
-        metrics = self.metrics
         if self._observers or call is None or response is None:
             self._notify(_outcome(request, call, response, seconds))
             return
-        assert metrics is not None
         status = response.status
-        error_type = error_type_of(response) if status >= 400 else None
-        table = table_of(call.payload) if metrics.per_table else None
+        assert self.metrics is not None
+        self._record(
+            request,
+            operation_name(call.operation),
+            cache_of(response),
+            status,
+            error_type_of(response) if status >= 400 else None,
+            table=table_of(call.payload) if self.metrics.per_table else None,
+            seconds=seconds,
+        )
+
+    def _observe_hit(
+        self, request: ClientRequest, hit: tuple[WireResponse, str], seconds: float
+    ) -> None:
+        """:meth:`_observe` for a remembered GetItem body's hit (``hit``: the answer and
+        the table as the request names it)."""
+        if self._observers or self.metrics is None:
+            outcome = Outcome(_GET_ITEM, hit[1], HIT, 200, None, seconds, request.protocol)
+            self._notify(outcome)
+            return
+        self._record(request, _GET_ITEM, HIT, 200, None, table=hit[1], seconds=seconds)
+
+    def _record(
+        self,
+        request: ClientRequest,
+        operation: str,
+        cache: str,
+        status: int,
+        error_type: str | None,
+        *,
+        table: str | None,
+        seconds: float,
+    ) -> None:
+        """The metrics told directly, with no other observer (no Outcome built); ``table``
+        is only read with per-table metrics."""
+        metrics = self.metrics
+        assert metrics is not None
         try:
             metrics.record(
                 request.protocol,
-                operation_name(call.operation),
-                cache_of(response),
+                operation,
+                cache,
                 status,
                 error_type,
                 table=table,
                 seconds=seconds,
             )
-        except Exception:
-            log.exception("observer %r failed", metrics)
-
-    def _observe_hit(
-        self, request: ClientRequest, hit: tuple[WireResponse, str], seconds: float
-    ) -> None:
-        """:meth:`_observe` for a remembered GetItem body's hit."""
-        metrics = self.metrics
-        protocol = request.protocol
-        if self._observers or metrics is None or metrics.per_table:
-            self._notify(Outcome(_GET_ITEM, hit[1], HIT, 200, None, seconds, protocol))
-            return
-        try:
-            metrics.record(protocol, _GET_ITEM, HIT, 200, None, table=None, seconds=seconds)
         except Exception:
             log.exception("observer %r failed", metrics)
 

@@ -427,3 +427,22 @@ async def test_with_an_auth_file_every_request_is_checked_remembered_or_not(
     unsigned = await p.handle(raw_get(orjson.dumps(payload)))
     assert unsigned.status == 400
     assert b"MissingAuthenticationTokenException" in unsigned.body
+
+
+async def test_a_remembered_hit_counts_for_its_table_with_per_table_metrics() -> None:
+    settings = Settings(upstream="http://127.0.0.1:1", metrics_per_table=True)
+    p = build_proxy(settings, fake_with(ITEM_1))
+    await warm(p)
+    for _ in range(2):
+        assert isinstance(p.answer(get()), WireResponse)
+    assert p.metrics is not None
+    lines = generate_latest(p.metrics.registry).decode().splitlines()
+    hits = [
+        line.rsplit(" ", 1)[1]
+        for line in lines
+        if line.startswith("daxproxy_table_requests")
+        and 'table="t"' in line
+        and 'cache="hit"' in line
+        and 'operation="GetItem"' in line
+    ]
+    assert hits == ["2.0"]
