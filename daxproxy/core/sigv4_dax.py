@@ -27,7 +27,7 @@ replayed here. In order:
    InvalidSignature, compared in constant time;
 7. a session token: UnrecognizedClient, since the proxy knows long-term keys only.
 
-The secret never leaves this module except into :func:`daxproxy.core.sigv4.signing_key`;
+The secret never leaves this module except into :func:`daxproxy.core.sigv4.signature_of`;
 no message carries it or the signature.
 """
 
@@ -41,7 +41,7 @@ from daxproxy.core.errors import (
     InvalidSignatureException,
     UnrecognizedClientException,
 )
-from daxproxy.core.sigv4 import ALGORITHM, signing_key
+from daxproxy.core.sigv4 import ALGORITHM, signature_of
 from daxproxy.core.sigv4_verify import (
     BAD_TOKEN,
     MISMATCH,
@@ -57,9 +57,9 @@ HOST = "dax.amazonaws.com"  # the clients' fake request's host (Tube.DAX_ADDR, l
 _EMPTY_HASH = hashlib.sha256(b"").hexdigest()
 
 
-def canonical_hash(amz_date: str) -> str:
-    """The SHA-256 (hex) of the fake request's canonical request signed at ``amz_date``."""
-    canonical = "\n".join(
+def canonical_request(amz_date: str) -> str:
+    """The canonical request of the clients' fake request signed at ``amz_date``."""
+    return "\n".join(
         [
             "POST",
             "/",
@@ -69,7 +69,11 @@ def canonical_hash(amz_date: str) -> str:
             _EMPTY_HASH,
         ]
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def canonical_hash(amz_date: str) -> str:
+    """The SHA-256 (hex) of the fake request's canonical request signed at ``amz_date``."""
+    return hashlib.sha256(canonical_request(amz_date).encode()).hexdigest()
 
 
 def verify(
@@ -118,9 +122,8 @@ def verify(
     secret = secret_of(key_id)
     if secret is None:
         raise UnrecognizedClientException(UNKNOWN_KEY)
-    key = signing_key(secret, parts[0], region, SERVICE)
-    rebuilt = "\n".join([ALGORITHM, stamp, scope, hashed]).encode()
-    expected = hmac.digest(key, rebuilt, "sha256").hex()
+    # Over the string rebuilt from what was checked: the one signature_of signs.
+    expected = signature_of(canonical_request(stamp), stamp, scope, secret)
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise InvalidSignatureException(MISMATCH)
     if token is not None:
