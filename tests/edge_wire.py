@@ -3,8 +3,9 @@
 :class:`Wire` is one client connection to an :class:`~daxproxy.edge.protocol.HttpProtocol`
 of a real :class:`~daxproxy.edge.server.EdgeServer` (with the proxy a test gives it): a test
 feeds bytes (:meth:`Wire.send`) and reads the answers written so far
-(:meth:`Wire.answers`), each parsed by its ``Content-Length``, an interim ``100 Continue``
-included. :func:`answers_in` parses raw answer bytes the same way.
+(:meth:`Wire.answers`, once the loop's turn is over: the edge's outbox written), each
+parsed by its ``Content-Length``, an interim ``100 Continue`` included. :func:`answers_in`
+parses raw answer bytes the same way.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class Wire:
     """One connection to ``edge``."""
 
     def __init__(self, edge: EdgeServer) -> None:
+        self.edge = edge
         self.protocol = edge.protocol()
         self.transport = FakeTransport(self.protocol)
         self.protocol.connection_made(self.transport)
@@ -102,7 +104,9 @@ class Wire:
         self.protocol.data_received(data)
 
     def answers(self) -> list[Answer]:
-        """Every whole answer written so far."""
+        """Every whole answer written so far, the outbox's included (as when the loop's turn
+        ends)."""
+        self.edge.outbox.flush()
         return answers_in(bytes(self.transport.written))[0]
 
     async def settle(self, turns: int = 20) -> None:

@@ -6,13 +6,14 @@ begins with; :mod:`daxproxy.edge.server`), which hands it the transport and thos
 bytes. Its :class:`~daxproxy.dax.session.Session` frames the bytes into requests; they are
 answered in order (the clients are strict request/response per socket, but the Python
 client writes authorizeConnection and the next request in one go), each reply written when
-ready: inline, from the callback that read the request, while the service's answer needs
-no wait (a cache hit of a known table: :func:`~daxproxy.edge.inline.first_step`, no task
-made); from the first request that waits on, by one task per connection. A connection
-whose bytes break DAX's framing (the rest of the preamble included), or whose answer
-faults outside the service's own error replies, is closed with the reason logged (never a
-value from the bytes); the process serves on. Reading pauses while more than
-``MAX_PENDING`` requests wait, so a client cannot queue work without bound.
+ready (through the server's outbox, :mod:`daxproxy.edge.outbox`, when given one): inline,
+from the callback that read the request, while the service's answer needs no wait (a cache
+hit of a known table: :func:`~daxproxy.edge.inline.first_step`, no task made); from the
+first request that waits on, by one task per connection. A connection whose bytes break
+DAX's framing (the rest of the preamble included), or whose answer faults outside the
+service's own error replies, is closed with the reason logged (never a value from the
+bytes); the process serves on. Reading pauses while more than ``MAX_PENDING`` requests
+wait, so a client cannot queue work without bound.
 
 The endpoints call names the address and port the clients then connect to (:func:`endpoint`):
 the ``dax_endpoint`` setting's when it is of the client's address family (the clients drop
@@ -38,6 +39,7 @@ from typing import Any, Protocol, cast
 from daxproxy.core.config import dax_endpoint
 from daxproxy.dax.session import MAGIC, ProtocolError, Request, Session
 from daxproxy.edge.inline import Carrier, first_step, resume
+from daxproxy.edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +97,11 @@ class DaxProtocol(asyncio.Protocol):
         idle_timeout: float = 0.0,
         forget: Callable[[DaxProtocol], None] | None = None,
         advertised: tuple[bytes, int] | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
-        """``advertised``: the ``dax_endpoint`` setting, packed (:func:`advertised`)."""
+        """``advertised``: the ``dax_endpoint`` setting, packed (:func:`advertised`);
+        ``outbox``: the server's (:mod:`daxproxy.edge.outbox`), else each reply is written
+        at once."""
         self._service = service
         self._session = Session(max_bytes)
         self._pending: collections.deque[Request] = collections.deque()
@@ -111,6 +116,7 @@ class DaxProtocol(asyncio.Protocol):
         self._forget = forget
         self._carrier: Carrier | None = None
         self._advertised = advertised
+        self._outbox = outbox
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)  # uvloop's: no subclass
@@ -185,7 +191,10 @@ class DaxProtocol(asyncio.Protocol):
         if self._transport is None:
             return False
         if reply is not None:
-            self._transport.write(reply)
+            if self._outbox is not None:
+                self._outbox.write(self._transport, reply)
+            else:
+                self._transport.write(reply)
         if self._stopping and reply is not None:
             self._close()  # the reply under way is sent; what waits behind it is not
             return False
@@ -220,6 +229,8 @@ class DaxProtocol(asyncio.Protocol):
         self._closed = True
         self._cancel_idle()
         if self._transport is not None:
+            if self._outbox is not None:
+                self._outbox.flush()
             self._transport.close()
 
     def _arm_idle(self) -> None:

@@ -12,6 +12,10 @@ callbacks, the limits on a head and a body); the protocol answers them. Its cont
   task, future or timer is made for it. Only a
   handler that waits (a miss, a write) gets a task, which continues that same coroutine
   (:func:`daxproxy.edge.inline.resume`) and then answers whatever was pipelined behind it.
+  Answers go out through the server's :class:`~daxproxy.edge.outbox.Outbox` (a turn's
+  first at once, the rest together at the turn's end); whatever the connection writes or
+  does to its transport itself (a ``100 Continue``, a large answer in two writes, a close)
+  comes after what the outbox holds.
 - **Flow control.** While a request is being handled in a task and another is waiting
   behind it, or while the transport's write buffer is full, the connection stops reading.
 - **Limits** (``Edge.limits``). A request line, or a header field (name and value), longer
@@ -62,6 +66,7 @@ from daxproxy.core.errors import (
 from daxproxy.edge import answers
 from daxproxy.edge.dax_protocol import FIRST_BYTE
 from daxproxy.edge.inline import Carrier, first_step, resume
+from daxproxy.edge.outbox import Outbox
 from daxproxy.edge.reader import Edge as ReadingEdge
 from daxproxy.edge.reader import Refusal, RequestReader, Stop
 from daxproxy.edge.routes import Route
@@ -76,6 +81,8 @@ _IDLE, _READ = 1, 2
 
 class Edge(ReadingEdge, Protocol):
     """What every connection of one server shares (:class:`daxproxy.edge.server.EdgeServer`)."""
+
+    outbox: Outbox
 
     def register(self, connection: HttpProtocol) -> bool: ...
     def forget(self, connection: HttpProtocol) -> None: ...
@@ -99,6 +106,7 @@ class HttpProtocol(asyncio.Protocol):
         "_first",
         "_limits",
         "_loop",
+        "_outbox",
         "_queue",
         "_read_paused",
         "_reader",
@@ -115,6 +123,7 @@ class HttpProtocol(asyncio.Protocol):
         self._loop = edge.loop
         self._limits = edge.limits
         self._router = edge.router
+        self._outbox = edge.outbox
         self._reader = RequestReader(self, edge)
         self._transport: asyncio.Transport | None = None
         self._carrier = Carrier(self._loop)
@@ -347,6 +356,10 @@ class HttpProtocol(asyncio.Protocol):
                 close=True,
             )
             close = True
+        if rest is None and not close:
+            self._outbox.write(transport, data)
+            return
+        self._outbox.flush()
         transport.write(data)
         if rest is not None:
             transport.write(rest)
@@ -365,6 +378,7 @@ class HttpProtocol(asyncio.Protocol):
     def send_continue(self) -> None:
         if self._task is None and not self._queue and self._transport is not None:
             self._continue_owed = False
+            self._outbox.flush()
             self._transport.write(answers.CONTINUE)
         else:  # owed once the answers before this request are out
             self._continue_owed = True
@@ -392,6 +406,7 @@ class HttpProtocol(asyncio.Protocol):
         self._closed = True
         self._queue.clear()
         if self._transport is not None:
+            self._outbox.flush()
             self._transport.close()
 
     # Flow control and deadlines -------------------------------------------------------------

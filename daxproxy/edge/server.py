@@ -55,6 +55,7 @@ from daxproxy.edge import answers
 from daxproxy.edge.dax_protocol import DaxProtocol, Services, advertised
 from daxproxy.edge.limits import limits_of
 from daxproxy.edge.logs import request_log
+from daxproxy.edge.outbox import Outbox
 from daxproxy.edge.protocol import HttpProtocol
 from daxproxy.edge.routes import Router
 from daxproxy.edge.tls import server_context
@@ -84,6 +85,7 @@ class EdgeServer:
     ) -> None:
         """``dax``: what answers DAX connections; None: the port serves HTTP alone."""
         self.loop = loop
+        self.outbox = Outbox(loop)
         self.limits = limits_of(settings)
         self.router = Router(proxy, settings, self.count, totals)
         self.proxy = proxy
@@ -120,6 +122,7 @@ class EdgeServer:
             idle_timeout=limits.idle_timeout,
             forget=self.forget,
             advertised=self.dax_endpoint,
+            outbox=self.outbox,
         )
         self.connections.discard(connection)
         self.connections.add(dax)

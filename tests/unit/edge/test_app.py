@@ -175,6 +175,7 @@ async def test_health_and_readiness(ready: bool, status: int) -> None:
     wire.send(b"GET /healthz HTTP/1.1\r\nHost: p\r\n\r\nGET /readyz?probe=1 HTTP/1.1\r\n\r\n")
     assert [a.status for a in wire.answers()] == [200, status]
     wire.send(b"HEAD /healthz HTTP/1.1\r\nHost: p\r\n\r\n")
+    wire.edge.outbox.flush()  # the loop's turn ends
     raw = bytes(wire.transport.written)
     assert raw.endswith(b"\r\n\r\n") and raw.count(b'{"status":"ok"}') == 1
 

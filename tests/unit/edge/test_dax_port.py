@@ -27,6 +27,7 @@ class SwitchingTransport(FakeTransport):
 
 class DaxWire(Wire):
     def __init__(self, edge: EdgeServer) -> None:
+        self.edge = edge
         self.protocol: Any = edge.protocol()
         self.transport = SwitchingTransport(self.protocol)
         self.protocol.connection_made(self.transport)
