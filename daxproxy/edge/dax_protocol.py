@@ -181,6 +181,9 @@ class DaxProtocol(asyncio.Protocol):
             self._carrier.bind(None)
             while self._sent(reply) and self._pending:
                 reply = await self._service.answer(self._pending.popleft(), self._endpoint)
+        except Exception:  # as in _advance: the service answers its own failures
+            log.exception("fault while answering a DAX request")
+            self._close()
         finally:
             self._worker = None
         if self._transport is not None and not self._closed:

@@ -170,6 +170,25 @@ async def test_a_service_fault_closes_the_connection_not_the_process() -> None:
     assert transport.closed and transport.written == b""
 
 
+async def test_a_service_fault_after_a_wait_closes_the_connection_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = asyncio.Event()
+
+    class FailingLater:
+        async def answer(self, request: Request, endpoint: tuple[bytes, int]) -> bytes | None:
+            await release.wait()
+            raise RuntimeError("a fault")
+
+    protocol, transport = _connect(FailingLater())  # type: ignore[arg-type]
+    protocol.data_received(PREAMBLE + ENDPOINTS + ENDPOINTS)
+    assert protocol.busy
+    release.set()
+    await _settle()
+    assert transport.closed and transport.written == b""
+    assert "fault while answering a DAX request" in caplog.text
+
+
 # The endpoints call: where the clients then connect ---------------------------------------
 
 V4, V6 = advertised("203.0.113.7:9000"), advertised("[2001:db8::7]:9001")
