@@ -234,10 +234,12 @@ def measure(
     generator: str = HTTPLOAD,
     cores: Cores = None,
     wrk_threads: int = 1,
+    upstream_apart: bool = False,
 ) -> Sample:
+    """``upstream_apart``: the ``upstream`` of ``pids`` is pinned with the generator."""
     if cores is not None:
-        for pid in pids.values():
-            loadgen.pin(pid, cores[0])
+        for role, pid in pids.items():
+            loadgen.pin(pid, cores[1] if upstream_apart and role == "upstream" else cores[0])
     generator_cores = None if cores is None else cores[1]
     marks: dict[str, Any] = {}
     if generator == WRK:

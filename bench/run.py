@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="servers and generator on separate cores (auto: with 2 cores or more)",
     )
     add("--wrk-threads", type=int, default=1, help="wrk threads (default 1: one core)")
+    add(
+        "--upstream-cpu",
+        choices=("servers", "generator"),
+        default="servers",
+        help="pinned, the upstream shares the servers' core (default: the proxy's, as in the "
+        "results below) or the generator's (off the proxy's core, as DynamoDB is)",
+    )
     return parser
 
 
@@ -167,6 +174,7 @@ class Run:
     generator: str
     cores: measure.Cores = None
     wrk_threads: int = 1
+    upstream_apart: bool = False  # the upstream pinned with the generator
     samples: list[measure.Sample] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seeded: set[str] = field(default_factory=set)
@@ -245,6 +253,7 @@ def _one(
         generator=generator,
         cores=run.cores,
         wrk_threads=run.wrk_threads,
+        upstream_apart=run.upstream_apart,
     )
 
 
@@ -353,6 +362,8 @@ def generator_text(run: Run) -> str:
         text += (
             f"; pinned: servers on CPU {sorted(run.cores[0])}, generator on {sorted(run.cores[1])}"
         )
+        if run.upstream_apart:
+            text += ", the upstream with the generator"
     return text
 
 
@@ -432,8 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run = Run(
                 settings, Path(work_dir), progress, upstream, generator, cores, args.wrk_threads
             )
+            run.upstream_apart = args.upstream_cpu == "generator"
             if cores is not None:
-                loadgen.pin(upstream.pid, cores[0])
+                loadgen.pin(upstream.pid, cores[1] if run.upstream_apart else cores[0])
             if generator == measure.HTTPLOAD:
                 run.notes.append(
                     "the load generator is bench.httpload (Python): wrk is not installed or "
