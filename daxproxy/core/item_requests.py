@@ -161,6 +161,16 @@ def stored_answer(entry: bytes, start: int) -> tuple[bytes, str]:
     return entry[start + _CRC.size :], str(_CRC.unpack_from(entry, start)[0])
 
 
+def stored_body(entry: bytes, start: int) -> tuple[bytes, bytes]:
+    """:func:`stored_answer`'s answer, and its stored CRC's bytes (empty for NOT_FOUND)
+    instead of the formatted CRC: two entries whose answers have the same length and
+    these bytes have the same ``Content-Length`` and ``x-amz-crc32``."""
+    if len(entry) == start:
+        return EMPTY_ANSWER, b""
+    at = start + _CRC.size
+    return entry[at:], entry[start:at]
+
+
 def item_of(value: bytes, start: int = 0) -> bytes:
     """The encoded item inside a stored value (not NOT_FOUND) that starts at ``start``."""
     return value[start + _ITEM_START : -1]

@@ -20,6 +20,12 @@ is remembered with the cache key it names and the table info that key was made w
 check or key, as long as the registry still knows the table by that very info (a table
 learned anew, changed or gone makes it read again). At most ``MEMO_ENTRIES`` bodies, the
 oldest forgotten first; only bodies sent uncompressed, so the bytes are the request.
+:meth:`ItemReads.ready` is the same hit as a :class:`~daxproxy.core.wire.ReadyAnswer`: the
+memo keeps, with a body, the header lines of the last answer it gave (``Content-Length``,
+the CRC and the label, as bytes: a hundred-odd bytes, never the item) and the stored CRC
+and length they were made for; a hit whose entry has that CRC and length (the entry a
+write put since has not, unless its answer has the very same lines) joins them with a
+fresh request id and the entry's answer, else they are made again.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.item_requests import TableRead, Uncacheable
 from daxproxy.core.keys import ItemKey, NotCanonical, item_key, key_of_item
 from daxproxy.core.tables import table_name
-from daxproxy.core.wire import WireResponse
+from daxproxy.core.wire import ReadyAnswer, WireResponse, new_request_id_tail
 from daxproxy.service.calls import (
     BYPASS,
     HIT,
@@ -46,6 +52,7 @@ from daxproxy.service.calls import (
     Call,
     built,
     forward,
+    hit_lines,
     hit_response,
     relay,
     request_id_of,
@@ -64,6 +71,10 @@ Fill = asyncio.Future[bytes | None]
 # GetItem bodies remembered with their cache key (:meth:`ItemReads.remembered`).
 MEMO_ENTRIES = 8192
 
+# A remembered body's ready header lines (:meth:`ItemReads.ready`): the stored CRC's bytes
+# and the answer's length they were made for, and the lines (calls.hit_lines).
+_Lines = tuple[bytes, int, tuple[bytes, bytes, bytes]]
+
 
 class ItemReads:
     def __init__(
@@ -79,10 +90,12 @@ class ItemReads:
         self._tracker = tracker
         # The fill in flight for each key (the latest, when an overtaken one still runs).
         self._fills: dict[ItemKey, tuple[Fill, FillTicket]] = {}
-        # GetItem body -> (its TableName, the table info its key was made with, the key).
-        # (An OrderedDict: a plain dict finds its oldest key by a scan that grows with every
-        # key deleted before it.)
-        self._memo: OrderedDict[bytes, tuple[str, TableInfo, ItemKey]] = OrderedDict()
+        # GetItem body -> (its TableName, the table info its key was made with, the key,
+        # its last ready answer's lines or None). (An OrderedDict: a plain dict finds its
+        # oldest key by a scan that grows with every key deleted before it.)
+        self._memo: OrderedDict[bytes, tuple[str, TableInfo, ItemKey, _Lines | None]] = (
+            OrderedDict()
+        )
 
     async def _resolve(self, read: TableRead) -> TableInfo:
         info = self._tables.known(read.table)
@@ -148,7 +161,7 @@ class ItemReads:
             memo = self._memo
             if len(memo) >= MEMO_ENTRIES:
                 memo.popitem(last=False)
-            memo[call.body] = (read.table, info, key)
+            memo[call.body] = (read.table, info, key, None)
         entry = self._cache.hit(key)
         if entry is None:
             return None
@@ -161,7 +174,7 @@ class ItemReads:
         found = self._memo.get(body)
         if found is None:
             return None
-        table, info, key = found
+        table, info, key, _ = found
         if self._tables.known(table) is not info:
             del self._memo[body]
             return None
@@ -169,6 +182,28 @@ class ItemReads:
         if entry is None:
             return None
         return hit_response(*requests.stored_answer(entry, VALUE_START)), table
+
+    def ready(self, body: bytes) -> tuple[ReadyAnswer, str] | None:
+        """:meth:`remembered`, with the hit as a :class:`ReadyAnswer` (the same bytes on the
+        wire as its :func:`hit_response`: its :func:`hit_lines`, which the memo keeps, and a
+        fresh request id)."""
+        memo = self._memo
+        found = memo.get(body)
+        if found is None:
+            return None
+        table, info, key, lines = found
+        if self._tables.known(table) is not info:
+            del memo[body]
+            return None
+        entry = self._cache.hit(key)
+        if entry is None:
+            return None
+        answer, crc = requests.stored_body(entry, VALUE_START)
+        if lines is None or lines[0] != crc or lines[1] != len(answer):
+            # Made for another answer (or none yet): the lines of this one.
+            lines = (crc, len(answer), hit_lines(*requests.stored_answer(entry, VALUE_START)))
+            memo[body] = (table, info, key, lines)
+        return ReadyAnswer(lines[2], new_request_id_tail(), answer), table
 
     def _get_item_hit(self, read: TableRead, payload: dict[str, Any], entry: bytes) -> WireResponse:
         capacity = "NONE" if len(payload) == 2 else requests.capacity_of(payload)
