@@ -161,14 +161,15 @@ def stored_answer(entry: bytes, start: int) -> tuple[bytes, str]:
     return entry[start + _CRC.size :], str(_CRC.unpack_from(entry, start)[0])
 
 
-def stored_body(entry: bytes, start: int) -> tuple[bytes, bytes]:
-    """:func:`stored_answer`'s answer, and its stored CRC's bytes (empty for NOT_FOUND)
-    instead of the formatted CRC: two entries whose answers have the same length and
-    these bytes have the same ``Content-Length`` and ``x-amz-crc32``."""
-    if len(entry) == start:
-        return EMPTY_ANSWER, b""
-    at = start + _CRC.size
-    return entry[at:], entry[start:at]
+def stored_body(entry: bytes, start: int) -> bytes:
+    """:func:`stored_answer`'s answer alone."""
+    return entry[start + _CRC.size :] if len(entry) > start else EMPTY_ANSWER
+
+
+def stored_mark(entry: bytes, start: int) -> bytes:
+    """The stored CRC's bytes (empty for NOT_FOUND): two entries of one length whose value
+    at ``start`` begins with the same mark have the same answer's length and CRC."""
+    return entry[start : start + _CRC.size]
 
 
 def item_of(value: bytes, start: int = 0) -> bytes:

@@ -72,7 +72,8 @@ Fill = asyncio.Future[bytes | None]
 MEMO_ENTRIES = 8192
 
 # A remembered body's ready header lines (:meth:`ItemReads.ready`): the stored CRC's bytes
-# and the answer's length they were made for, and the lines (calls.hit_lines).
+# (item_requests.stored_mark) and the entry's length they were made for, and the lines
+# (calls.hit_lines).
 _Lines = tuple[bytes, int, tuple[bytes, bytes, bytes]]
 
 
@@ -198,11 +199,12 @@ class ItemReads:
         entry = self._cache.hit(key)
         if entry is None:
             return None
-        answer, crc = requests.stored_body(entry, VALUE_START)
-        if lines is None or lines[0] != crc or lines[1] != len(answer):
+        if lines is None or len(entry) != lines[1] or not entry.startswith(lines[0], VALUE_START):
             # Made for another answer (or none yet): the lines of this one.
-            lines = (crc, len(answer), hit_lines(*requests.stored_answer(entry, VALUE_START)))
+            mark = requests.stored_mark(entry, VALUE_START)
+            lines = (mark, len(entry), hit_lines(*requests.stored_answer(entry, VALUE_START)))
             memo[body] = (table, info, key, lines)
+        answer = requests.stored_body(entry, VALUE_START)
         return ReadyAnswer(lines[2], new_request_id_tail(), answer), table
 
     def _get_item_hit(self, read: TableRead, payload: dict[str, Any], entry: bytes) -> WireResponse:

@@ -162,26 +162,26 @@ def test_encode_writes_a_ready_answer_as_the_same_wire_response(
 
 async def test_a_write_to_the_key_puts_the_new_items_bytes_on_the_wire() -> None:
     """The lines kept for the old entry (its Content-Length and CRC) are never joined to
-    another entry's answer: the same length with another CRC, then another length."""
+    another entry's answer: the same length with another CRC, another length, none (whose
+    stored CRC is no bytes at all), and an item again."""
     p = make_proxy()
     connection = await warmed(p)
     connection.send(post(BODY))  # the lines are kept
-    for new in ({**ITEM, "v": s("two")}, {**ITEM, "v": s("three, longer")}):
-        assert (await p.handle(put_item(new))).status == 200
-        connection.send(post(BODY))
-        await connection.settle()
-        [*_, answer] = connection.answers()
-        assert answer.headers["x-daxproxy-cache"] in ("hit", "miss")
-        assert orjson.loads(answer.body) == {"Item": new}
-        assert answer.headers["x-amz-crc32"] == wire.crc32(answer.body)
-        connection.send(post(BODY))  # ready again, with the new item's lines
+    changes = ({**ITEM, "v": s("two")}, {**ITEM, "v": s("three, longer")}, None, ITEM)
+    for new in changes:
+        if new is None:  # deleted: the cache holds its absence
+            write = request("DeleteItem", TableName="t", Key={"pk": s("1")})
+        else:
+            write = request("PutItem", TableName="t", Item=new)
+        assert (await p.handle(write)).status == 200
+        for _ in range(2):  # the first may be a miss; the second is ready again
+            connection.send(post(BODY))
+            await connection.settle()
+            [*_, answer] = connection.answers()
+            assert orjson.loads(answer.body) == ({} if new is None else {"Item": new})
+            assert answer.headers["x-amz-crc32"] == wire.crc32(answer.body)
         raw = raw_answers(connection)[-1]
         assert raw == encoded(normal_hit(p), request_id(raw), close=False)
-        assert orjson.loads(connection.answers()[-1].body) == {"Item": new}
-
-
-def put_item(item: dict[str, Any]) -> ClientRequest:
-    return request("PutItem", TableName="t", Item=item)
 
 
 async def test_the_tables_info_changing_stops_the_ready_path() -> None:
