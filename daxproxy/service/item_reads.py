@@ -20,12 +20,9 @@ is remembered with the cache key it names and the table info that key was made w
 check or key, as long as the registry still knows the table by that very info (a table
 learned anew, changed or gone makes it read again). At most ``MEMO_ENTRIES`` bodies, the
 oldest forgotten first; only bodies sent uncompressed, so the bytes are the request.
-:meth:`ItemReads.ready` is the same hit as a :class:`~daxproxy.core.wire.ReadyAnswer`: the
-memo keeps, with a body, the header lines of the last answer it gave (``Content-Length``,
-the CRC and the label, as bytes: a hundred-odd bytes, never the item) and the stored CRC
-and length they were made for; a hit whose entry has that CRC and length (the entry a
-write put since has not, unless its answer has the very same lines) joins them with a
-fresh request id and the entry's answer, else they are made again.
+:meth:`ItemReads.ready` gives that hit as a :class:`~daxproxy.core.wire.ReadyAnswer`: the
+memo keeps a body's last header lines as bytes (a hundred-odd, never the item), reused for
+an entry of the length and stored CRC they were made for, else made again.
 """
 
 from __future__ import annotations
@@ -71,10 +68,10 @@ Fill = asyncio.Future[bytes | None]
 # GetItem bodies remembered with their cache key (:meth:`ItemReads.remembered`).
 MEMO_ENTRIES = 8192
 
-# A remembered body's ready header lines (:meth:`ItemReads.ready`): the stored CRC's bytes
-# (item_requests.stored_mark) and the entry's length they were made for, and the lines
-# (calls.hit_lines).
+# A body's ready header lines (calls.hit_lines), after the stored CRC's bytes
+# (item_requests.stored_mark) and the entry's length they were made for.
 _Lines = tuple[bytes, int, tuple[bytes, bytes, bytes]]
+_Memo = OrderedDict[bytes, tuple[str, TableInfo, ItemKey, _Lines | None]]
 
 
 class ItemReads:
@@ -92,11 +89,9 @@ class ItemReads:
         # The fill in flight for each key (the latest, when an overtaken one still runs).
         self._fills: dict[ItemKey, tuple[Fill, FillTicket]] = {}
         # GetItem body -> (its TableName, the table info its key was made with, the key,
-        # its last ready answer's lines or None). (An OrderedDict: a plain dict finds its
-        # oldest key by a scan that grows with every key deleted before it.)
-        self._memo: OrderedDict[bytes, tuple[str, TableInfo, ItemKey, _Lines | None]] = (
-            OrderedDict()
-        )
+        # its ready lines or None). (An OrderedDict: a plain dict finds its oldest key by a
+        # scan that grows with every key deleted before it.)
+        self._memo: _Memo = OrderedDict()
 
     async def _resolve(self, read: TableRead) -> TableInfo:
         info = self._tables.known(read.table)
@@ -185,9 +180,7 @@ class ItemReads:
         return hit_response(*requests.stored_answer(entry, VALUE_START)), table
 
     def ready(self, body: bytes) -> tuple[ReadyAnswer, str] | None:
-        """:meth:`remembered`, with the hit as a :class:`ReadyAnswer` (the same bytes on the
-        wire as its :func:`hit_response`: its :func:`hit_lines`, which the memo keeps, and a
-        fresh request id)."""
+        """:meth:`remembered`'s hit as a :class:`ReadyAnswer`: the same bytes on the wire."""
         memo = self._memo
         found = memo.get(body)
         if found is None:

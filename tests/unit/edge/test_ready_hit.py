@@ -219,22 +219,23 @@ async def test_a_ready_hit_is_counted_and_logged_as_a_normal_hit(observed: bool)
 
     def listener(name: str) -> Any:
         class Seen:
-            def observed(self, outcome: Outcome) -> None:
-                o = outcome
-                seen[name].append((o.operation, o.table, o.cache, o.status, o.error_type))
-                seen[name][-1] += (o.protocol,)
+            def observed(self, o: Outcome) -> None:
+                facts = (o.operation, o.table, o.cache, o.status, o.error_type, o.protocol)
+                seen[name].append(facts)
 
         return [Seen()] if observed else []
 
     settings = Settings(upstream="http://127.0.0.1:1", metrics_per_table=True)
     ready = build_proxy(settings, fake_with(ITEM), observers=listener("ready"))
     normal = build_proxy(settings, fake_with(ITEM), observers=listener("normal"))
+    counted = Counted(ready)
     connection = await warmed(ready)
     for _ in range(2):
         await normal.handle(ClientRequest((), BODY, GET_ITEM))
     for _ in range(2):
         connection.send(post(BODY))
         normal_hit(normal)
+    assert counted.calls == 2  # the last two were ready
     assert counts(ready) == counts(normal)
     assert any('cache="hit"' in line and line.endswith(" 3.0") for line in counts(ready))
     assert seen["ready"] == seen["normal"]
