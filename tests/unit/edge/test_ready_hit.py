@@ -160,6 +160,21 @@ def test_encode_writes_a_ready_answer_as_the_same_wire_response(
     assert got == answers.encode(built, close=close, head_only=head_only)
 
 
+def test_a_ready_answer_names_the_worker_as_every_answer_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(answers._CLOCK, "fixed", "")
+    answers.label_worker(3)
+    body = b"{}"
+    ready = wire.ReadyAnswer(hit_lines(body, "7"), b"1", body)
+    head, _ = answers.encode(ready, close=False)
+    headers = [("Content-Type", wire.JSON_CONTENT_TYPE)]
+    headers += [(wire.REQUEST_ID_HEADER, wire.REQUEST_ID_PREFIX + "1"), (wire.CRC32_HEADER, "7")]
+    built = wire.WireResponse(200, body, [*headers, ("x-daxproxy-cache", "hit")])
+    assert head == answers.encode(built, close=False)[0]
+    assert b"\r\nx-daxproxy-worker: 3\r\n" in head
+
+
 async def test_a_write_to_the_key_puts_the_new_items_bytes_on_the_wire() -> None:
     """The lines kept for the old entry (its Content-Length and CRC) are never joined to
     another entry's answer: the same length with another CRC, another length, none (whose
