@@ -161,6 +161,17 @@ def stored_answer(entry: bytes, start: int) -> tuple[bytes, str]:
     return entry[start + _CRC.size :], str(_CRC.unpack_from(entry, start)[0])
 
 
+def stored_body(entry: bytes, start: int) -> bytes:
+    """:func:`stored_answer`'s answer alone."""
+    return entry[start + _CRC.size :] if len(entry) > start else EMPTY_ANSWER
+
+
+def stored_mark(entry: bytes, start: int) -> bytes:
+    """The stored CRC's bytes (empty for NOT_FOUND): two entries of one length whose value
+    at ``start`` begins with the same mark have the same answer's length and CRC."""
+    return entry[start : start + _CRC.size]
+
+
 def item_of(value: bytes, start: int = 0) -> bytes:
     """The encoded item inside a stored value (not NOT_FOUND) that starts at ``start``."""
     return value[start + _ITEM_START : -1]

@@ -6,7 +6,9 @@ formatted once a second), ``Content-Length`` always, ``Connection: close`` when 
 connection closes after it, the answer's own headers, and the body (left out for a HEAD).
 No header is ever chunked. In a worker process of several (``workers``), every answer
 also names the worker, ``x-daxproxy-worker: <n>`` (:func:`label_worker`, once at
-start-up). :func:`error` is a DynamoDB-shaped error answer
+start-up). A :class:`~daxproxy.core.wire.ReadyAnswer` (a remembered GetItem hit, whose
+header lines come as bytes) is written the same way, byte for byte: only its lines are
+joined rather than formatted. :func:`error` is a DynamoDB-shaped error answer
 (:func:`daxproxy.core.wire.error_response`: fresh request id and CRC, ``Allow: POST`` with a
 405). Plain functions and constants, no I/O.
 """
@@ -38,22 +40,35 @@ def _status_line(status: int) -> str:
 
 class _Clock:
     """The ``Date`` header line, formatted again only when the second changes, with the
-    process's fixed header lines after it (so that they cost an answer nothing)."""
+    process's fixed header lines after it (so that they cost an answer nothing); ``ok``:
+    a 200's status line, ``Server`` and those lines, as bytes."""
 
-    __slots__ = ("fixed", "line", "second")
+    __slots__ = ("fixed", "line", "ok", "second")
 
     def __init__(self) -> None:
         self.second = -1
         self.line = ""
         self.fixed = ""
+        self.ok = b""
 
     def date(self) -> str:
         now = time.time()
         second = int(now)
         if second != self.second:
-            self.second = second
-            self.line = f"Date: {formatdate(now, usegmt=True)}\r\n{self.fixed}"
+            self._turn(now, second)
         return self.line
+
+    def ok_head(self) -> bytes:
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            self._turn(now, second)
+        return self.ok
+
+    def _turn(self, now: float, second: int) -> None:
+        self.second = second
+        self.line = f"Date: {formatdate(now, usegmt=True)}\r\n{self.fixed}"
+        self.ok = (_STATUS_LINES[200] + self.line).encode("latin-1")
 
 
 _CLOCK = _Clock()
@@ -66,10 +81,14 @@ def label_worker(worker: int) -> None:
 
 
 def encode(
-    answer: wire.WireResponse, *, close: bool, head_only: bool = False
+    answer: wire.WireResponse | wire.ReadyAnswer, *, close: bool, head_only: bool = False
 ) -> tuple[bytes, bytes | None]:
     """The answer's bytes: the head with the body joined on when small (one write), else the
-    head and the body apart (two writes, no copy of a large body)."""
+    head and the body apart (two writes, no copy of a large body). A
+    :class:`~daxproxy.core.wire.ReadyAnswer`'s are the same bytes as a WireResponse's of
+    the same headers, joined from the lines it has ready."""
+    if isinstance(answer, wire.ReadyAnswer):
+        return _ready(answer, close, head_only)
     body = answer.body
     parts = [_status_line(answer.status), _CLOCK.date(), f"Content-Length: {len(body)}\r\n"]
     if close:
@@ -83,6 +102,26 @@ def encode(
     if len(body) < _JOIN_BELOW:
         return head + body, None
     return head, body
+
+
+_CLOSE = b"Connection: close\r\n"
+
+
+def _ready(answer: wire.ReadyAnswer, close: bool, head_only: bool) -> tuple[bytes, bytes | None]:
+    length, before, after = answer.lines
+    body = answer.body
+    if not close and not head_only and len(body) < _JOIN_BELOW:  # a hit, as a rule
+        parts = (_CLOCK.ok_head(), length, before, answer.request_id, after, body)
+        return b"".join(parts), None
+    head = [_CLOCK.ok_head(), length]
+    if close:
+        head.append(_CLOSE)
+    head += (before, answer.request_id, after)
+    if head_only:
+        return b"".join(head), None
+    if len(body) < _JOIN_BELOW:
+        return b"".join((*head, body)), None
+    return b"".join(head), body
 
 
 def error(error: DynamoDBError, status: int | None = None) -> wire.WireResponse:

@@ -9,7 +9,10 @@ callbacks, the limits on a head and a body); the protocol answers them. Its cont
   came; one request is handled at a time. A request whose handler does not wait (a cache
   hit, whose answer the handler returns at once; a coroutine that ends in its first step,
   run there with ``coro.send(None)``) is answered inline, inside ``data_received``, and no
-  task, future or timer is made for it. Only a
+  task, future or timer is made for it. A remembered GetItem hit is answered before any
+  request is built: the reader offers its target, encoding and body to the route's
+  ``quick`` way (:meth:`daxproxy.service.proxy.Proxy.quick`), whose ready answer is written
+  as any other (the same bytes), when nothing is owed before it. Only a
   handler that waits (a miss, a write) gets a task, which continues that same coroutine
   (:func:`daxproxy.edge.inline.resume`) and then answers whatever was pipelined behind it.
   Answers go out through the server's :class:`~daxproxy.edge.outbox.Outbox` (a turn's
@@ -69,7 +72,7 @@ from daxproxy.edge.inline import Carrier, first_step, resume
 from daxproxy.edge.outbox import Outbox
 from daxproxy.edge.reader import Edge as ReadingEdge
 from daxproxy.edge.reader import Refusal, RequestReader, Stop
-from daxproxy.edge.routes import Route
+from daxproxy.edge.routes import Quick, Route
 from daxproxy.service.proxy import ClientRequest
 
 log = logging.getLogger(__name__)
@@ -256,6 +259,28 @@ class HttpProtocol(asyncio.Protocol):
             if self._task is not None or len(self._queue) > 1:
                 self._pause_reading()
 
+    def received_quick(
+        self,
+        quick: Quick,
+        target: bytes | None,
+        encoding: bytes | None,
+        body: bytes,
+        *,
+        keep_alive: bool,
+        head_only: bool,
+    ) -> bool:
+        if self._task is not None or self._queue or self._write_paused:
+            return False  # answered in its turn, as any request
+        try:
+            ready = quick(target, encoding, body)
+        except Exception:  # the handler answers it (or its fault) instead
+            log.exception("fault while answering %s from a ready answer", target)
+            return False
+        if ready is None:
+            return False
+        self._send(ready, not keep_alive, head_only)
+        return True
+
     # Answering ------------------------------------------------------------------------------
 
     def _answer(
@@ -342,7 +367,9 @@ class HttpProtocol(asyncio.Protocol):
             self._answer(*queue.popleft())
         self._settled()
 
-    def _send(self, answer: wire.WireResponse, close: bool, head_only: bool = False) -> None:
+    def _send(
+        self, answer: wire.WireResponse | wire.ReadyAnswer, close: bool, head_only: bool = False
+    ) -> None:
         transport = self._transport
         if transport is None or self._closed:
             return

@@ -7,7 +7,10 @@ callbacks pick out the header fields the proxy reads (``X-Amz-Target``,
 ``Content-Encoding``, ``Content-Length``, ``Expect``), route the request by its method and
 path once its head is in, keep its body, and hand each complete request to the connection
 (:meth:`Connection.received`) with its route, whether the connection stays open, whether it
-was a HEAD and when its first byte came. A callback that refuses the request raises
+was a HEAD and when its first byte came; a request whose route has a ``quick`` way is
+first offered to the connection as its target, encoding and body bytes
+(:meth:`Connection.received_quick`), and only built when that does not answer it. A
+callback that refuses the request raises
 :class:`Refusal` (the connection answers its error, then closes); :class:`Stop` means the
 connection reads no further. The limits and what each gives are in
 :mod:`daxproxy.edge.protocol`'s contract.
@@ -35,10 +38,11 @@ from daxproxy.edge.limits import (
     WATCHED_FIELDS,
     Limits,
 )
-from daxproxy.edge.routes import Route, Router
+from daxproxy.edge.routes import Quick, Route, Router
 from daxproxy.service.proxy import ClientRequest
 
 _READ_SLACK = 1024 * 1024  # more than one read of asyncio's or uvloop's transports
+_KNOWN_FIELDS_GET = KNOWN_FIELDS.get  # run six times a request
 
 
 class Refusal(Exception):
@@ -80,6 +84,20 @@ class Connection(Protocol):
         """A complete request."""
         ...
 
+    def received_quick(
+        self,
+        quick: Quick,
+        target: bytes | None,
+        encoding: bytes | None,
+        body: bytes,
+        *,
+        keep_alive: bool,
+        head_only: bool,
+    ) -> bool:
+        """A complete request whose route has a ``quick`` way: True when answered by it;
+        False: not answered, and :meth:`received` gets it."""
+        ...
+
 
 class RequestReader:
     __slots__ = (
@@ -96,6 +114,7 @@ class RequestReader:
         "_keep_alive",
         "_length",
         "_limits",
+        "_max_field",
         "_now",
         "_parser",
         "_route",
@@ -111,6 +130,7 @@ class RequestReader:
         self._connection = connection
         self._edge = edge
         self._limits = limits = edge.limits
+        self._max_field = limits.max_header_bytes
         self._router = edge.router
         self._now = edge.loop.time
         # A whole head's bound: its fields', with one read's worth of slack (the chunk a
@@ -167,13 +187,14 @@ class RequestReader:
             raise Refusal(self._limits.header_error())
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._fields.append((name, value))
-        if self._head_seen > self._limits.max_header_bytes:  # else no field can be too long
-            if len(name) + len(value) > self._limits.max_header_bytes:
+        fields = self._fields
+        fields.append((name, value))
+        if self._head_seen > self._max_field:  # else no field can be too long
+            if len(name) + len(value) > self._max_field:
                 raise Refusal(self._limits.header_error())
-            if len(self._fields) > MAX_HEADER_FIELDS:
+            if len(fields) > MAX_HEADER_FIELDS:
                 raise Refusal(_fields_error())
-        kind = KNOWN_FIELDS.get(name)
+        kind = _KNOWN_FIELDS_GET(name)
         if kind is None:
             kind = WATCHED_FIELDS.get(name.lower())
         if kind:
@@ -230,18 +251,23 @@ class RequestReader:
         assert route is not None
         chunks = self._body
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        target = self._target
-        encoding = self._encoding
+        target, encoding, fields, url = self._target, self._encoding, self._fields, self._url
+        keep_alive, head_only = self._keep_alive, self._head_only
+        self.reset()
+        connection = self._connection
+        quick = route.quick
+        if quick is not None and connection.received_quick(
+            quick, target, encoding, body, keep_alive=keep_alive, head_only=head_only
+        ):
+            return
         request = ClientRequest(
-            RawHeaders(self._fields),
+            RawHeaders(fields),
             body,
             None if target is None else target.decode("latin-1"),
             None if encoding is None else encoding.decode("latin-1"),
-            self._url.decode("latin-1"),
+            url.decode("latin-1"),
         )
-        keep_alive, head_only = self._keep_alive, self._head_only
-        self.reset()
-        self._connection.received(route, request, keep_alive, head_only, self.began)
+        connection.received(route, request, keep_alive, head_only, self.began)
 
     def _too_large(self) -> RequestEntityTooLargeException:
         return RequestEntityTooLargeException(

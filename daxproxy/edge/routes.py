@@ -17,7 +17,9 @@ a 404 is not a DynamoDB request and is not counted.
 
 A handler takes the request and returns its answer, or a coroutine of it: a cache hit comes
 back as its answer, and the protocol runs a coroutine's first step inline, so what does not
-wait costs no task.
+wait costs no task. The DynamoDB route also has a ``quick`` way (:meth:`Proxy.quick`): a
+remembered GetItem hit's ready answer from the request's target, encoding and body bytes,
+asked before any request is built; None sends the request on to the handler.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from daxproxy.workers.figures import CACHES, METRICS, ask
 
 Answer = wire.WireResponse | Coroutine[Any, Any, wire.WireResponse]
 Handler = Callable[[ClientRequest], Answer]
+# X-Amz-Target, Content-Encoding and body as they came -> a ready answer, or None.
+Quick = Callable[[bytes | None, bytes | None, bytes], wire.ReadyAnswer | None]
 
 _JSON = [("Content-Type", "application/json")]
 # How long a worker waits for the supervisor's sums (it asks every worker in turn).
@@ -54,9 +58,11 @@ TOTALS_TIMEOUT = 5.0
 class Route:
     """How to answer one request: ``handler``, or the fixed ``error`` (with ``status``
     over the error's own); ``refusal``: an error counted as a refused DynamoDB request;
-    ``takes_body``: the body is kept for the handler (else it is read and dropped)."""
+    ``takes_body``: the body is kept for the handler (else it is read and dropped);
+    ``quick``: asked first, a ready answer instead of the handler's (None: ask the handler)."""
 
     handler: Handler | None = None
+    quick: Quick | None = None
     error: DynamoDBError | None = None
     status: int | None = None
     refusal: bool = False
@@ -81,7 +87,7 @@ class Router:
         self.proxy = proxy
         self._connections = connections
         self._totals = totals
-        self.dynamodb = Route(proxy.answer)
+        self.dynamodb = Route(proxy.answer, quick=proxy.quick)
         metrics = self._metrics if totals is None or proxy.metrics is None else self._all_metrics
         gets: dict[bytes, Route] = {
             b"/healthz": Route(self._healthz, takes_body=False),

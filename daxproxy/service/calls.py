@@ -5,6 +5,8 @@ decoded JSON, and its body and headers exactly as the client sent them. :func:`f
 sends it upstream unchanged; :func:`relay` turns the upstream's answer into the client's,
 labelled with what the cache did (``x-daxproxy-cache``: hit, miss or bypass).
 :func:`stale` labels a cached answer served past its TTL because the upstream failed.
+:func:`hit_response` is a hit's answer from what its cache entry stores; :func:`hit_lines`
+its header lines as bytes, for the same answer as a ready one.
 """
 
 from __future__ import annotations
@@ -120,6 +122,23 @@ def hit_response(body: bytes, crc: str) -> WireResponse:
             (CACHE_HEADER, HIT),
         ],
     )
+
+
+# A hit's header lines up to its request id's value after REQUEST_ID_PREFIX, as
+# hit_response has them.
+_HIT_BEFORE_ID = (
+    f"Content-Type: {wire.JSON_CONTENT_TYPE}\r\n{wire.REQUEST_ID_HEADER}: {wire.REQUEST_ID_PREFIX}"
+).encode("latin-1")
+
+
+def hit_lines(body: bytes, crc: str) -> tuple[bytes, bytes, bytes]:
+    """:func:`hit_response`'s header lines as bytes, for a
+    :class:`~daxproxy.core.wire.ReadyAnswer` of the same answer: the ``Content-Length``
+    line, the lines up to the request id's fresh part
+    (:func:`~daxproxy.core.wire.new_request_id_tail`), the lines after it (the blank line
+    that ends the head included)."""
+    after = f"\r\n{wire.CRC32_HEADER}: {crc}\r\n{CACHE_HEADER}: {HIT}\r\n\r\n"
+    return b"Content-Length: %d\r\n" % len(body), _HIT_BEFORE_ID, after.encode("latin-1")
 
 
 def upstream_failed(answer: UpstreamResponse) -> bool:

@@ -20,6 +20,9 @@ is remembered with the cache key it names and the table info that key was made w
 check or key, as long as the registry still knows the table by that very info (a table
 learned anew, changed or gone makes it read again). At most ``MEMO_ENTRIES`` bodies, the
 oldest forgotten first; only bodies sent uncompressed, so the bytes are the request.
+:meth:`ItemReads.ready` gives that hit as a :class:`~daxproxy.core.wire.ReadyAnswer`: the
+memo keeps a body's last header lines as bytes (a hundred-odd, never the item), reused for
+an entry of the length and stored CRC they were made for, else made again.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.item_requests import TableRead, Uncacheable
 from daxproxy.core.keys import ItemKey, NotCanonical, item_key, key_of_item
 from daxproxy.core.tables import table_name
-from daxproxy.core.wire import WireResponse
+from daxproxy.core.wire import ReadyAnswer, WireResponse, new_request_id_tail
 from daxproxy.service.calls import (
     BYPASS,
     HIT,
@@ -46,6 +49,7 @@ from daxproxy.service.calls import (
     Call,
     built,
     forward,
+    hit_lines,
     hit_response,
     relay,
     request_id_of,
@@ -64,6 +68,11 @@ Fill = asyncio.Future[bytes | None]
 # GetItem bodies remembered with their cache key (:meth:`ItemReads.remembered`).
 MEMO_ENTRIES = 8192
 
+# A body's ready header lines (calls.hit_lines), after the stored CRC's bytes
+# (item_requests.stored_mark) and the entry's length they were made for.
+_Lines = tuple[bytes, int, tuple[bytes, bytes, bytes]]
+_Memo = OrderedDict[bytes, tuple[str, TableInfo, ItemKey, _Lines | None]]
+
 
 class ItemReads:
     def __init__(
@@ -79,10 +88,10 @@ class ItemReads:
         self._tracker = tracker
         # The fill in flight for each key (the latest, when an overtaken one still runs).
         self._fills: dict[ItemKey, tuple[Fill, FillTicket]] = {}
-        # GetItem body -> (its TableName, the table info its key was made with, the key).
-        # (An OrderedDict: a plain dict finds its oldest key by a scan that grows with every
-        # key deleted before it.)
-        self._memo: OrderedDict[bytes, tuple[str, TableInfo, ItemKey]] = OrderedDict()
+        # GetItem body -> (its TableName, the table info its key was made with, the key,
+        # its ready lines or None). (An OrderedDict: a plain dict finds its oldest key by a
+        # scan that grows with every key deleted before it.)
+        self._memo: _Memo = OrderedDict()
 
     async def _resolve(self, read: TableRead) -> TableInfo:
         info = self._tables.known(read.table)
@@ -148,7 +157,7 @@ class ItemReads:
             memo = self._memo
             if len(memo) >= MEMO_ENTRIES:
                 memo.popitem(last=False)
-            memo[call.body] = (read.table, info, key)
+            memo[call.body] = (read.table, info, key, None)
         entry = self._cache.hit(key)
         if entry is None:
             return None
@@ -161,7 +170,7 @@ class ItemReads:
         found = self._memo.get(body)
         if found is None:
             return None
-        table, info, key = found
+        table, info, key, _ = found
         if self._tables.known(table) is not info:
             del self._memo[body]
             return None
@@ -169,6 +178,27 @@ class ItemReads:
         if entry is None:
             return None
         return hit_response(*requests.stored_answer(entry, VALUE_START)), table
+
+    def ready(self, body: bytes) -> tuple[ReadyAnswer, str] | None:
+        """:meth:`remembered`'s hit as a :class:`ReadyAnswer`: the same bytes on the wire."""
+        memo = self._memo
+        found = memo.get(body)
+        if found is None:
+            return None
+        table, info, key, lines = found
+        if self._tables.known(table) is not info:
+            del memo[body]
+            return None
+        entry = self._cache.hit(key)
+        if entry is None:
+            return None
+        if lines is None or len(entry) != lines[1] or not entry.startswith(lines[0], VALUE_START):
+            # Made for another answer (or none yet): the lines of this one.
+            mark = requests.stored_mark(entry, VALUE_START)
+            lines = (mark, len(entry), hit_lines(*requests.stored_answer(entry, VALUE_START)))
+            memo[body] = (table, info, key, lines)
+        answer = requests.stored_body(entry, VALUE_START)
+        return ReadyAnswer(lines[2], new_request_id_tail(), answer), table
 
     def _get_item_hit(self, read: TableRead, payload: dict[str, Any], entry: bytes) -> WireResponse:
         capacity = "NONE" if len(payload) == 2 else requests.capacity_of(payload)

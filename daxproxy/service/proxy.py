@@ -27,6 +27,12 @@ the edge writes it at once); anything that waits comes back as a coroutine for t
 to run. A GetItem body the item reads remember (:meth:`ItemReads.remembered`) is answered
 before it is parsed, unless ``access`` is set: the check reads the parsed call. The route
 of each known ``X-Amz-Target`` (its target, operation and handler) is looked up once.
+
+:meth:`Proxy.quick` is the edge's narrow way to that hit before any request is built: an
+HTTP request's target, ``Content-Encoding`` and body bytes in, the hit as a
+:class:`~daxproxy.core.wire.ReadyAnswer` (:meth:`ItemReads.ready`) out, under the same
+guards as :meth:`answer`'s remembered path and observed as it is; None: not such a hit,
+nothing counted or changed, and the edge hands the request to :meth:`answer`.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from daxproxy.core import operations, wire
 from daxproxy.core.access import Access
 from daxproxy.core.errors import DynamoDBError, SerializationException, ThrottlingException
 from daxproxy.core.operations import Kind, Operation
-from daxproxy.core.wire import Headers, Target, WireResponse
+from daxproxy.core.wire import Headers, ReadyAnswer, Target, WireResponse
 from daxproxy.service.admin import CacheAdmin
 from daxproxy.service.calls import BYPASS, HIT, Call, forward, relay
 from daxproxy.service.coherence import Coherence
@@ -81,6 +87,7 @@ _SHED_MESSAGE = "Rate of requests exceeds the allowed throughput."
 # The target whose cache hits may be answered from a remembered body.
 _GET_ITEM = "GetItem"
 _GET_ITEM_TARGET = f"{_CACHED_PREFIX}.{_GET_ITEM}"
+_GET_ITEM_TARGET_BYTES = _GET_ITEM_TARGET.encode()
 
 # Routes remembered, by X-Amz-Target as sent (known operations only, so this bounds it).
 _MAX_ROUTES = 1024
@@ -160,11 +167,14 @@ class Proxy:
         # A GetItem body answered before, answered again without a parse (ItemReads'
         # memo); not with access checks, which read the parsed call.
         self._remembered: Callable[[bytes], tuple[WireResponse, str] | None] | None = None
+        # The same, as a ReadyAnswer (quick).
+        self._ready: Callable[[bytes], tuple[ReadyAnswer, str] | None] | None = None
         if item_reads is not None:
             self._get_item = self._handlers[Kind.ITEM_READ] = item_reads.get_item
             self._cached = item_reads.cached
             if access is None:
                 self._remembered = item_reads.remembered
+                self._ready = item_reads.ready
             self._handlers[Kind.BATCH_READ] = item_reads.batch_get_item
         if item_writes is not None:
             for kind in (Kind.ITEM_WRITE, Kind.BATCH_WRITE, Kind.TRANSACT_WRITE):
@@ -202,7 +212,8 @@ class Proxy:
                 if remembered is not None:
                     self.in_flight -= 1
                     if observing:
-                        self._observe_hit(request, remembered, time.perf_counter() - started)
+                        seconds = time.perf_counter() - started
+                        self._observe_hit(request.protocol, remembered[1], seconds)
                     return remembered[0]
             call, route = self._call(request)
             if self._access is not None:  # before any cache or upstream sees the call
@@ -235,6 +246,34 @@ class Proxy:
         if observing:
             self._observe(request, call, response, time.perf_counter() - started)
         return response
+
+    def quick(
+        self, target: bytes | None, encoding: bytes | None, body: bytes
+    ) -> ReadyAnswer | None:
+        """An HTTP request's answer at once as a :class:`ReadyAnswer`, from its
+        ``X-Amz-Target``, ``Content-Encoding`` and body as they came, when it is a GetItem
+        hit :meth:`answer` would answer from a remembered body (no ``access``, the target
+        exactly GetItem's, no encoding, fewer than ``max_in_flight`` requests in flight:
+        else :meth:`answer` sheds it) and observed as :meth:`answer` observes that hit.
+        None: not one, nothing counted or changed; :meth:`answer` answers the request."""
+        ready = self._ready
+        if ready is None or target != _GET_ITEM_TARGET_BYTES or encoding:
+            return None
+        if self._max_in_flight is not None and self.in_flight >= self._max_in_flight:
+            return None
+        if self.metrics is None and not self._observers:
+            found = ready(body)
+            return None if found is None else found[0]
+        started = time.perf_counter()
+        found = ready(body)
+        if found is None:
+            return None
+        seconds = time.perf_counter() - started
+        if self._observers:
+            self._observe_hit(HTTP, found[1], seconds)
+        else:  # what _observe_hit does then, one call fewer
+            self._record(HTTP, _GET_ITEM, HIT, 200, None, table=found[1], seconds=seconds)
+        return found[0]
 
     async def _waiting(
         self, request: ClientRequest, call: Call, route: _Route, started: float | None
@@ -309,7 +348,7 @@ class Proxy:
         status = response.status
         assert self.metrics is not None
         self._record(
-            request,
+            request.protocol,
             operation_name(call.operation),
             cache_of(response),
             status,
@@ -318,20 +357,17 @@ class Proxy:
             seconds=seconds,
         )
 
-    def _observe_hit(
-        self, request: ClientRequest, hit: tuple[WireResponse, str], seconds: float
-    ) -> None:
-        """:meth:`_observe` for a remembered GetItem body's hit (``hit``: the answer and
-        the table as the request names it)."""
+    def _observe_hit(self, protocol: str, table: str, seconds: float) -> None:
+        """:meth:`_observe` for a remembered GetItem body's hit (``table``: as the request
+        names it)."""
         if self._observers or self.metrics is None:
-            outcome = Outcome(_GET_ITEM, hit[1], HIT, 200, None, seconds, request.protocol)
-            self._notify(outcome)
+            self._notify(Outcome(_GET_ITEM, table, HIT, 200, None, seconds, protocol))
             return
-        self._record(request, _GET_ITEM, HIT, 200, None, table=hit[1], seconds=seconds)
+        self._record(protocol, _GET_ITEM, HIT, 200, None, table=table, seconds=seconds)
 
     def _record(
         self,
-        request: ClientRequest,
+        protocol: str,
         operation: str,
         cache: str,
         status: int,
@@ -346,7 +382,7 @@ class Proxy:
         assert metrics is not None
         try:
             metrics.record(
-                request.protocol,
+                protocol,
                 operation,
                 cache,
                 status,
