@@ -67,7 +67,8 @@ def make_proxy(**settings: Any) -> Proxy:
 
 
 def raw_answers(wire_: Wire) -> list[bytes]:
-    """Every answer written so far, as its bytes."""
+    """Every answer written so far (the outbox's too, as at the turn's end), as its bytes."""
+    wire_.edge.outbox.flush()
     data = bytes(wire_.transport.written)
     out = []
     while data:
