@@ -209,14 +209,19 @@ class HttpProtocol(asyncio.Protocol):
         else:
             if too_long:
                 self._fail(self._limits.header_error())
-        if self._closed:
-            return
-        if reader.receiving:  # a request under way: the client has read_timeout from its start
+        if not self._closed:
+            self._clock_after_read(reader)
+
+    def _clock_after_read(self, reader: RequestReader) -> None:
+        """The deadline once a read is parsed: a request still under way has
+        ``read_timeout`` from its first byte (none while reading is paused); with none under
+        way nor being answered, the connection is idle."""
+        if reader.receiving:
             if not self._read_paused:
                 self._set_deadline(reader.began + self._limits.read_timeout, _READ)
         elif self._task is None and not self._queue:
-            # Idle again: the clock runs from the last request's first byte, which an
-            # inline answer follows within microseconds.
+            # The idle clock runs from the last request's first byte, which an inline
+            # answer follows within microseconds.
             self._set_deadline(reader.began + self._limits.idle_timeout, _IDLE)
 
     def _to_dax(self, data: bytes) -> bool:
