@@ -209,9 +209,19 @@ class HttpProtocol(asyncio.Protocol):
         else:
             if too_long:
                 self._fail(self._limits.header_error())
-        if not self._closed and not reader.receiving and self._task is None and not self._queue:
-            # Idle again: the clock runs from the last request's first byte, which an
-            # inline answer follows within microseconds.
+        if not self._closed:
+            self._clock_after_read(reader)
+
+    def _clock_after_read(self, reader: RequestReader) -> None:
+        """The deadline once a read is parsed: a request still under way has
+        ``read_timeout`` from its first byte (none while reading is paused); with none under
+        way nor being answered, the connection is idle."""
+        if reader.receiving:
+            if not self._read_paused:
+                self._set_deadline(reader.began + self._limits.read_timeout, _READ)
+        elif self._task is None and not self._queue:
+            # The idle clock runs from the last request's first byte, which an inline
+            # answer follows within microseconds.
             self._set_deadline(reader.began + self._limits.idle_timeout, _IDLE)
 
     def _to_dax(self, data: bytes) -> bool:
@@ -243,10 +253,10 @@ class HttpProtocol(asyncio.Protocol):
     # What the reader tells the connection (daxproxy.edge.reader.Connection) ----------------
 
     def request_began(self, now: float) -> None:
+        # Its read deadline is set once the read is parsed (data_received), if it is still
+        # incomplete then: a request that came whole needs none.
         if self._broken or self._closed:
             raise Stop()
-        if not self._read_paused:
-            self._set_deadline(now + self._limits.read_timeout, _READ)
 
     def received(
         self, route: Route, request: ClientRequest, keep_alive: bool, head_only: bool, began: float

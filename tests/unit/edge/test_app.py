@@ -255,6 +255,22 @@ async def test_a_client_stalling_mid_request_gets_a_408_and_is_closed() -> None:
         assert wire.transport.closing
 
 
+async def test_a_request_half_read_while_reading_is_paused_has_no_read_clock_running() -> None:
+    upstream = HeldUpstream()
+    edge = make_edge(proxy_of(upstream), read_timeout=0.05)
+    wire = Wire(edge)
+    third = post(b'{"n": 3}')
+    # One waits upstream, one waits behind it (reading pauses), a third came half-way.
+    wire.send(post(b'{"hold": 1}') + post(b'{"n": 2}') + third[:-4])
+    assert not wire.transport.reading
+    await asyncio.sleep(0.2)  # past read_timeout: the proxy was not reading, the client waits
+    assert wire.answers() == [] and not wire.transport.closing
+    upstream.release.set()
+    await wire.settle()
+    wire.send(third[-4:])
+    assert [a.status for a in wire.answers()] == [200, 200, 200]
+
+
 async def test_an_idle_connection_is_closed_and_a_busy_one_is_not() -> None:
     upstream = HeldUpstream()
     edge = make_edge(proxy_of(upstream), idle_timeout=0.05, read_timeout=0.05)
