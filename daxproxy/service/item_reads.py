@@ -71,7 +71,8 @@ MEMO_ENTRIES = 8192
 # A body's ready header lines (calls.hit_lines), after the stored CRC's bytes
 # (item_requests.stored_mark) and the entry's length they were made for.
 _Lines = tuple[bytes, int, tuple[bytes, bytes, bytes]]
-_Memo = OrderedDict[bytes, tuple[str, TableInfo, ItemKey, _Lines | None]]
+_Remembered = tuple[str, TableInfo, ItemKey, _Lines | None]
+_Memo = OrderedDict[bytes, _Remembered]
 
 
 class ItemReads:
@@ -167,38 +168,39 @@ class ItemReads:
         """The hit, and the table as the request names it, for a GetItem body that
         :meth:`cached` remembered; None (nothing counted) when it is not remembered, its
         table's info has changed since, or the cache does not hold its key."""
-        found = self._memo.get(body)
-        if found is None:
+        recalled = self._recall(body)
+        if recalled is None:
             return None
-        table, info, key, _ = found
-        if self._tables.known(table) is not info:
-            del self._memo[body]
-            return None
-        entry = self._cache.hit(key)
-        if entry is None:
-            return None
-        return hit_response(*requests.stored_answer(entry, VALUE_START)), table
+        found, entry = recalled
+        return hit_response(*requests.stored_answer(entry, VALUE_START)), found[0]
 
     def ready(self, body: bytes) -> tuple[ReadyAnswer, str] | None:
         """:meth:`remembered`'s hit as a :class:`ReadyAnswer`: the same bytes on the wire."""
-        memo = self._memo
-        found = memo.get(body)
-        if found is None:
+        recalled = self._recall(body)
+        if recalled is None:
             return None
-        table, info, key, lines = found
-        if self._tables.known(table) is not info:
-            del memo[body]
-            return None
-        entry = self._cache.hit(key)
-        if entry is None:
-            return None
+        (table, info, key, lines), entry = recalled
         if lines is None or len(entry) != lines[1] or not entry.startswith(lines[0], VALUE_START):
             # Made for another answer (or none yet): the lines of this one.
             mark = requests.stored_mark(entry, VALUE_START)
             lines = (mark, len(entry), hit_lines(*requests.stored_answer(entry, VALUE_START)))
-            memo[body] = (table, info, key, lines)
+            self._memo[body] = (table, info, key, lines)
         answer = requests.stored_body(entry, VALUE_START)
         return ReadyAnswer(lines[2], new_request_id_tail(), answer), table
+
+    def _recall(self, body: bytes) -> tuple[_Remembered, bytes] | None:
+        """A remembered body's record and its key's entry, counted as a hit; None (nothing
+        counted) when the body is not remembered, its table's info has changed since (the
+        body is forgotten), or the cache does not hold its key."""
+        memo = self._memo
+        found = memo.get(body)
+        if found is None:
+            return None
+        if self._tables.known(found[0]) is not found[1]:
+            del memo[body]
+            return None
+        entry = self._cache.hit(found[2])
+        return None if entry is None else (found, entry)
 
     def _get_item_hit(self, read: TableRead, payload: dict[str, Any], entry: bytes) -> WireResponse:
         capacity = "NONE" if len(payload) == 2 else requests.capacity_of(payload)
