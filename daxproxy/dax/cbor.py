@@ -3,9 +3,10 @@
 DAX frames nothing: a connection carries a plain concatenation of CBOR data items (RFC 8949),
 and a request is as many items as its method takes. :class:`ItemReader` is fed the bytes as
 they arrive and gives back whole items; an item cut short by the end of the bytes so far
-raises :class:`NeedMore`. From then on the item's headers are scanned as its bytes come
-(:class:`_Scan`: each byte once, string contents skipped), and it is decoded only once it
-is whole, so an item sent in many pieces costs no more than one sent at once. It never holds
+raises :class:`NeedMore`. From then on its bytes are appended in place as they come, its
+headers scanned there (:class:`_Scan`: each byte once, string contents skipped), and it is
+decoded only once it is whole, so an item sent in many pieces costs no more than one sent at
+once, plus the scan (work linear in the bytes received, not in their square). It never holds
 more than ``max_bytes`` of an unfinished item: an item whose headers declare more (a string
 of 2**63 bytes, an array of 2**40 items) or nest past any DAX request, one that grows past
 it, or bytes that are not CBOR raise :class:`Malformed` at once, and the connection must be
@@ -67,7 +68,7 @@ class _Scan:
         self.pending = [1]
         self.max_bytes = max_bytes
 
-    def whole(self, data: bytes, start: int) -> bool:
+    def whole(self, data: bytes | bytearray, start: int) -> bool:
         """True once ``data`` holds the whole item that begins at ``start``; False while it
         may still come; :class:`Malformed` when it cannot be CBOR or fit in ``max_bytes``."""
         pending, size = self.pending, len(data) - start
@@ -110,7 +111,7 @@ class _Scan:
             raise Malformed(f"not CBOR DAX sends: nested deeper than {MAX_DEPTH}")
 
 
-def _head(data: bytes, at: int, size: int) -> tuple[int, int, int] | None:
+def _head(data: bytes | bytearray, at: int, size: int) -> tuple[int, int, int] | None:
     """The major type, argument (-1: indefinite length) and length of the head at ``at``;
     None when it is cut short (``size``: the bytes there are)."""
     initial = data[at]
@@ -128,27 +129,50 @@ def _head(data: bytes, at: int, size: int) -> tuple[int, int, int] | None:
 
 
 class ItemReader:
-    """Whole CBOR items from a byte stream fed in pieces. The bytes not yet read are held
-    as one ``bytes`` that a stream and a decoder read in place (no copy per item); each
-    feed makes them anew, from what was left and what came."""
+    """Whole CBOR items from a byte stream fed in pieces, in time linear in the bytes fed.
 
-    __slots__ = ("_data", "_decoder", "_max_bytes", "_pos", "_scan", "_stream")
+    The bytes not yet read are held as one ``bytes`` that a stream and the decoder read in
+    place (no copy per item); the stream is made when an item is to be decoded, not on
+    every feed. While an item is cut short, its bytes and the pieces after it are appended
+    to a ``bytearray`` that its scan reads in place; once whole, they are copied to
+    ``bytes`` once and decoded. So a byte is copied a bounded number of times however many
+    pieces its item comes in (the old way, the unread bytes copied again with every piece,
+    was quadratic in an item's size). ``copied`` counts the bytes of held data copied again
+    (each arriving piece's own copy aside): the tests hold it linear.
+    """
+
+    __slots__ = ("_data", "_decoder", "_max_bytes", "_pos", "_scan", "_stream", "copied")
 
     def __init__(self, max_bytes: int) -> None:
-        self._data = b""
-        self._pos = 0  # where the next item begins in _data
-        self._stream = io.BytesIO()
-        self._decoder = _decoder(self._stream)
+        self._data: bytes | bytearray = b""
+        self._pos = 0  # where the next item begins in _data (0 in a bytearray)
+        # Over _data (bytes) once an item was to be decoded since the last feed; a feed
+        # drops it, so an item cut short is decoded again only from a new one.
+        self._stream: io.BytesIO | None = None
+        # One for the connection, pointed at each stream: setting fp drops cbor2's read-ahead
+        # (shared values are per decode), and costs half as much as a new decoder.
+        self._decoder = _decoder(io.BytesIO())
         self._max_bytes = max_bytes
         self._scan: _Scan | None = None  # the next item's, once it was found cut short
+        self.copied = 0
 
     def feed(self, data: bytes) -> None:
         """Add the bytes that just arrived."""
-        rest = self._data[self._pos :] if self._pos < len(self._data) else b""
-        self._data = rest + bytes(data) if rest else bytes(data)
+        held, pos = self._data, self._pos
+        rest = len(held) - pos
+        if not rest:  # the common case: all read before, so these bytes are used as sent
+            self._data = bytes(data)
+        elif type(held) is bytearray:  # more of an item cut short: appended in place
+            held += data
+            return
+        else:  # an item cut short: its bytes grow in place from now on
+            self.copied += rest
+            with memoryview(held) as view:
+                grown = bytearray(view[pos:])
+            grown += data
+            self._data = grown
         self._pos = 0
-        self._stream = io.BytesIO(self._data)
-        self._decoder = _decoder(self._stream)
+        self._stream = None
 
     @property
     def buffered(self) -> int:
@@ -157,25 +181,29 @@ class ItemReader:
 
     def peek_bytes(self, n: int) -> bytes:
         """The first ``n`` buffered bytes (fewer when fewer have arrived), not consumed."""
-        return self._data[self._pos : self._pos + n]
+        return bytes(self._data[self._pos : self._pos + n])
 
     def next(self) -> Any:
         """The next whole item, consumed; :class:`NeedMore` when it has not all arrived."""
-        if self._pos >= len(self._data):
+        data = self._data
+        if self._pos >= len(data):
             raise NeedMore
         scan = self._scan
-        if scan is not None and not scan.whole(self._data, self._pos):
+        if scan is not None and not scan.whole(data, self._pos):
             raise NeedMore
         stream = self._stream
-        if stream.tell() != self._pos:  # left inside an item that had not all arrived
-            stream.seek(self._pos)
+        if stream is None:
+            if type(data) is bytearray:  # the item cut short is whole at last
+                self.copied += len(data)
+                self._data = data = bytes(data)
+            self._stream = self._decoder.fp = stream = io.BytesIO(data)  # _pos is 0
         try:
             item = self._decoder.decode()
         except cbor2.CBORDecodeEOF:
             if scan is not None:  # whole by its headers, yet cut short: not well-formed
                 raise Malformed("not CBOR: an item shorter than its headers say") from None
             self._scan = scan = _Scan(self._max_bytes)
-            if scan.whole(self._data, self._pos):
+            if scan.whole(data, self._pos):
                 raise Malformed("not CBOR: an item shorter than its headers say") from None
             raise NeedMore from None
         except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError) as error:
