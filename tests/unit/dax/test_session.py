@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import pytest
+from amazondax import Tube
 
 from daxproxy.core.keys import KeySchema
 from daxproxy.dax import calls, cbor, methods
@@ -32,13 +34,17 @@ def _names(requests: list[Any]) -> list[str]:
 
 def test_the_client_opens_with_the_preamble_then_auth_in_front_of_its_first_request() -> None:
     sent = _get_item_bytes()
-    assert sent.startswith(MAGIC + b"\x00\x50")  # no layering, a 16-byte session id
+    assert sent.startswith(MAGIC + b"\x00")  # no layering
+    # The session id: the client's random 128 bits as a byte string, shorter when its top
+    # bytes are zero (a 16-byte one's header is 0x50).
+    size = sent[len(MAGIC) + 1] - 0x40
+    assert 0 < size <= 16
     session = Session(max_bytes=1 << 20)
     requests = session.receive(sent)
     assert session.preamble is not None
     assert session.preamble.user_agent == "DaxPythonClient-2.1.0"
     assert isinstance(session.preamble.session, bytes)
-    assert len(session.preamble.session) == 16
+    assert len(session.preamble.session) == size
     assert _names(requests) == ["authorizeConnection", "defineKeySchema", "GetItem"]
     auth, schema, get = requests
     assert not auth.method.replies
@@ -52,6 +58,17 @@ def test_the_client_opens_with_the_preamble_then_auth_in_front_of_its_first_requ
     assert schema.args == (b"T",)
     # Python always sends ReturnConsumedCapacity NONE.
     assert get.args == (b"T", bytes.fromhex("627531c1800000"), {3: 0})
+
+
+@pytest.mark.parametrize("bits", [(1 << 127) | 7, 0xFF << 112, 0xFF])
+def test_a_session_id_shorter_than_16_bytes_is_read_too(bits: int) -> None:
+    """The client's session id is its random 128 bits without their leading zero bytes."""
+    with mock.patch.object(Tube._version_rand, "getrandbits", return_value=bits):
+        sent = _get_item_bytes()
+    session = Session(max_bytes=1 << 20)
+    assert _names(session.receive(sent)) == ["authorizeConnection", "defineKeySchema", "GetItem"]
+    assert session.preamble is not None
+    assert int.from_bytes(session.preamble.session, "big") == bits
 
 
 def test_bytes_one_at_a_time_give_the_same_requests() -> None:
