@@ -10,15 +10,15 @@ callbacks, the limits on a head and a body); the protocol answers them. Its cont
   hit, whose answer the handler returns at once; a coroutine that ends in its first step,
   run there with ``coro.send(None)``) is answered inline, inside ``data_received``, and no
   task, future or timer is made for it. A remembered GetItem hit is answered before any
-  request is built: the reader offers its target, encoding and body to the route's
-  ``quick`` way (:meth:`daxproxy.service.proxy.Proxy.quick`), whose ready answer is written
-  as any other (the same bytes), when nothing is owed before it. Only a
-  handler that waits (a miss, a write) gets a task, which continues that same coroutine
+  request is built: the reader offers its target, encoding and body to the route's ``quick``
+  way (:meth:`daxproxy.service.proxy.Proxy.quick`), whose ready answer is written as any
+  other (the same bytes), when nothing is owed before it. Only a handler that waits (a miss,
+  a write) gets a task, which continues that same coroutine
   (:func:`daxproxy.edge.inline.resume`) and then answers whatever was pipelined behind it.
-  Answers go out through the server's :class:`~daxproxy.edge.outbox.Outbox` (a turn's
-  first at once, the rest together at the turn's end); whatever the connection writes or
-  does to its transport itself (a ``100 Continue``, a large answer in two writes, a close)
-  comes after what the outbox holds.
+  Answers go out through the server's :class:`~daxproxy.edge.outbox.Outbox` (a turn's first
+  at once, the rest together at the turn's end); whatever the connection writes or does to
+  its transport itself (a ``100 Continue``, a large answer in two writes, a close) comes
+  after what the outbox holds.
 - **Flow control.** While a request is being handled in a task and another is waiting
   behind it, or while the transport's write buffer is full, the connection stops reading.
 - **Limits** (``Edge.limits``). A request line, or a header field (name and value), longer
@@ -28,9 +28,8 @@ callbacks, the limits on a head and a body); the protocol answers them. Its cont
   the body has been read and dropped (at once with an ``Expect``, whose client has not sent
   it), then close; a (chunked) body found to be over it while read: 413, then close.
   ``Expect: 100-continue`` is honoured (the 100 is sent once the request is at the front);
-  any other ``Expect``: 417, then close.
-  Malformed HTTP (llhttp's verdict): 400 ``SerializationException``, logged at DEBUG only,
-  then close.
+  any other ``Expect``: 417, then close. Malformed HTTP (llhttp's verdict): 400
+  ``SerializationException``, logged at DEBUG only, then close.
 - **Timeouts**, as deadlines on one lazily re-armed loop timer per connection (a request
   moves a deadline; the timer, when it fires early, re-arms itself): from the first byte of
   a request the client has ``read_timeout`` to send all of it, else 408

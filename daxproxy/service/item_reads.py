@@ -72,7 +72,6 @@ MEMO_ENTRIES = 8192
 # (item_requests.stored_mark) and the entry's length they were made for.
 _Lines = tuple[bytes, int, tuple[bytes, bytes, bytes]]
 _Remembered = tuple[str, TableInfo, ItemKey, _Lines | None]
-_Memo = OrderedDict[bytes, _Remembered]
 
 
 class ItemReads:
@@ -92,7 +91,7 @@ class ItemReads:
         # GetItem body -> (its TableName, the table info its key was made with, the key,
         # its ready lines or None). (An OrderedDict: a plain dict finds its oldest key by a
         # scan that grows with every key deleted before it.)
-        self._memo: _Memo = OrderedDict()
+        self._memo: OrderedDict[bytes, _Remembered] = OrderedDict()
 
     async def _resolve(self, read: TableRead) -> TableInfo:
         info = self._tables.known(read.table)
