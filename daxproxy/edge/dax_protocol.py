@@ -38,6 +38,7 @@ from typing import Any, Protocol, cast
 
 from daxproxy.core.config import dax_endpoint
 from daxproxy.dax.session import MAGIC, ProtocolError, Request, Session
+from daxproxy.edge.deadline import Deadline
 from daxproxy.edge.inline import Carrier, first_step, resume
 from daxproxy.edge.outbox import Outbox
 
@@ -111,8 +112,9 @@ class DaxProtocol(asyncio.Protocol):
         self._paused = False
         self._stopping = self._closed = False
         self._idle_timeout = idle_timeout
-        self._idle: asyncio.TimerHandle | None = None
-        self._idle_at: float | None = None  # when the connection counts as idle
+        self._loop = asyncio.get_running_loop()
+        # When the connection counts as idle, counted from the last reply (or the hand-over).
+        self._idle = Deadline(self._loop, self._on_idle)
         self._forget = forget
         self._carrier: Carrier | None = None
         self._advertised = advertised
@@ -134,7 +136,7 @@ class DaxProtocol(asyncio.Protocol):
             return
         self._pending.extend(requests)
         if self._pending and self._worker is None:
-            self._disarm_idle()
+            self._idle.clear()
             self._advance()
         if len(self._pending) > MAX_PENDING and not self._paused and self._transport:
             self._paused = True
@@ -143,7 +145,7 @@ class DaxProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._pending.clear()
-        self._cancel_idle()
+        self._idle.cancel()
         if self._worker is not None:
             self._worker.cancel()
         if self._forget is not None:
@@ -154,7 +156,7 @@ class DaxProtocol(asyncio.Protocol):
         """Answer what is pending inline until an answer has to wait; a task carries on
         from there."""
         if self._carrier is None:
-            self._carrier = Carrier(asyncio.get_running_loop())
+            self._carrier = Carrier(self._loop)
         while self._pending and self._transport is not None and not self._closed:
             answer = self._service.answer(self._pending.popleft(), self._endpoint)
             try:
@@ -164,9 +166,7 @@ class DaxProtocol(asyncio.Protocol):
                 self._close()
                 return
             if not done:
-                self._worker = task = asyncio.get_running_loop().create_task(
-                    self._work(answer, value)
-                )
+                self._worker = task = self._loop.create_task(self._work(answer, value))
                 self._carrier.bind(task)
                 return
             if not self._sent(value):
@@ -230,38 +230,19 @@ class DaxProtocol(asyncio.Protocol):
 
     def _close(self) -> None:
         self._closed = True
-        self._cancel_idle()
+        self._idle.cancel()
         if self._transport is not None:
             if self._outbox is not None:
                 self._outbox.flush()
             self._transport.close()
 
     def _arm_idle(self) -> None:
-        """Idle from now: one timer, moved by the deadline alone (no timer per request)."""
+        """Idle from now (the deadline moves; no timer per request)."""
         if self._idle_timeout and not self._closed:
-            loop = asyncio.get_running_loop()
-            self._idle_at = at = loop.time() + self._idle_timeout
-            if self._idle is None:
-                self._idle = loop.call_at(at, self._on_idle)
-
-    def _disarm_idle(self) -> None:
-        """Not idle: the timer, if one runs, finds no deadline and ends."""
-        self._idle_at = None
-
-    def _cancel_idle(self) -> None:
-        self._idle_at = None
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+            self._idle.set(self._loop.time() + self._idle_timeout)
 
     def _on_idle(self) -> None:
-        self._idle = None
-        at = self._idle_at
-        if at is None or self.busy or self._closed:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() < at:  # a request came and went since: idle from its reply
-            self._idle = loop.call_at(at, self._on_idle)
+        if self.busy or self._closed:
             return
         log.debug("closing an idle DAX client connection")
         self._close()

@@ -30,8 +30,8 @@ callbacks, the limits on a head and a body); the protocol answers them. Its cont
   ``Expect: 100-continue`` is honoured (the 100 is sent once the request is at the front);
   any other ``Expect``: 417, then close. Malformed HTTP (llhttp's verdict): 400
   ``SerializationException``, logged at DEBUG only, then close.
-- **Timeouts**, as deadlines on one lazily re-armed loop timer per connection (a request
-  moves a deadline; the timer, when it fires early, re-arms itself): from the first byte of
+- **Timeouts**, as one :class:`~daxproxy.edge.deadline.Deadline` per connection (one lazily
+  re-armed loop timer, which a request moves rather than re-arms): from the first byte of
   a request the client has ``read_timeout`` to send all of it, else 408
   ``RequestTimeoutException`` (after the answers before it) and close; with no request
   under way (the first one of a connection included) the connection closes after
@@ -67,6 +67,7 @@ from daxproxy.core.errors import (
 )
 from daxproxy.edge import answers
 from daxproxy.edge.dax_protocol import FIRST_BYTE
+from daxproxy.edge.deadline import Deadline
 from daxproxy.edge.inline import Carrier, first_step, resume
 from daxproxy.edge.outbox import Outbox
 from daxproxy.edge.reader import Edge as ReadingEdge
@@ -76,8 +77,6 @@ from daxproxy.service.proxy import ClientRequest
 
 log = logging.getLogger(__name__)
 
-# Timer slack: a timer the loop runs this close to its deadline counts as on time.
-_SLACK = 0.001
 _IDLE, _READ = 1, 2
 
 
@@ -114,8 +113,6 @@ class HttpProtocol(asyncio.Protocol):
         "_reader",
         "_router",
         "_task",
-        "_timer",
-        "_timer_at",
         "_transport",
         "_write_paused",
     )
@@ -135,8 +132,7 @@ class HttpProtocol(asyncio.Protocol):
         self._first = True  # no byte read yet: DAX's or HTTP's is still to tell
         self._read_paused = self._write_paused = False
         self._continue_owed = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = self._deadline = 0.0
+        self._deadline = Deadline(self._loop, self._on_deadline)
         self._deadline_kind = _IDLE
 
     # asyncio.Protocol ----------------------------------------------------------------------
@@ -157,9 +153,7 @@ class HttpProtocol(asyncio.Protocol):
         self._transport = None
         self._closed = True
         self._queue.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         # A request being handled runs to its end (a write must not be cut half-way by a
         # client that went away); its answer goes nowhere.
         self._edge.forget(self)
@@ -232,9 +226,7 @@ class HttpProtocol(asyncio.Protocol):
         transport, self._transport = self._transport, None
         assert transport is not None  # set while the connection is not closed
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         transport.set_protocol(dax)
         dax.connection_made(transport)
         dax.data_received(data)
@@ -462,28 +454,15 @@ class HttpProtocol(asyncio.Protocol):
                 self._set_deadline(self._loop.time() + self._limits.read_timeout, _READ)
 
     def _set_deadline(self, when: float, kind: int) -> None:
-        self._deadline = when
         self._deadline_kind = kind
-        timer = self._timer
-        if timer is None or when < self._timer_at:
-            if timer is not None:
-                timer.cancel()
-            self._timer_at = when
-            self._timer = self._loop.call_at(when, self._on_timer)
+        self._deadline.set(when)
 
     def _clear_deadline(self) -> None:
-        self._deadline = 0.0  # the timer, if armed, fires and finds nothing due
+        self._deadline.clear()
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        deadline = self._deadline
-        if not deadline or self._closed:
+    def _on_deadline(self) -> None:
+        if self._closed:
             return
-        if deadline - self._loop.time() > _SLACK:  # moved since armed: wait on
-            self._timer_at = deadline
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-            return
-        self._deadline = 0.0
         if self._deadline_kind == _IDLE:
             log.debug("closing an idle client connection")
             self._close()
