@@ -107,12 +107,23 @@ def encode(
 _CLOSE = b"Connection: close\r\n"
 
 
+def joined(answer: wire.ReadyAnswer) -> bytes | None:
+    """:func:`encode`'s one write of a ReadyAnswer on a connection that stays open (a hit,
+    as a rule); None when its body is too large to be joined on."""
+    body = answer.body
+    if len(body) >= _JOIN_BELOW:
+        return None
+    length, before, after = answer.lines
+    return b"".join((_CLOCK.ok_head(), length, before, answer.request_id, after, body))
+
+
 def _ready(answer: wire.ReadyAnswer, close: bool, head_only: bool) -> tuple[bytes, bytes | None]:
+    if not close and not head_only:
+        data = joined(answer)
+        if data is not None:
+            return data, None
     length, before, after = answer.lines
     body = answer.body
-    if not close and not head_only and len(body) < _JOIN_BELOW:  # a hit, as a rule
-        parts = (_CLOCK.ok_head(), length, before, answer.request_id, after, body)
-        return b"".join(parts), None
     head = [_CLOCK.ok_head(), length]
     if close:
         head.append(_CLOSE)

@@ -9,7 +9,10 @@ path once its head is in, keep its body, and hand each complete request to the c
 (:meth:`Connection.received`) with its route, whether the connection stays open, whether it
 was a HEAD and when its first byte came; a request whose route has a ``quick`` way is
 first offered to the connection as its target, encoding and body bytes
-(:meth:`Connection.received_quick`), and only built when that does not answer it. A
+(:meth:`Connection.received_quick`), and only built when that does not answer it. A read
+that begins at a request's start is first offered to the quick lane
+(:mod:`daxproxy.edge.lane`): when the lane reads it whole, its target and body go to
+DynamoDB's ``quick`` way, and when that answers it, llhttp here never sees those bytes. A
 callback that refuses the request raises
 :class:`Refusal` (the connection answers its error, then closes); :class:`Stop` means the
 connection reads no further. The limits and what each gives are in
@@ -29,10 +32,9 @@ from daxproxy.core.errors import (
     SerializationException,
 )
 from daxproxy.core.wire import RawHeaders
+from daxproxy.edge.lane import Lane
 from daxproxy.edge.limits import (
-    ENCODING,
     KNOWN_FIELDS,
-    LENGTH,
     MAX_HEADER_FIELDS,
     TARGET,
     WATCHED_FIELDS,
@@ -105,22 +107,21 @@ class RequestReader:
         "_body_size",
         "_connection",
         "_edge",
-        "_encoding",
-        "_expect",
         "_fields",
         "_head_limit",
         "_head_only",
         "_head_seen",
         "_keep_alive",
-        "_length",
+        "_lane",
         "_limits",
         "_max_field",
         "_now",
         "_parser",
+        "_quick",
         "_route",
         "_router",
-        "_target",
         "_url",
+        "_watched",
         "began",
         "in_head",
         "receiving",
@@ -139,6 +140,9 @@ class RequestReader:
         self._parser = httptools.HttpRequestParser(self)
         # Bytes after a "Connection: close" request are dropped, not a parse error.
         self._parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        # The quick way of "POST /" (DynamoDB's route), offered the requests the lane reads.
+        self._quick = self._router.route(b"POST", b"/").quick
+        self._lane = None if self._quick is None else Lane(self._max_field)
         self._head_seen = 0
         self.began = 0.0
         self.reset()
@@ -148,30 +152,41 @@ class RequestReader:
         self.receiving = self.in_head = False
         self._url = b""
         self._fields: list[tuple[bytes, bytes]] = []
-        self._target: bytes | None = None
-        self._encoding: bytes | None = None
-        self._length: bytes | None = None
-        self._expect: bytes | None = None
+        # Indexed by kind (TARGET, ENCODING, LENGTH, EXPECT): the last field of each.
+        self._watched: list[bytes | None] = [None, None, None, None, None]
         self._body: list[bytes] = []
         self._body_size = 0
         self._route: Route | None = None
-        self._keep_alive = True
-        self._head_only = False
 
     @property
     def target(self) -> str | None:
         """The ``X-Amz-Target`` of the request being read, if its head gave one."""
-        return None if self._target is None else self._target.decode("latin-1")
+        target = self._watched[TARGET]
+        return None if target is None else target.decode("latin-1")
 
     def feed(self, data: bytes) -> bool:
         """Parse ``data``; True when a head is being read and has gone past its whole
         bound. httptools' errors, and :class:`Refusal` or :class:`Stop` as the cause of its
         ``HttpParserCallbackError``, propagate."""
+        if not self.receiving and self._lane is not None and self._in_lane(data):
+            return False
         # At least the bytes of any head in this chunk (which a head may begin in, after
         # another request's end), and of the chunks before it while a head continues.
         self._head_seen = (self._head_seen if self.in_head else 0) + len(data)
         self._parser.feed_data(data)
         return self.in_head and self._head_seen > self._head_limit
+
+    def _in_lane(self, data: bytes) -> bool:
+        """True when ``data`` was a request the lane read and the connection answered
+        from DynamoDB's quick way; else nothing of it is read (the parser reads it)."""
+        assert self._lane is not None and self._quick is not None
+        read = self._lane.read(data)
+        if read is None:
+            return False
+        self.began = self._now()
+        return self._connection.received_quick(
+            self._quick, read[0], None, read[1], keep_alive=True, head_only=False
+        )
 
     # httptools callbacks --------------------------------------------------------------------
 
@@ -187,29 +202,25 @@ class RequestReader:
             raise Refusal(self._limits.header_error())
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        fields = self._fields
-        fields.append((name, value))
-        if self._head_seen > self._max_field:  # else no field can be too long
-            if len(name) + len(value) > self._max_field:
-                raise Refusal(self._limits.header_error())
-            if len(fields) > MAX_HEADER_FIELDS:
-                raise Refusal(_fields_error())
+        self._fields.append((name, value))
         kind = _KNOWN_FIELDS_GET(name)
-        if kind is None:
-            kind = WATCHED_FIELDS.get(name.lower())
         if kind:
-            if kind == TARGET:
-                self._target = value
-            elif kind == ENCODING:
-                self._encoding = value
-            elif kind == LENGTH:
-                self._length = value
-            else:
-                self._expect = value
+            self._watched[kind] = value
+        elif kind is None:
+            kind = WATCHED_FIELDS.get(name.lower())
+            if kind:
+                self._watched[kind] = value
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        if len(self._fields) > MAX_HEADER_FIELDS:
+        # The fields' bounds, checked once the head is in (feed bounds a head that never
+        # ends): no field can be too long in a head read in fewer bytes than one may have.
+        fields = self._fields
+        if self._head_seen > self._max_field:
+            max_field = self._max_field
+            if any(len(name) + len(value) > max_field for name, value in fields):
+                raise Refusal(self._limits.header_error())
+        if len(fields) > MAX_HEADER_FIELDS:
             raise Refusal(_fields_error())
         parser = self._parser
         method = parser.get_method()
@@ -218,8 +229,8 @@ class RequestReader:
         self._route = route = self._router.route(method, self._url)
         if not route.takes_body:
             return
-        expect = self._expect
-        if self._length is not None and int(self._length) > self._limits.max_body_bytes:
+        _, _, _, length, expect = self._watched
+        if length is not None and int(length) > self._limits.max_body_bytes:
             if expect is not None:  # its client waits for a 100 before it sends the body
                 raise Refusal(self._too_large(), report=True)
             # Its client sends the body before it reads an answer: the body is read and
@@ -234,7 +245,7 @@ class RequestReader:
                     417,
                     report=True,
                 )
-            if self._length != b"0":
+            if length != b"0":
                 self._connection.send_continue()
 
     def on_body(self, body: bytes) -> None:
@@ -251,13 +262,12 @@ class RequestReader:
         assert route is not None
         chunks = self._body
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        target, encoding, fields, url = self._target, self._encoding, self._fields, self._url
-        keep_alive, head_only = self._keep_alive, self._head_only
+        _, target, encoding, _, _ = self._watched
+        fields, url = self._fields, self._url
         self.reset()
-        connection = self._connection
         quick = route.quick
-        if quick is not None and connection.received_quick(
-            quick, target, encoding, body, keep_alive=keep_alive, head_only=head_only
+        if quick is not None and self._connection.received_quick(
+            quick, target, encoding, body, keep_alive=self._keep_alive, head_only=self._head_only
         ):
             return
         request = ClientRequest(
@@ -267,7 +277,7 @@ class RequestReader:
             None if encoding is None else encoding.decode("latin-1"),
             url.decode("latin-1"),
         )
-        connection.received(route, request, keep_alive, head_only, self.began)
+        self._connection.received(route, request, self._keep_alive, self._head_only, self.began)
 
     def _too_large(self) -> RequestEntityTooLargeException:
         return RequestEntityTooLargeException(

@@ -17,9 +17,10 @@ a 404 is not a DynamoDB request and is not counted.
 
 A handler takes the request and returns its answer, or a coroutine of it: a cache hit comes
 back as its answer, and the protocol runs a coroutine's first step inline, so what does not
-wait costs no task. The DynamoDB route also has a ``quick`` way (:meth:`Proxy.quick`): a
-remembered GetItem hit's ready answer from the request's target, encoding and body bytes,
-asked before any request is built; None sends the request on to the handler.
+wait costs no task. The DynamoDB route also has a ``quick`` way (:meth:`Proxy.quick`),
+when the proxy can answer any request so: a remembered GetItem hit's ready answer from the
+request's target, encoding and body bytes, asked before any request is built; None sends
+the request on to the handler.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Router:
         self.proxy = proxy
         self._connections = connections
         self._totals = totals
-        self.dynamodb = Route(proxy.answer, quick=proxy.quick)
+        self.dynamodb = Route(proxy.answer, quick=proxy.quick if proxy.answers_quick else None)
         metrics = self._metrics if totals is None or proxy.metrics is None else self._all_metrics
         gets: dict[bytes, Route] = {
             b"/healthz": Route(self._healthz, takes_body=False),

@@ -39,6 +39,7 @@ from daxproxy.core import operations
 from daxproxy.core.cache import Eviction, ItemCache
 from daxproxy.core.tables import table_name
 from daxproxy.core.wire import Target
+from daxproxy.service.calls import HIT
 from daxproxy.service.observe import Outcome, operation_name
 from daxproxy.service.query_cache import QueryCache
 from daxproxy.service.stream_metrics import stream_families
@@ -201,9 +202,7 @@ class Metrics:
     ) -> None:
         """What :meth:`observed` counts, told directly by the proxy (no Outcome built);
         ``table`` is only read with ``per_table``."""
-        histogram = self.durations.get((protocol, operation, cache))
-        if histogram is None:  # each label set's child is made once, then found
-            histogram = self.durations[protocol, operation, cache] = _Histogram()
+        histogram = self._durations_of(protocol, operation, cache)
         histogram.buckets[bisect_left(BUCKETS, seconds)] += 1
         histogram.count += 1
         histogram.sum += seconds
@@ -214,6 +213,18 @@ class Metrics:
         if self.per_table:
             name = "" if table is None else table_name(table)
             self.tables[protocol, name, operation, cache] += 1
+
+    def hit_recorder(self, protocol: str, operation: str) -> Callable[[float], None] | None:
+        """What :meth:`record` counts of an answered cache hit (status 200, cache "hit"),
+        bound once: its duration's histogram, whose child this makes; None with
+        ``per_table``, which counts the hit's table too."""
+        return None if self.per_table else self._durations_of(protocol, operation, HIT).observe
+
+    def _durations_of(self, protocol: str, operation: str, cache: str) -> _Histogram:
+        histogram = self.durations.get((protocol, operation, cache))
+        if histogram is None:  # each label set's child is made once, then found
+            histogram = self.durations[protocol, operation, cache] = _Histogram()
+        return histogram
 
     def upstream_answered(self, target: Target, seconds: float) -> None:
         operation = operation_name(operations.lookup(target))

@@ -155,6 +155,9 @@ class Proxy:
         self.metrics = metrics
         # Observers besides the metrics, which are told directly (no Outcome built for them).
         self._observers = tuple(observers)
+        # What a remembered GetItem's hit records, by protocol, bound once it is known that
+        # the metrics alone observe it (Metrics.hit_recorder).
+        self._hit_recorders: dict[str, Callable[[float], None]] = {}
         self.in_flight = 0  # requests being handled; read by the metrics at scrape time
         # Past this many requests in flight a new one is shed at once (0: no cap).
         self._max_in_flight = max_in_flight or None
@@ -247,6 +250,12 @@ class Proxy:
             self._observe(request, call, response, time.perf_counter() - started)
         return response
 
+    @property
+    def answers_quick(self) -> bool:
+        """Whether :meth:`quick` can answer anything: not with the item cache off, nor with
+        an ``auth_file``."""
+        return self._ready is not None
+
     def quick(
         self, target: bytes | None, encoding: bytes | None, body: bytes
     ) -> ReadyAnswer | None:
@@ -269,10 +278,11 @@ class Proxy:
         if found is None:
             return None
         seconds = time.perf_counter() - started
-        if self._observers:
+        record = self._hit_recorders.get(HTTP)
+        if record is None:
             self._observe_hit(HTTP, found[1], seconds)
         else:  # what _observe_hit does then, one call fewer
-            self._record(HTTP, _GET_ITEM, HIT, 200, None, table=found[1], seconds=seconds)
+            record(seconds)
         return found[0]
 
     async def _waiting(
@@ -313,6 +323,7 @@ class Proxy:
     def add_observer(self, observer: Observer) -> None:
         """Let ``observer`` hear every later request's outcome too."""
         self._observers = (observer, *self._observers)
+        self._hit_recorders.clear()
 
     def refused(self, target: str | None, response: WireResponse, seconds: float) -> None:
         """A request the edge answered itself, before :meth:`handle` (a method other than
@@ -360,10 +371,17 @@ class Proxy:
     def _observe_hit(self, protocol: str, table: str, seconds: float) -> None:
         """:meth:`_observe` for a remembered GetItem body's hit (``table``: as the request
         names it)."""
+        record = self._hit_recorders.get(protocol)
+        if record is not None:
+            record(seconds)
+            return
         if self._observers or self.metrics is None:
             self._notify(Outcome(_GET_ITEM, table, HIT, 200, None, seconds, protocol))
             return
         self._record(protocol, _GET_ITEM, HIT, 200, None, table=table, seconds=seconds)
+        record = self.metrics.hit_recorder(protocol, _GET_ITEM)
+        if record is not None:  # the next hits of this protocol skip the look-ups
+            self._hit_recorders[protocol] = record
 
     def _record(
         self,

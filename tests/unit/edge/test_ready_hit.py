@@ -253,10 +253,46 @@ async def test_a_ready_hit_is_counted_and_logged_as_a_normal_hit(observed: bool)
         normal_hit(normal)
     assert counted.calls == 2  # the last two were ready
     assert counts(ready) == counts(normal)
-    assert any('cache="hit"' in line and line.endswith(" 3.0") for line in counts(ready))
+    hits = [line for line in counts(ready) if 'cache="hit"' in line and line.endswith(" 3.0")]
+    assert [line.split("{")[0] for line in hits] == [
+        "daxproxy_request_duration_seconds_count",
+        "daxproxy_table_requests_total",
+    ]
     assert seen["ready"] == seen["normal"]
     assert len(seen["ready"]) == (4 if observed else 0)
     assert ready.in_flight == normal.in_flight == 0
+
+
+async def test_a_large_ready_hit_is_written_whole() -> None:
+    """Too large to be joined to its head: written as two buffers, as any answer is."""
+    big = {"pk": s("big"), "v": s("x" * 70_000)}
+    p = build_proxy(Settings(upstream="http://127.0.0.1:1"), fake_with(big))
+    body = orjson.dumps({"TableName": "t", "Key": {"pk": s("big")}})
+    connection = Wire(make_edge(p))
+    for _ in range(3):  # a miss, a hit remembered, a ready hit
+        connection.send(post(body))
+        await connection.settle()
+    answers_ = connection.answers()
+    assert [a.headers["x-daxproxy-cache"] for a in answers_] == ["miss", "hit", "hit"]
+    assert orjson.loads(answers_[-1].body) == {"Item": big}
+    assert not connection.transport.closing
+
+
+async def test_an_observer_added_after_hits_hears_the_next_ready_hit() -> None:
+    """A hit's recorder, bound once the metrics alone observed hits, is let go."""
+    p = make_proxy()
+    connection = await warmed(p)
+    connection.send(post(BODY))  # ready, the metrics alone told
+    heard: list[str] = []
+
+    class Observer:
+        def observed(self, outcome: Outcome) -> None:
+            heard.append(outcome.cache)
+
+    p.add_observer(Observer())
+    connection.send(post(BODY))
+    assert heard == ["hit"]
+    assert any(line.endswith(" 3.0") for line in counts(p) if 'cache="hit"' in line)
 
 
 async def test_with_an_auth_file_nothing_is_answered_ready(tmp_path: Path) -> None:
