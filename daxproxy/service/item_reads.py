@@ -19,7 +19,8 @@ is remembered with the cache key it names and the table info that key was made w
 (:meth:`ItemReads.remembered`): the same bytes again are a hit with no JSON parse, request
 check or key, as long as the registry still knows the table by that very info (a table
 learned anew, changed or gone makes it read again). At most ``MEMO_ENTRIES`` bodies, the
-oldest forgotten first; only bodies sent uncompressed, so the bytes are the request.
+one answered least recently forgotten first (a hot body stays, however many cold ones come
+and go); only bodies sent uncompressed, so the bytes are the request.
 :meth:`ItemReads.ready` gives that hit as a :class:`~daxproxy.core.wire.ReadyAnswer`: the
 memo keeps a body's last header lines as bytes (a hundred-odd, never the item), reused for
 an entry of the length and stored CRC they were made for, else made again.
@@ -199,7 +200,10 @@ class ItemReads:
             del memo[body]
             return None
         entry = self._cache.hit(found[2])
-        return None if entry is None else (found, entry)
+        if entry is None:
+            return None
+        memo.move_to_end(body)  # the least recently answered body is forgotten first
+        return found, entry
 
     def _get_item_hit(self, read: TableRead, payload: dict[str, Any], entry: bytes) -> WireResponse:
         capacity = "NONE" if len(payload) == 2 else requests.capacity_of(payload)

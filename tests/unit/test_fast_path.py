@@ -375,6 +375,28 @@ async def test_remembered_bodies_are_bounded(monkeypatch: pytest.MonkeyPatch) ->
     assert checked(answer, "hit") == {"Item": {"pk": s("9")}}
 
 
+async def test_the_body_answered_least_recently_is_forgotten_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A body answered from the memo moves to its end: a hot body is never the one
+    forgotten while colder ones are kept (remembered first is not forgotten first)."""
+    monkeypatch.setattr(item_reads, "MEMO_ENTRIES", 4)
+    p = proxy(fake_with(*({"pk": s(str(n))} for n in range(6))))
+
+    def get_key(n: int) -> ClientRequest:
+        return request("GetItem", TableName="t", Key={"pk": s(str(n))})
+
+    for n in range(4):  # remembered in the order 0, 1, 2, 3
+        for _ in range(2):
+            await p.handle(get_key(n))
+    memo = p._remembered.__self__._memo  # type: ignore[union-attr]
+    first = next(iter(memo))
+    checked(await p.handle(get_key(0)), "hit")  # answered from the memo: the most recent
+    await p.handle(get_key(4))  # a fifth body: the least recently answered one goes
+    assert first in memo and len(memo) == 4
+    assert [orjson.loads(body)["Key"]["pk"]["S"] for body in memo] == ["2", "3", "0", "4"]
+
+
 def hits_counted(p: Proxy) -> list[str]:
     """The request-duration count lines of GetItem hits, as /metrics says them."""
     assert p.metrics is not None
