@@ -10,8 +10,6 @@ not read to the reader, with a test that fails without that check.
 from __future__ import annotations
 
 import itertools
-import types
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -19,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daxproxy.edge import answers
 from daxproxy.edge.lane import Lane
 from daxproxy.edge.limits import MAX_HEADER_FIELDS
 from daxproxy.service.proxy import Proxy
@@ -29,13 +26,7 @@ from tests.unit.edge.test_ready_hit import BODY, GET_ITEM, make_proxy
 PUT_ITEM = "DynamoDB_20120810.PutItem"
 
 
-@pytest.fixture(autouse=True)
-def frozen_date(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """One Date for every answer, so that two connections' answers can be compared."""
-    monkeypatch.setattr(answers, "time", types.SimpleNamespace(time=lambda: 1_700_000_000.0))
-    answers._CLOCK.second = -1
-    yield
-    answers._CLOCK.second = -1
+pytestmark = pytest.mark.usefixtures("frozen_date")  # conftest.py
 
 
 class Reads:

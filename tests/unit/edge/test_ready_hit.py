@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +37,7 @@ ITEM = {"pk": s("1"), "v": s("one"), "w": {"N": "42"}}
 BODY = orjson.dumps({"TableName": "t", "Key": {"pk": s("1")}})
 
 
-@pytest.fixture(autouse=True)
-def frozen_date(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """One Date for every answer, so that two answers' bytes can be compared whole."""
-    monkeypatch.setattr(answers, "time", types.SimpleNamespace(time=lambda: 1_700_000_000.0))
-    answers._CLOCK.second = -1
-    yield
-    answers._CLOCK.second = -1
+pytestmark = pytest.mark.usefixtures("frozen_date")  # conftest.py
 
 
 class Counted:
