@@ -5,8 +5,9 @@ reply, each a pure function of its inputs: the request's table, key and options 
 the table's key schema) give the same JSON body every time, and the same answer body (with
 the same schema) the same reply (attribute-list ids, once given, never change). For the
 hot keys of a read-mostly load both are computed over and over; :class:`Memo` keeps their
-results, bounded by entries and by bytes (the oldest forgotten first), so a DAX hit of a
-remembered key skips the JSON rendering, the JSON parse and the CBOR encoding of the item.
+results, bounded by entries and by bytes (the least recently used forgotten first), so a
+DAX hit of a remembered key skips the JSON rendering, the JSON parse and the CBOR encoding
+of the item.
 The reply is kept by the request's shape with the answer body it was made from, and used
 only for that very body (compared byte for byte, which costs less than hashing it).
 :func:`get_item_shape` says which GetItem requests may be remembered, and by what.
@@ -26,25 +27,29 @@ V = TypeVar("V")
 
 class Memo(Generic[K, V]):
     """At most ``max_entries`` values, of at most ``max_bytes`` together (a value's size is
-    what :meth:`put` is told), the oldest put forgotten first."""
+    what :meth:`put` is told), the one got or put least recently forgotten first."""
 
     __slots__ = ("_bytes", "_entries", "_max_bytes", "_max_entries")
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
-        # Ordered by age: a plain dict finds its first key by a scan past the slots its
-        # deleted keys left, which grows with every eviction.
+        # Ordered by last use: a plain dict finds its first key by a scan past the slots
+        # its deleted keys left, which grows with every eviction.
         self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._bytes = 0
         self._max_entries = max_entries
         self._max_bytes = max_bytes
 
     def get(self, key: K) -> V | None:
-        found = self._entries.get(key)
-        return None if found is None else found[0]
+        entries = self._entries
+        found = entries.get(key)
+        if found is None:
+            return None
+        entries.move_to_end(key)  # a hot key is never the one forgotten
+        return found[0]
 
     def put(self, key: K, value: V, size: int) -> None:
-        """Keep ``value`` for ``key`` (in place of any it had), the oldest forgotten to
-        make room; a value larger than the whole bound is not kept."""
+        """Keep ``value`` for ``key`` (in place of any it had), the least recently used
+        forgotten to make room; a value larger than the whole bound is not kept."""
         entries = self._entries
         old = entries.pop(key, None)
         if old is not None:

@@ -36,6 +36,15 @@ def test_a_memo_forgets_the_oldest_past_its_entries() -> None:
     assert len(memo) == 2 and memo.bytes == 2
 
 
+def test_a_memo_forgets_the_least_recently_used_not_the_first_put() -> None:
+    memo: Memo[str, bytes] = Memo(max_entries=2, max_bytes=100)
+    memo.put("a", b"a", 1)
+    memo.put("b", b"b", 1)
+    assert memo.get("a") == b"a"  # "a" used after "b" was put
+    memo.put("c", b"c", 1)
+    assert (memo.get("a"), memo.get("b"), memo.get("c")) == (b"a", None, b"c")
+
+
 def test_a_memo_forgets_the_oldest_past_its_bytes_and_never_holds_a_value_too_big() -> None:
     memo: Memo[str, bytes] = Memo(max_entries=10, max_bytes=10)
     memo.put("a", b"a", 6)
