@@ -244,7 +244,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # What the reader tells the connection (daxproxy.edge.reader.Connection) ----------------
 
-    def request_began(self, now: float) -> None:
+    def request_began(self) -> None:
         # Its read deadline is set once the read is parsed (data_received), if it is still
         # incomplete then: a request that came whole needs none.
         if self._broken or self._closed:

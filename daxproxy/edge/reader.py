@@ -72,7 +72,7 @@ class Edge(Protocol):
 class Connection(Protocol):
     """What the reader tells its connection."""
 
-    def request_began(self, now: float) -> None:
+    def request_began(self) -> None:
         """A request's first byte came; raise :class:`Stop` if it is not to be read."""
         ...
 
@@ -191,9 +191,8 @@ class RequestReader:
     # httptools callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        now = self._now()
-        self._connection.request_began(now)
-        self.began = now
+        self._connection.request_began()
+        self.began = self._now()
         self.receiving = self.in_head = True
 
     def on_url(self, url: bytes) -> None:
@@ -204,12 +203,10 @@ class RequestReader:
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields.append((name, value))
         kind = _KNOWN_FIELDS_GET(name)
+        if kind is None:
+            kind = WATCHED_FIELDS.get(name.lower())
         if kind:
             self._watched[kind] = value
-        elif kind is None:
-            kind = WATCHED_FIELDS.get(name.lower())
-            if kind:
-                self._watched[kind] = value
 
     def on_headers_complete(self) -> None:
         self.in_head = False

@@ -202,10 +202,7 @@ class Metrics:
     ) -> None:
         """What :meth:`observed` counts, told directly by the proxy (no Outcome built);
         ``table`` is only read with ``per_table``."""
-        histogram = self._durations_of(protocol, operation, cache)
-        histogram.buckets[bisect_left(BUCKETS, seconds)] += 1
-        histogram.count += 1
-        histogram.sum += seconds
+        self._durations_of(protocol, operation, cache).observe(seconds)
         if status >= 400:
             self.errors[protocol, operation, CLIENT if status < 500 else SERVER] += 1
             if error_type in THROTTLES:
