@@ -14,22 +14,13 @@ whose upstream call fails (no answer, the breaker open, or a 5xx; never a client
 answered from an entry past its TTL but within the grace, labelled ``stale`` (a
 BatchGetItem only when every key it fetched has one).
 
-A GetItem body answered from the stored answer (no projection, no capacity, not consistent)
-is remembered with the cache key it names and the table info that key was made with
-(:meth:`ItemReads.remembered`): the same bytes again are a hit with no JSON parse, request
-check or key, as long as the registry still knows the table by that very info (a table
-learned anew, changed or gone makes it read again). At most ``MEMO_ENTRIES`` bodies, the
-one answered least recently forgotten first (a hot body stays, however many cold ones come
-and go); only bodies sent uncompressed, so the bytes are the request.
-:meth:`ItemReads.ready` gives that hit as a :class:`~daxproxy.core.wire.ReadyAnswer`: the
-memo keeps a body's last header lines as bytes (a hundred-odd, never the item), reused for
-an entry of the length and stored CRC they were made for, else made again.
+A GetItem body answered from the stored answer is remembered (:attr:`ItemReads.memo`, a
+:class:`~daxproxy.service.body_memo.BodyMemo`): sent again, it is a hit with no JSON parse.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,7 +32,8 @@ from daxproxy.core.errors import DynamoDBError
 from daxproxy.core.item_requests import TableRead, Uncacheable
 from daxproxy.core.keys import ItemKey, NotCanonical, item_key, key_of_item
 from daxproxy.core.tables import table_name
-from daxproxy.core.wire import ReadyAnswer, WireResponse, new_request_id_tail
+from daxproxy.core.wire import WireResponse
+from daxproxy.service.body_memo import BodyMemo
 from daxproxy.service.calls import (
     BYPASS,
     HIT,
@@ -50,7 +42,6 @@ from daxproxy.service.calls import (
     Call,
     built,
     forward,
-    hit_lines,
     hit_response,
     relay,
     request_id_of,
@@ -65,14 +56,6 @@ from daxproxy.service.upstream import Upstream, UpstreamResponse
 # item_requests.stored_item), NOT_FOUND, or None when the fill gave no answer (an error, or
 # the key came back unprocessed); its waiters then go upstream.
 Fill = asyncio.Future[bytes | None]
-
-# GetItem bodies remembered with their cache key (:meth:`ItemReads.remembered`).
-MEMO_ENTRIES = 8192
-
-# A body's ready header lines (calls.hit_lines), after the stored CRC's bytes
-# (item_requests.stored_mark) and the entry's length they were made for.
-_Lines = tuple[bytes, int, tuple[bytes, bytes, bytes]]
-_Remembered = tuple[str, TableInfo, ItemKey, _Lines | None]
 
 
 class ItemReads:
@@ -89,10 +72,7 @@ class ItemReads:
         self._tracker = tracker
         # The fill in flight for each key (the latest, when an overtaken one still runs).
         self._fills: dict[ItemKey, tuple[Fill, FillTicket]] = {}
-        # GetItem body -> (its TableName, the table info its key was made with, the key,
-        # its ready lines or None). (An OrderedDict: a plain dict finds its oldest key by a
-        # scan that grows with every key deleted before it.)
-        self._memo: OrderedDict[bytes, _Remembered] = OrderedDict()
+        self.memo = BodyMemo(cache, tables)
 
     async def _resolve(self, read: TableRead) -> TableInfo:
         info = self._tables.known(read.table)
@@ -141,7 +121,7 @@ class ItemReads:
         """GetItem's answer from the cache when it is there and needs no wait (the table
         known, no projection); else None, with nothing counted, and :meth:`get_item`
         answers it. ``plain``: the call's body was sent uncompressed, so it may be
-        remembered for :meth:`remembered`."""
+        remembered (:attr:`memo`)."""
         payload = call.payload
         try:
             read = requests.get_item_read(payload)
@@ -155,55 +135,11 @@ class ItemReads:
             return None
         stored = len(payload) == 2 or requests.capacity_of(payload) == "NONE"
         if plain and stored:
-            memo = self._memo
-            if len(memo) >= MEMO_ENTRIES:
-                memo.popitem(last=False)
-            memo[call.body] = (read.table, info, key, None)
+            self.memo.remember(call.body, read.table, info, key)
         entry = self._cache.hit(key)
         if entry is None:
             return None
         return self._get_item_hit(read, payload, entry)
-
-    def remembered(self, body: bytes) -> tuple[WireResponse, str] | None:
-        """The hit, and the table as the request names it, for a GetItem body that
-        :meth:`cached` remembered; None (nothing counted) when it is not remembered, its
-        table's info has changed since, or the cache does not hold its key."""
-        recalled = self._recall(body)
-        if recalled is None:
-            return None
-        found, entry = recalled
-        return hit_response(*requests.stored_answer(entry, VALUE_START)), found[0]
-
-    def ready(self, body: bytes) -> tuple[ReadyAnswer, str] | None:
-        """:meth:`remembered`'s hit as a :class:`ReadyAnswer`: the same bytes on the wire."""
-        recalled = self._recall(body)
-        if recalled is None:
-            return None
-        (table, info, key, lines), entry = recalled
-        if lines is None or len(entry) != lines[1] or not entry.startswith(lines[0], VALUE_START):
-            # Made for another answer (or none yet): the lines of this one.
-            mark = requests.stored_mark(entry, VALUE_START)
-            lines = (mark, len(entry), hit_lines(*requests.stored_answer(entry, VALUE_START)))
-            self._memo[body] = (table, info, key, lines)
-        answer = requests.stored_body(entry, VALUE_START)
-        return ReadyAnswer(lines[2], new_request_id_tail(), answer), table
-
-    def _recall(self, body: bytes) -> tuple[_Remembered, bytes] | None:
-        """A remembered body's record and its key's entry, counted as a hit; None (nothing
-        counted) when the body is not remembered, its table's info has changed since (the
-        body is forgotten), or the cache does not hold its key."""
-        memo = self._memo
-        found = memo.get(body)
-        if found is None:
-            return None
-        if self._tables.known(found[0]) is not found[1]:
-            del memo[body]
-            return None
-        entry = self._cache.hit(found[2])
-        if entry is None:
-            return None
-        memo.move_to_end(body)  # the least recently answered body is forgotten first
-        return found, entry
 
     def _get_item_hit(self, read: TableRead, payload: dict[str, Any], entry: bytes) -> WireResponse:
         capacity = "NONE" if len(payload) == 2 else requests.capacity_of(payload)

@@ -24,13 +24,13 @@ call (:meth:`Metrics.record`, no Outcome), and the edge serves its registry.
 
 :meth:`Proxy.answer` answers a GetItem cache hit without a coroutine, Task or Future (and
 the edge writes it at once); anything that waits comes back as a coroutine for the caller
-to run. A GetItem body the item reads remember (:meth:`ItemReads.remembered`) is answered
+to run. A GetItem body the item reads remember (:meth:`BodyMemo.remembered`) is answered
 before it is parsed, unless ``access`` is set: the check reads the parsed call. The route
 of each known ``X-Amz-Target`` (its target, operation and handler) is looked up once.
 
 :meth:`Proxy.quick` is the edge's narrow way to that hit before any request is built: an
 HTTP request's target, ``Content-Encoding`` and body bytes in, the hit as a
-:class:`~daxproxy.core.wire.ReadyAnswer` (:meth:`ItemReads.ready`) out, under the same
+:class:`~daxproxy.core.wire.ReadyAnswer` (:meth:`BodyMemo.ready`) out, under the same
 guards as :meth:`answer`'s remembered path and observed as it is; None: not such a hit,
 nothing counted or changed, and the edge hands the request to :meth:`answer`.
 """
@@ -176,8 +176,8 @@ class Proxy:
             self._get_item = self._handlers[Kind.ITEM_READ] = item_reads.get_item
             self._cached = item_reads.cached
             if access is None:
-                self._remembered = item_reads.remembered
-                self._ready = item_reads.ready
+                self._remembered = item_reads.memo.remembered
+                self._ready = item_reads.memo.ready
             self._handlers[Kind.BATCH_READ] = item_reads.batch_get_item
         if item_writes is not None:
             for kind in (Kind.ITEM_WRITE, Kind.BATCH_WRITE, Kind.TRANSACT_WRITE):

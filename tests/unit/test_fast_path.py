@@ -26,7 +26,7 @@ from daxproxy.core.cache import ENTRY_OVERHEAD, ItemCache
 from daxproxy.core.config import Settings
 from daxproxy.core.errors import InternalServerError
 from daxproxy.core.wire import WireResponse
-from daxproxy.service import item_reads
+from daxproxy.service import body_memo
 from daxproxy.service.observe import Outcome
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.runtime import build_proxy
@@ -363,12 +363,12 @@ async def test_a_remembered_body_sent_with_a_content_encoding_is_decoded_as_any_
 
 
 async def test_remembered_bodies_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(item_reads, "MEMO_ENTRIES", 4)
+    monkeypatch.setattr(body_memo, "MEMO_ENTRIES", 4)
     p = proxy(fake_with(*({"pk": s(str(n))} for n in range(10))))
     for n in range(10):
         for _ in range(2):
             await p.handle(request("GetItem", TableName="t", Key={"pk": s(str(n))}))
-    memo = p._remembered.__self__._memo  # type: ignore[union-attr]
+    memo = p._remembered.__self__._entries  # type: ignore[union-attr]
     assert len(memo) == 4
     # The newest are kept, and still answer.
     answer = await p.handle(request("GetItem", TableName="t", Key={"pk": s("9")}))
@@ -380,7 +380,7 @@ async def test_the_body_answered_least_recently_is_forgotten_first(
 ) -> None:
     """A body answered from the memo moves to its end: a hot body is never the one
     forgotten while colder ones are kept (remembered first is not forgotten first)."""
-    monkeypatch.setattr(item_reads, "MEMO_ENTRIES", 4)
+    monkeypatch.setattr(body_memo, "MEMO_ENTRIES", 4)
     p = proxy(fake_with(*({"pk": s(str(n))} for n in range(6))))
 
     def get_key(n: int) -> ClientRequest:
@@ -389,7 +389,7 @@ async def test_the_body_answered_least_recently_is_forgotten_first(
     for n in range(4):  # remembered in the order 0, 1, 2, 3
         for _ in range(2):
             await p.handle(get_key(n))
-    memo = p._remembered.__self__._memo  # type: ignore[union-attr]
+    memo = p._remembered.__self__._entries  # type: ignore[union-attr]
     first = next(iter(memo))
     checked(await p.handle(get_key(0)), "hit")  # answered from the memo: the most recent
     await p.handle(get_key(4))  # a fifth body: the least recently answered one goes
