@@ -11,9 +11,13 @@ makes it read again, and the body is forgotten) and the cache holds the key, cou
 cache's hit; else None, with nothing counted. :meth:`BodyMemo.ready` gives the same hit as
 a :class:`~daxproxy.core.wire.ReadyAnswer`, the same bytes on the wire: the memo keeps a
 body's last header lines as bytes (a hundred-odd, never the item), reused for an entry of
-the length and stored CRC they were made for, else made again. At most ``MEMO_ENTRIES``
-bodies, the one answered least recently forgotten first (a hot body stays, however many
-cold ones come and go).
+the length and stored CRC they were made for, else made again. At most ``MEMO_BYTES``
+of bodies, each charged its length and ``ENTRY_BYTES`` for what is kept with it, the one
+answered least recently forgotten first (a hot body stays, however many cold ones come and
+go). The bound is in bytes because a body is as long as its sender makes it (spaces are
+JSON). It holds some 25,000 bodies of 50 bytes: more than the hot keys of most loads. A
+hit whose body is not remembered is parsed: about 21 µs of the proxy's work in process,
+against 6 µs.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ from daxproxy.core.wire import ReadyAnswer, WireResponse, new_request_id_tail
 from daxproxy.service.calls import hit_lines, hit_response
 from daxproxy.service.tables import TableInfo, TableRegistry
 
-MEMO_ENTRIES = 8192
+MEMO_BYTES = 16 << 20
+# What a remembered body costs beyond its own bytes: its record, its ready header lines and
+# its slot in the memo (measured: about 575 bytes on CPython 3.11).
+ENTRY_BYTES = 600
 
 # A body's ready header lines (calls.hit_lines), after the stored CRC's bytes
 # (item_requests.stored_mark) and the entry's length they were made for.
@@ -36,7 +43,7 @@ _Remembered = tuple[str, TableInfo, ItemKey, _Lines | None]
 
 
 class BodyMemo:
-    __slots__ = ("_cache", "_entries", "_tables")
+    __slots__ = ("_bytes", "_cache", "_entries", "_tables")
 
     def __init__(self, cache: ItemCache, tables: TableRegistry) -> None:
         self._cache = cache
@@ -44,12 +51,25 @@ class BodyMemo:
         # Body -> (its TableName, the table info its key was made with, the key, its ready
         # lines or None), the least recently answered first.
         self._entries: OrderedDict[bytes, _Remembered] = OrderedDict()
+        self._bytes = 0  # what the remembered bodies are charged together
 
     def remember(self, body: bytes, table: str, info: TableInfo, key: ItemKey) -> None:
         entries = self._entries
-        if len(entries) >= MEMO_ENTRIES:
-            entries.popitem(last=False)
+        if body in entries:  # charged already
+            entries[body] = (table, info, key, None)
+            return
+        size = len(body) + ENTRY_BYTES
+        if size > MEMO_BYTES:
+            return
+        while entries and self._bytes + size > MEMO_BYTES:
+            self._bytes -= len(entries.popitem(last=False)[0]) + ENTRY_BYTES
         entries[body] = (table, info, key, None)
+        self._bytes += size
+
+    @property
+    def charged(self) -> int:
+        """What the remembered bodies are charged together."""
+        return self._bytes
 
     def remembered(self, body: bytes) -> tuple[WireResponse, str] | None:
         """The hit, and the table as the request names it (the module's contract)."""
@@ -83,6 +103,7 @@ class BodyMemo:
             return None
         if self._tables.known(found[0]) is not found[1]:
             del entries[body]
+            self._bytes -= len(body) + ENTRY_BYTES
             return None
         entry = self._cache.hit(found[2])
         if entry is None:

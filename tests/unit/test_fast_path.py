@@ -362,8 +362,14 @@ async def test_a_remembered_body_sent_with_a_content_encoding_is_decoded_as_any_
     assert answer.status == 500  # not gzip: DynamoDB's InternalServerError, never the hit
 
 
+def room_for_four(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A memo bound that holds four of the bodies below (one digit each)."""
+    one = len(request("GetItem", TableName="t", Key={"pk": s("0")}).body)
+    monkeypatch.setattr(body_memo, "MEMO_BYTES", 4 * (one + body_memo.ENTRY_BYTES))
+
+
 async def test_remembered_bodies_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(body_memo, "MEMO_ENTRIES", 4)
+    room_for_four(monkeypatch)
     p = proxy(fake_with(*({"pk": s(str(n))} for n in range(10))))
     for n in range(10):
         for _ in range(2):
@@ -380,7 +386,7 @@ async def test_the_body_answered_least_recently_is_forgotten_first(
 ) -> None:
     """A body answered from the memo moves to its end: a hot body is never the one
     forgotten while colder ones are kept (remembered first is not forgotten first)."""
-    monkeypatch.setattr(body_memo, "MEMO_ENTRIES", 4)
+    room_for_four(monkeypatch)
     p = proxy(fake_with(*({"pk": s(str(n))} for n in range(6))))
 
     def get_key(n: int) -> ClientRequest:
