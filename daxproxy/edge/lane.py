@@ -55,16 +55,25 @@ class Lane:
     def read(self, data: bytes) -> tuple[bytes | None, bytes] | None:
         """``data``'s request as its ``X-Amz-Target`` and its body when the lane reads it
         (the module's contract); else None."""
-        if not data.startswith(START) or not self._parsed(data):
+        if not data.startswith(START):
             return None
-        fields = self._fields
+        fields, marks, bodies = self._fields, self._marks, self._bodies
+        fields.clear()
+        marks.clear()
+        bodies.clear()
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            marks.clear()
+        if marks != _ONE_REQUEST:  # not one whole request: the parser is part-way through
+            self._parser = self._new_parser()
+            return None
         if (
             not fields.keys() <= _NAMES
             or (_TARGET in fields and _TARGET_LOWER in fields)
-            or not _stays_open(fields)
+            or ((_CONNECTION in fields or _CONNECTION_LOWER in fields) and not _stays_open(fields))
         ):
             return None
-        bodies = self._bodies
         body = bodies[0] if len(bodies) == 1 else b"".join(bodies)
         head = len(data) - len(body)
         if head > self._max_field or (  # else no field can be too long
@@ -73,21 +82,6 @@ class Lane:
         ):
             return None
         return fields.get(_TARGET, fields.get(_TARGET_LOWER)), body
-
-    def _parsed(self, data: bytes) -> bool:
-        """True when ``data`` was one whole request; else the lane has a new parser."""
-        marks = self._marks
-        self._fields.clear()
-        marks.clear()
-        self._bodies.clear()
-        try:
-            self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            marks.clear()
-        if marks == _ONE_REQUEST:
-            return True
-        self._parser = self._new_parser()
-        return False
 
     def _new_parser(self) -> httptools.HttpRequestParser:
         callbacks = SimpleNamespace(
@@ -101,7 +95,7 @@ class Lane:
 
 def _stays_open(fields: dict[bytes, bytes]) -> bool:
     """An HTTP/1.1 request's connection stays open unless its ``Connection`` says
-    otherwise: True when it has none, or each says just ``keep-alive``."""
+    otherwise: True when each says just ``keep-alive``."""
     for name in (_CONNECTION, _CONNECTION_LOWER):
         value = fields.get(name)
         if value is not None and value.lower() != b"keep-alive":

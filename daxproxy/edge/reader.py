@@ -168,25 +168,21 @@ class RequestReader:
         """Parse ``data``; True when a head is being read and has gone past its whole
         bound. httptools' errors, and :class:`Refusal` or :class:`Stop` as the cause of its
         ``HttpParserCallbackError``, propagate."""
-        if not self.receiving and self._lane is not None and self._in_lane(data):
-            return False
+        lane = self._lane
+        if lane is not None and not self.receiving:  # at a request's start: the lane's first
+            read = lane.read(data)
+            if read is not None:
+                self.began = self._now()
+                assert self._quick is not None  # a reader has a lane only with a quick way
+                if self._connection.received_quick(
+                    self._quick, read[0], None, read[1], keep_alive=True, head_only=False
+                ):
+                    return False  # else the parser reads it, as it reads any
         # At least the bytes of any head in this chunk (which a head may begin in, after
         # another request's end), and of the chunks before it while a head continues.
         self._head_seen = (self._head_seen if self.in_head else 0) + len(data)
         self._parser.feed_data(data)
         return self.in_head and self._head_seen > self._head_limit
-
-    def _in_lane(self, data: bytes) -> bool:
-        """True when ``data`` was a request the lane read and the connection answered
-        from DynamoDB's quick way; else nothing of it is read (the parser reads it)."""
-        assert self._lane is not None and self._quick is not None
-        read = self._lane.read(data)
-        if read is None:
-            return False
-        self.began = self._now()
-        return self._connection.received_quick(
-            self._quick, read[0], None, read[1], keep_alive=True, head_only=False
-        )
 
     # httptools callbacks --------------------------------------------------------------------
 

@@ -381,11 +381,16 @@ async def test_remembered_bodies_are_bounded(monkeypatch: pytest.MonkeyPatch) ->
     assert checked(answer, "hit") == {"Item": {"pk": s("9")}}
 
 
+GET_ITEM = b"DynamoDB_20120810.GetItem"
+
+
+@pytest.mark.parametrize("way", ["handle", "quick"])
 async def test_the_body_answered_least_recently_is_forgotten_first(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
     """A body answered from the memo moves to its end: a hot body is never the one
-    forgotten while colder ones are kept (remembered first is not forgotten first)."""
+    forgotten while colder ones are kept (remembered first is not forgotten first). The
+    same whether the hit is answered as a request or as the edge's ready answer."""
     room_for_four(monkeypatch)
     p = proxy(fake_with(*({"pk": s(str(n))} for n in range(6))))
 
@@ -397,10 +402,23 @@ async def test_the_body_answered_least_recently_is_forgotten_first(
             await p.handle(get_key(n))
     memo = p._remembered.__self__._entries  # type: ignore[union-attr]
     first = next(iter(memo))
-    checked(await p.handle(get_key(0)), "hit")  # answered from the memo: the most recent
+    if way == "handle":
+        checked(await p.handle(get_key(0)), "hit")  # answered from the memo: the most recent
+    else:
+        assert p.quick(GET_ITEM, None, get_key(0).body) is not None
     await p.handle(get_key(4))  # a fifth body: the least recently answered one goes
     assert first in memo and len(memo) == 4
     assert [orjson.loads(body)["Key"]["pk"]["S"] for body in memo] == ["2", "3", "0", "4"]
+
+
+async def test_a_remembered_body_whose_key_the_cache_no_longer_holds_is_not_quick() -> None:
+    p = proxy(fake_with(ITEM_1))
+    await warm(p)
+    checked(await p.handle(get()), "hit")  # the table known: the body is remembered
+    assert p.quick(GET_ITEM, None, get().body) is not None
+    item_cache(p).drop_all()
+    assert p.quick(GET_ITEM, None, get().body) is None  # and nothing raised
+    assert checked(await p.handle(get()), "miss") == {"Item": ITEM_1}
 
 
 def hits_counted(p: Proxy) -> list[str]:
