@@ -3,10 +3,11 @@
 A :class:`Lane` belongs to one connection's :class:`~daxproxy.edge.reader.RequestReader`,
 which offers it each read that begins at a request's start. :meth:`Lane.read` gives the
 request's ``X-Amz-Target`` and body when the read is exactly one whole
-``POST / HTTP/1.1`` request on a connection that stays open, whose header fields are all
-spelled as SDKs spell them (``KNOWN_FIELDS``), none of them ``Content-Encoding`` or
-``Expect``, and within the reader's bounds on a field's length and on their number; else
-None, and the reader reads the bytes as it reads any (its own parser has not seen them).
+``POST / HTTP/1.1`` request on a connection that stays open, with no ``Content-Encoding``
+or ``Expect`` field, its ``X-Amz-Target`` and ``Connection`` fields spelled as SDKs spell
+them (``KNOWN_FIELDS``; a field nobody looks at may be spelled any way), within the
+reader's bounds on a field's length and on their number; else None, and the reader reads
+the bytes as it reads any (its own parser has not seen them).
 The reader offers what the lane reads to the quick way of DynamoDB's route, which answers
 only a body it has answered before (within the body's bound).
 
@@ -34,6 +35,9 @@ START = b"POST / HTTP/1.1\r\n"
 # The field names of a request the lane reads: those the reader knows, but for
 # Content-Encoding and Expect (the reader reads those requests).
 _NAMES = frozenset(name for name, kind in KNOWN_FIELDS.items() if kind not in {ENCODING, EXPECT})
+# Lower-cased, the fields whose other spellings leave a request to the reader: those the
+# lane or the reader looks at (the framing's are llhttp's, the same in both).
+_LOOKED_AT = frozenset((b"x-amz-target", b"connection", b"content-encoding", b"expect"))
 _TARGET, _TARGET_LOWER = b"X-Amz-Target", b"x-amz-target"
 _CONNECTION, _CONNECTION_LOWER = b"Connection", b"connection"
 # A head of at most this many bytes cannot hold more fields than the reader takes (a field
@@ -69,7 +73,7 @@ class Lane:
             self._parser = self._new_parser()
             return None
         if (
-            not fields.keys() <= _NAMES
+            not (fields.keys() <= _NAMES or _none_looked_at(fields.keys() - _NAMES))
             or (_TARGET in fields and _TARGET_LOWER in fields)
             or ((_CONNECTION in fields or _CONNECTION_LOWER in fields) and not _stays_open(fields))
         ):
@@ -91,6 +95,11 @@ class Lane:
             on_message_complete=partial(self._marks.append, True),
         )
         return httptools.HttpRequestParser(callbacks)
+
+
+def _none_looked_at(names: set[bytes]) -> bool:
+    """No field the lane or the reader looks at among these (in any spelling)."""
+    return all(name.lower() not in _LOOKED_AT for name in names)
 
 
 def _stays_open(fields: dict[bytes, bytes]) -> bool:
