@@ -1,4 +1,5 @@
-"""Keep glibc's malloc from holding on to freed memory under cache churn.
+"""The process's memory at start-up: glibc's malloc kept from holding on to freed memory
+under cache churn, and the objects made to start set aside from the garbage collector.
 
 A cache that keeps storing and evicting entries of mixed sizes (100 B to 400 KB answers)
 makes glibc's malloc keep freed heap space: by default, once a freed block was larger than
@@ -14,11 +15,18 @@ with ``MALLOC_MMAP_THRESHOLD_=131072``: glibc's own starting value, no longer ra
 one costs cache hits of large items an mmap each (measured: 32 KiB made 40 KB hits a third
 slower). It does nothing where the C library is not glibc, or when the environment already
 sets ``MALLOC_MMAP_THRESHOLD_`` (the operator's choice wins).
+
+:func:`freeze_startup` moves every object made so far (the modules, botocore's service
+data, the proxy's own) to the collector's permanent generation (``gc.freeze``), once the
+proxy listens: a full collection, which filling the caches sets off now and then, walks
+only what came after. Measured here with 10,000 items cached: a full collection took 24
+and 36 ms without it (every connection waits that long), 2 and 3 ms with it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import sys
 from collections.abc import Mapping
@@ -45,3 +53,10 @@ def tune_malloc(environ: Mapping[str, str] = os.environ) -> str:
     if mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) != 1:
         return "malloc: glibc refused the mmap threshold, left as it is"
     return f"malloc: glibc mmap threshold fixed at {MMAP_THRESHOLD_BYTES} bytes"
+
+
+def freeze_startup() -> str:
+    """Set aside from the collector every object made so far; says so, for the start-up
+    log."""
+    gc.freeze()
+    return f"gc: {gc.get_freeze_count()} objects made at start-up frozen"

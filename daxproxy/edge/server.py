@@ -55,6 +55,7 @@ from daxproxy.edge import answers
 from daxproxy.edge.dax_protocol import DaxProtocol, Services, advertised
 from daxproxy.edge.limits import limits_of
 from daxproxy.edge.logs import request_log
+from daxproxy.edge.memory import freeze_startup
 from daxproxy.edge.outbox import Outbox
 from daxproxy.edge.protocol import HttpProtocol
 from daxproxy.edge.routes import Router
@@ -158,7 +159,9 @@ async def serve(
     worker: WorkerSpec | None = None,
 ) -> None:
     """``grants``: the ``auth_file``'s, loaded by the command line (:mod:`daxproxy.edge.auth`);
-    ``worker``: this process is that worker of several."""
+    ``worker``: this process is that worker of several. Once listening, the objects made to
+    start are set aside from the collector (:func:`~daxproxy.edge.memory.freeze_startup`):
+    this is the whole process's serving, never a part of another program's."""
     async with stop_signals() as stop:
         await _serve(settings, grants, stop, worker)
 
@@ -232,6 +235,7 @@ async def _serve(
                 addresses,
                 loop_name(edge.loop),
             )
+            log.debug("%s", freeze_startup())
             if worker is None:
                 note = mode_note(settings)
                 if note is not None:

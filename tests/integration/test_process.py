@@ -213,6 +213,9 @@ def test_the_log_holds_start_and_stop_but_no_secret_and_no_item(tmp_path: Path) 
     assert {"DEBUG", "INFO"} <= {line["level"] for line in lines}
     assert any(line["logger"].startswith(("aiohttp", "botocore", "asyncio")) for line in lines)
     assert any(m.startswith("daxproxy ") and " listening on " in m for m in messages)
+    assert any(
+        m.startswith("gc: ") and m.endswith(" objects made at start-up frozen") for m in messages
+    )
     assert any(m.startswith("daxproxy stopping on SIGTERM") for m in messages)
     assert any(m.startswith("daxproxy stopped in ") for m in messages)
     # The request log: one line per client request, its fields and nothing more.
