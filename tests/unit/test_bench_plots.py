@@ -14,10 +14,10 @@ def test_the_tables_become_the_samples_they_quote() -> None:
     facts = from_tables((BENCH / "README.md").read_text(encoding="utf-8"))
     by_key = {(s["workload"], s["target"], s["connections"]): s for s in facts.samples}
     hit = by_key["read-zipf", PROXY, 32]
-    assert hit["rps"] == 63886 and hit["latency"]["hit"]["p50_us"] == 450
+    assert hit["rps"] == 71444 and hit["latency"]["hit"]["p50_us"] == 410
     assert hit["latency"]["all"] == hit["latency"]["hit"]
-    assert by_key["read-zipf", CONSTANT, 32]["rps"] == 16164
-    assert by_key["read-zipf", DIRECT, 1]["latency"]["none"]["p99_us"] == 2320
+    assert by_key["read-zipf", CONSTANT, 32]["rps"] == 17775
+    assert by_key["read-zipf", DIRECT, 1]["latency"]["none"]["p99_us"] == 1270
     assert sorted(c for w, t, c in by_key if w == "read-zipf" and t == PROXY) == [
         1,
         2,
