@@ -12,23 +12,22 @@ cache's hit; else None, with nothing counted. :meth:`BodyMemo.ready` gives the s
 a :class:`~daxproxy.core.wire.ReadyAnswer`, the same bytes on the wire: the memo keeps a
 body's last header lines as bytes (a hundred-odd, never the item), reused for an entry of
 the length and stored CRC they were made for, else made again. At most ``MEMO_BYTES``
-of bodies, each charged its length and ``ENTRY_BYTES`` for what is kept with it, the one
-answered least recently forgotten first (a hot body stays, however many cold ones come and
-go). The bound is in bytes because a body is as long as its sender makes it (spaces are
-JSON). It holds some 25,000 bodies of 50 bytes: more than the hot keys of most loads. A
-hit whose body is not remembered is parsed: about 21 µs of the proxy's work in process,
-against 6 µs.
+of bodies, each charged its length and ``ENTRY_BYTES`` for what is kept with it (a
+:class:`~daxproxy.service.memo.Memo`), the one answered or remembered least recently
+forgotten first (a hot body stays, however many cold ones come and go). The bound is in
+bytes because a body is as long as its sender makes it (spaces are JSON). It holds some
+25,000 bodies of 50 bytes: more than the hot keys of most loads. A hit whose body is not
+remembered is parsed: about 21 µs of the proxy's work in process, against 6 µs.
 """
 
 from __future__ import annotations
-
-from collections import OrderedDict
 
 from daxproxy.core import item_requests as requests
 from daxproxy.core.cache import VALUE_START, ItemCache
 from daxproxy.core.keys import ItemKey
 from daxproxy.core.wire import ReadyAnswer, WireResponse, new_request_id_tail
 from daxproxy.service.calls import hit_lines, hit_response
+from daxproxy.service.memo import Memo
 from daxproxy.service.tables import TableInfo, TableRegistry
 
 MEMO_BYTES = 16 << 20
@@ -42,34 +41,21 @@ _Lines = tuple[bytes, int, tuple[bytes, bytes, bytes]]
 _Remembered = tuple[str, TableInfo, ItemKey, _Lines | None]
 
 
-class BodyMemo:
-    __slots__ = ("_bytes", "_cache", "_entries", "_tables")
+class BodyMemo(Memo[bytes, _Remembered]):
+    """Body -> (its TableName, the table info its key was made with, the key, its ready
+    lines or None), bounded by the bytes alone: no body costs less than ``ENTRY_BYTES``.
+    A hit reads the memo's entries in place (one frame fewer than :meth:`Memo.get`) and
+    moves its body to their end."""
+
+    __slots__ = ("_cache", "_tables")
 
     def __init__(self, cache: ItemCache, tables: TableRegistry) -> None:
+        super().__init__(MEMO_BYTES // ENTRY_BYTES, MEMO_BYTES)
         self._cache = cache
         self._tables = tables
-        # Body -> (its TableName, the table info its key was made with, the key, its ready
-        # lines or None), the least recently answered first.
-        self._entries: OrderedDict[bytes, _Remembered] = OrderedDict()
-        self._bytes = 0  # what the remembered bodies are charged together
 
     def remember(self, body: bytes, table: str, info: TableInfo, key: ItemKey) -> None:
-        entries = self._entries
-        if body in entries:  # charged already
-            entries[body] = (table, info, key, None)
-            return
-        size = len(body) + ENTRY_BYTES
-        if size > MEMO_BYTES:
-            return
-        while entries and self._bytes + size > MEMO_BYTES:
-            self._bytes -= len(entries.popitem(last=False)[0]) + ENTRY_BYTES
-        entries[body] = (table, info, key, None)
-        self._bytes += size
-
-    @property
-    def charged(self) -> int:
-        """What the remembered bodies are charged together."""
-        return self._bytes
+        self.put(body, (table, info, key, None), len(body) + ENTRY_BYTES)
 
     def remembered(self, body: bytes) -> tuple[WireResponse, str] | None:
         """The hit, and the table as the request names it (the module's contract)."""
@@ -86,9 +72,9 @@ class BodyMemo:
         found = entries.get(body)
         if found is None:
             return None
-        table, info, key, lines = found
+        table, info, key, lines = found[0]
         if self._tables.known(table) is not info:
-            self._forget(body)
+            self.pop(body)
             return None
         entry = self._cache.hit(key)
         if entry is None:
@@ -98,7 +84,7 @@ class BodyMemo:
             # Made for another answer (or none yet): the lines of this one.
             mark = requests.stored_mark(entry, VALUE_START)
             lines = (mark, len(entry), hit_lines(*requests.stored_answer(entry, VALUE_START)))
-            entries[body] = (table, info, key, lines)
+            entries[body] = ((table, info, key, lines), found[1])
         answer = requests.stored_body(entry, VALUE_START)
         return ReadyAnswer(lines[2], new_request_id_tail(), answer), table
 
@@ -110,16 +96,12 @@ class BodyMemo:
         found = entries.get(body)
         if found is None:
             return None
-        if self._tables.known(found[0]) is not found[1]:
-            self._forget(body)
+        record = found[0]
+        if self._tables.known(record[0]) is not record[1]:
+            self.pop(body)
             return None
-        entry = self._cache.hit(found[2])
+        entry = self._cache.hit(record[2])
         if entry is None:
             return None
         entries.move_to_end(body)  # the least recently answered body is forgotten first
-        return found, entry
-
-    def _forget(self, body: bytes) -> None:
-        """Forget a body whose table's info has changed since."""
-        del self._entries[body]
-        self._bytes -= len(body) + ENTRY_BYTES
+        return record, entry

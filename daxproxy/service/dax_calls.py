@@ -40,7 +40,8 @@ from daxproxy.dax.attribute_lists import AttributeLists
 from daxproxy.dax.expressions import Path
 from daxproxy.dax.session import Request
 from daxproxy.service.dax_auth import AuthorizedConnection
-from daxproxy.service.dax_memo import Memo, get_item_shape
+from daxproxy.service.dax_memo import get_item_shape
+from daxproxy.service.memo import Memo
 from daxproxy.service.observe import DAX
 from daxproxy.service.proxy import ClientRequest, Proxy
 from daxproxy.service.tables import TableRegistry

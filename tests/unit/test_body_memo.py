@@ -45,9 +45,7 @@ def test_each_body_is_charged_its_length_and_what_is_kept_with_it_once() -> None
         remember(memo, tables, body(n, spaces=n * 100))
     remember(memo, tables, body(3, spaces=300))  # remembered again: charged already
     assert len(memo._entries) == 5
-    assert (
-        memo.charged == charges(memo) == sum(len(body(n, n * 100)) + ENTRY_BYTES for n in range(5))
-    )
+    assert memo.bytes == charges(memo) == sum(len(body(n, n * 100)) + ENTRY_BYTES for n in range(5))
 
 
 def test_long_bodies_are_bounded_by_their_bytes_least_recent_first(
@@ -59,7 +57,7 @@ def test_long_bodies_are_bounded_by_their_bytes_least_recent_first(
     memo = memo_of(tables)
     for n in range(20):
         remember(memo, tables, body(n, spaces=5_000))
-        assert memo.charged == charges(memo) <= body_memo.MEMO_BYTES
+        assert memo.bytes == charges(memo) <= body_memo.MEMO_BYTES
     kept = list(memo._entries)
     assert kept == [body(n, spaces=5_000) for n in range(16, 20)]  # the newest four
 
@@ -73,15 +71,16 @@ def test_a_body_longer_than_the_whole_bound_is_not_remembered(
     remember(memo, tables, body(1))
     remember(memo, tables, body(2, spaces=3 * ENTRY_BYTES))
     assert list(memo._entries) == [body(1)]  # the short one is not forgotten for it
-    assert memo.charged == charges(memo)
+    assert memo.bytes == charges(memo)
 
 
-def test_a_body_forgotten_because_its_table_changed_gives_back_its_charge() -> None:
+@pytest.mark.parametrize("way", ["remembered", "ready"])
+def test_a_body_forgotten_because_its_table_changed_gives_back_its_charge(way: str) -> None:
     tables = Tables()
     memo = memo_of(tables)
     remember(memo, tables, body(1))
     tables.infos["t"] = object()  # the table learned anew: its bodies are read again
     remember(memo, tables, body(2))
-    assert memo.remembered(body(1)) is None
+    assert getattr(memo, way)(body(1)) is None
     assert list(memo._entries) == [body(2)]
-    assert memo.charged == charges(memo) == len(body(2)) + ENTRY_BYTES
+    assert memo.bytes == charges(memo) == len(body(2)) + ENTRY_BYTES

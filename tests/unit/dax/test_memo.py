@@ -14,7 +14,8 @@ from daxproxy.dax import calls, methods, values
 from daxproxy.dax.session import Request
 from daxproxy.service import dax_calls
 from daxproxy.service.dax_calls import DaxService
-from daxproxy.service.dax_memo import Memo, get_item_shape
+from daxproxy.service.dax_memo import get_item_shape
+from daxproxy.service.memo import Memo
 from daxproxy.service.proxy import ClientRequest
 from daxproxy.service.runtime import build_proxy
 from tests.fakes import FakeTable, HeldDynamoDB
